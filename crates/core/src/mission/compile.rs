@@ -1,0 +1,321 @@
+//! Validation of a [`MissionSpec`] into a [`CompiledMission`]: parse, don't validate. A
+//! compiled mission is always valid, and evaluating an event against it parses nothing.
+
+use super::filter::Filter;
+use super::spec::{AggregateFn, MissionSpec, RewardKind, RewardSpec, WindowKind, WindowSpec};
+use super::window::Window;
+use crate::pointer::{FieldError, ValidationErrors};
+use jiff::tz::TimeZone;
+use jiff::{Span, Timestamp};
+use rust_decimal::Decimal;
+use std::sync::Arc;
+
+/// Most steps a mission may have.
+pub const MAX_STEPS: usize = 20;
+/// Most filters a step may have.
+pub const MAX_FILTERS: usize = 32;
+
+/// A mission ready to evaluate events.
+#[derive(Debug, Clone)]
+pub struct CompiledMission {
+    pub id: String,
+    pub steps: Vec<CompiledStep>,
+    pub window: Window,
+    pub starts_at: Option<Timestamp>,
+    pub ends_at: Option<Timestamp>,
+    pub sequential: bool,
+    pub max_completions: Option<u32>,
+    pub reward: RewardSpec,
+    /// The event types any step listens to, sorted and unique.
+    pub event_types: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledStep {
+    pub event_type: String,
+    pub filters: Vec<Filter>,
+    pub aggregate: Aggregate,
+    pub target: Decimal,
+}
+
+#[derive(Debug, Clone)]
+pub enum Aggregate {
+    Count,
+    Sum(Vec<String>),
+    Distinct(Vec<String>),
+    Streak(TimeZone),
+}
+
+/// Whether `id` is a valid mission id: `[a-z0-9_-]{1,64}`.
+pub fn is_valid_mission_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+impl CompiledMission {
+    /// Validates `spec`, reporting every problem with its JSON pointer.
+    pub fn compile(id: &str, spec: &MissionSpec) -> Result<Arc<CompiledMission>, ValidationErrors> {
+        let mut errors = Vec::new();
+        let mut err = |pointer: &str, detail: &str| errors.push(FieldError::new(pointer, detail));
+
+        if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
+            err("/name", "must be 1 to 200 characters");
+        }
+        if let (Some(s), Some(e)) = (spec.starts_at, spec.ends_at) {
+            if s >= e {
+                err("/ends_at", "must be after starts_at");
+            }
+        }
+        if spec.steps.is_empty() || spec.steps.len() > MAX_STEPS {
+            err("/steps", &format!("must hold 1 to {MAX_STEPS} steps"));
+        }
+        if spec.repeat.max_completions == Some(0) {
+            err("/repeat/max_completions", "must be at least 1, or null for unlimited");
+        }
+        if spec.budget.as_ref().is_some_and(|b| b.max_rewards == 0) {
+            err("/budget/max_rewards", "must be at least 1");
+        }
+        let window = compile_window(spec.window.as_ref(), &mut errors);
+        let steps: Vec<_> = spec
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| compile_step(i, s, &mut errors))
+            .collect();
+        check_reward(spec, &mut errors);
+
+        if !errors.is_empty() {
+            return Err(ValidationErrors(errors));
+        }
+        let mut event_types: Vec<String> = steps.iter().map(|s| s.event_type.clone()).collect();
+        event_types.sort();
+        event_types.dedup();
+        Ok(Arc::new(CompiledMission {
+            id: id.to_owned(),
+            steps,
+            window: window.unwrap_or(Window::Lifetime),
+            starts_at: spec.starts_at,
+            ends_at: spec.ends_at,
+            sequential: spec.sequential,
+            max_completions: spec.repeat.max_completions,
+            reward: spec.reward.clone(),
+            event_types,
+        }))
+    }
+}
+
+fn compile_window(spec: Option<&WindowSpec>, errors: &mut Vec<FieldError>) -> Option<Window> {
+    let spec = spec?;
+    let mut err = |field: &str, detail: &str| errors.push(FieldError::new(format!("/window/{field}"), detail));
+    match spec.kind {
+        WindowKind::Rolling => {
+            if spec.period.is_some() {
+                err("period", "only calendar windows have a period");
+            }
+            if spec.timezone.is_some() {
+                err("timezone", "only calendar windows have a time zone");
+            }
+            let Some(text) = &spec.duration else {
+                err("duration", "required for a rolling window, e.g. P7D");
+                return None;
+            };
+            match text.parse::<Span>() {
+                Ok(span) if span.is_positive() && text.starts_with('P') => Some(Window::Rolling(span)),
+                Ok(_) => {
+                    err("duration", "must be a positive ISO 8601 duration, e.g. P7D");
+                    None
+                }
+                Err(_) => {
+                    err("duration", "not an ISO 8601 duration, e.g. P7D or PT12H");
+                    None
+                }
+            }
+        }
+        WindowKind::Calendar => {
+            if spec.duration.is_some() {
+                err("duration", "only rolling windows have a duration");
+            }
+            let tz = time_zone(spec.timezone.as_deref(), "/window/timezone", errors);
+            let Some(period) = spec.period else {
+                errors.push(FieldError::new("/window/period", "required for a calendar window: day, week or month"));
+                return None;
+            };
+            Some(Window::Calendar { period, tz: tz? })
+        }
+    }
+}
+
+fn time_zone(name: Option<&str>, pointer: &str, errors: &mut Vec<FieldError>) -> Option<TimeZone> {
+    match name {
+        None => Some(TimeZone::UTC),
+        Some(name) => match TimeZone::get(name) {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                errors.push(FieldError::new(pointer, format!("unknown IANA time zone {name:?}")));
+                None
+            }
+        },
+    }
+}
+
+fn compile_step(i: usize, spec: &super::spec::StepSpec, errors: &mut Vec<FieldError>) -> Option<CompiledStep> {
+    let at = format!("/steps/{i}");
+    let before = errors.len();
+    if spec.event_type.trim().is_empty() {
+        errors.push(FieldError::new(format!("{at}/event_type"), "must not be empty"));
+    }
+    if spec.filters.len() > MAX_FILTERS {
+        errors.push(FieldError::new(format!("{at}/filters"), format!("at most {MAX_FILTERS} filters")));
+    }
+    let filters: Vec<_> = spec
+        .filters
+        .iter()
+        .enumerate()
+        .filter_map(|(j, f)| Filter::compile(f, &format!("{at}/filters/{j}"), errors))
+        .collect();
+    if spec.target <= Decimal::ZERO {
+        errors.push(FieldError::new(format!("{at}/target"), "must be greater than 0"));
+    }
+    let agg = &spec.aggregate;
+    let field_path = |errors: &mut Vec<FieldError>| match &agg.field {
+        Some(f) if !f.is_empty() && !f.split('.').any(str::is_empty) => Some(f.split('.').map(str::to_owned).collect()),
+        _ => {
+            errors.push(FieldError::new(format!("{at}/aggregate/field"), "required: the attribute to aggregate, e.g. amount"));
+            None
+        }
+    };
+    let whole_target = |errors: &mut Vec<FieldError>| {
+        if !spec.target.fract().is_zero() {
+            errors.push(FieldError::new(format!("{at}/target"), "must be a whole number for this aggregate"));
+        }
+    };
+    if agg.timezone.is_some() && agg.function != AggregateFn::Streak {
+        errors.push(FieldError::new(format!("{at}/aggregate/timezone"), "only streaks have a time zone"));
+    }
+    if agg.field.is_some() && matches!(agg.function, AggregateFn::Count | AggregateFn::Streak) {
+        errors.push(FieldError::new(format!("{at}/aggregate/field"), "count and streak take no field"));
+    }
+    let aggregate = match agg.function {
+        AggregateFn::Count => {
+            whole_target(errors);
+            Some(Aggregate::Count)
+        }
+        AggregateFn::Sum => field_path(errors).map(Aggregate::Sum),
+        AggregateFn::Distinct => {
+            whole_target(errors);
+            field_path(errors).map(Aggregate::Distinct)
+        }
+        AggregateFn::Streak => {
+            whole_target(errors);
+            time_zone(agg.timezone.as_deref(), &format!("{at}/aggregate/timezone"), errors).map(Aggregate::Streak)
+        }
+    };
+    if errors.len() > before {
+        return None;
+    }
+    Some(CompiledStep { event_type: spec.event_type.clone(), filters, aggregate: aggregate?, target: spec.target })
+}
+
+fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
+    let r = &spec.reward;
+    let mut err = |field: &str, detail: &str| errors.push(FieldError::new(format!("/reward/{field}"), detail));
+    let positive = |d: Option<Decimal>| d.is_none_or(|d| d > Decimal::ZERO);
+    if !positive(r.amount) {
+        err("amount", "must be greater than 0");
+    }
+    if r.cap.is_some_and(|c| c <= Decimal::ZERO) {
+        err("cap", "must be greater than 0");
+    }
+    if let Some(c) = &r.currency {
+        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            err("currency", "must be an ISO 4217 code such as INR");
+        }
+    }
+    match r.kind {
+        RewardKind::Cash => {
+            match (r.amount, r.percent) {
+                (Some(_), Some(_)) => err("percent", "give either a fixed amount or a cashback percent, not both"),
+                (None, None) => err("amount", "required for cash: a fixed amount, or percent for cashback"),
+                _ => {}
+            }
+            if r.currency.is_none() {
+                err("currency", "required for cash");
+            }
+        }
+        RewardKind::Points | RewardKind::Coins if r.amount.is_none() => err("amount", "required for points and coins"),
+        _ => {}
+    }
+    if let Some(p) = r.percent {
+        if r.kind != RewardKind::Cash {
+            err("percent", "cashback applies to cash rewards only");
+        }
+        if p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED {
+            err("percent", "must be greater than 0 and at most 100");
+        }
+        if !spec.steps.iter().any(|s| s.aggregate.function == AggregateFn::Sum) {
+            err("percent", "cashback needs a step that sums an amount");
+        }
+    }
+    if r.cap.is_some() && r.percent.is_none() {
+        err("cap", "only a cashback percent has a cap");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: serde_json::Value) -> MissionSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn compiles_the_swiggy_mission() {
+        let s = spec(json!({
+            "name": "Spend ₹500 at Swiggy in 7 days",
+            "window": {"kind": "rolling", "duration": "P7D"},
+            "steps": [{"event_type": "payment",
+                       "filters": [{"field": "amount", "op": "gte", "value": 100},
+                                   {"field": "merchant", "op": "in", "value": ["swiggy", "swiggy-instamart"]}],
+                       "aggregate": {"fn": "sum", "field": "amount"}, "target": 500}],
+            "reward": {"kind": "cash", "amount": 50, "currency": "INR"},
+            "budget": {"max_rewards": 10000}
+        }));
+        let m = CompiledMission::compile("swiggy-500", &s).unwrap();
+        assert_eq!(m.event_types, vec!["payment"]);
+        assert_eq!(m.max_completions, Some(1));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_pointer() {
+        let s = spec(json!({
+            "name": "",
+            "window": {"kind": "calendar", "period": "day", "timezone": "Mars/Olympus"},
+            "steps": [{"event_type": "payment", "filters": [{"field": "amount", "op": "in", "value": 3}],
+                       "aggregate": {"fn": "sum"}, "target": 0}],
+            "reward": {"kind": "cash", "percent": 5, "amount": 1, "currency": "INR"}
+        }));
+        let errors = CompiledMission::compile("m", &s).unwrap_err().0;
+        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        for p in ["/name", "/window/timezone", "/steps/0/filters/0/value", "/steps/0/target", "/steps/0/aggregate/field", "/reward/percent"] {
+            assert!(pointers.contains(&p), "{p} missing from {pointers:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let r: Result<MissionSpec, _> = serde_json::from_value(json!({
+            "name": "x", "steps": [{"event_type": "login", "target": 1, "tagret": 2}], "reward": {"kind": "badge"}
+        }));
+        assert!(r.unwrap_err().to_string().contains("unknown field `tagret`"));
+    }
+
+    #[test]
+    fn mission_ids() {
+        assert!(is_valid_mission_id("swiggy-500_x"));
+        assert!(!is_valid_mission_id("Swiggy"));
+        assert!(!is_valid_mission_id(""));
+        assert!(!is_valid_mission_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,11 @@
+//! Missions: their definition as users write it ([`spec`]), its validation and compilation
+//! into a form that evaluates events without re-parsing anything ([`compile`]), and filter
+//! evaluation ([`filter`]).
+
+pub mod compile;
+pub mod filter;
+pub mod spec;
+pub mod window;
+
+pub use compile::{CompiledMission, CompiledStep};
+pub use spec::{Mission, MissionSpec, MissionStatus};

@@ -1,0 +1,108 @@
+//! The net-event rule: an original minus everything reversed of it.
+//!
+//! A reversal's `attributes.amount` is the amount reversed; absent means all of it. An
+//! original reversed in full, or whose net amount is zero or less, counts as if it had never
+//! happened. The result depends only on the *set* of originals and reversals, never on their
+//! arrival order — that is invariant 2.
+
+use crate::decimal;
+use crate::event::Event;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+/// The attribute a reversal reduces.
+pub const AMOUNT: &str = "amount";
+
+/// How much of an original its reversals take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reversed {
+    #[default]
+    Nothing,
+    Partly(Decimal),
+    All,
+}
+
+impl Reversed {
+    pub fn add(self, reversal: &Event) -> Reversed {
+        match (self, reversal.attributes.get(AMOUNT).and_then(decimal::of_value)) {
+            (Reversed::All, _) | (_, None) => Reversed::All,
+            (Reversed::Nothing, Some(a)) => Reversed::Partly(a),
+            (Reversed::Partly(b), Some(a)) => Reversed::Partly(a + b),
+        }
+    }
+}
+
+/// The net form of `original` given what was reversed of it, or `None` if nothing is left.
+pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
+    match reversed {
+        Reversed::Nothing => Some(original.clone()),
+        Reversed::All => None,
+        Reversed::Partly(r) => {
+            let amount = original.attributes.get(AMOUNT).and_then(decimal::of_value)?;
+            let net = amount - r;
+            if net <= Decimal::ZERO {
+                return None;
+            }
+            let mut e = original.clone();
+            e.attributes.insert(AMOUNT.into(), decimal::to_value(net));
+            Some(e)
+        }
+    }
+}
+
+/// The net events of a set of originals and reversals, sorted in fold order. Reversals of
+/// events not in `originals` are ignored (their original has not arrived yet).
+pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals: &[Event]) -> Vec<Event> {
+    let mut reversed: HashMap<&str, Reversed> = HashMap::new();
+    for r in reversals {
+        if let Some(target) = &r.reverses {
+            let entry = reversed.entry(target.as_str()).or_default();
+            *entry = entry.add(r);
+        }
+    }
+    let mut out: Vec<Event> = originals
+        .into_iter()
+        .filter(|e| e.reverses.is_none())
+        .filter_map(|e| net_event(e, reversed.get(e.id.as_str()).copied().unwrap_or_default()))
+        .collect();
+    out.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(id: &str, amount: Option<&str>, reverses: Option<&str>) -> Event {
+        let mut attributes = serde_json::Map::new();
+        if let Some(a) = amount {
+            attributes.insert("amount".into(), serde_json::from_str(a).unwrap());
+        }
+        Event {
+            id: id.into(),
+            event_type: "payment".into(),
+            user_id: "u".into(),
+            occurred_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            attributes,
+            reverses: reverses.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn partial_full_and_excess_reversals() {
+        let originals = [ev("a", Some("300"), None), ev("b", Some("100"), None), ev("c", None, None), ev("d", Some("50"), None)];
+        let reversals = [
+            ev("r1", Some("100.5"), Some("a")),
+            ev("r2", None, Some("b")),
+            ev("r3", Some("1"), Some("c")),
+            ev("r4", Some("30"), Some("d")),
+            ev("r5", Some("20"), Some("d")),
+            ev("r6", None, Some("not-yet-arrived")),
+        ];
+        let net = net_events(&originals, &reversals);
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0].id, "a");
+        assert_eq!(net[0].attributes["amount"], json!(199.5));
+    }
+}

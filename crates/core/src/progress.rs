@@ -1,0 +1,309 @@
+//! Progress: a user's state in one mission, as a left fold over their net events in
+//! `(occurred_at, id)` order.
+//!
+//! The fold is the only place progress is computed. Live ingest folds new events onto the
+//! stored state when they sort after everything folded so far, and refolds from the ledger
+//! otherwise (a late event, a reversal of a counted event); `simulate` folds given events
+//! onto an empty state. Because all three run this code, replaying the ledger yields the
+//! stored progress (invariant 5).
+
+use crate::event::{Event, EventKey};
+use crate::mission::compile::{Aggregate, CompiledMission, CompiledStep};
+use crate::mission::filter::lookup;
+use crate::mission::window::{Bounds, Window, calendar_bounds, day_of, rolling_end};
+use crate::{decimal, reward};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// What is stored per user and mission.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProgressState {
+    /// One accumulator per step, for the current attempt.
+    pub steps: Vec<StepState>,
+    /// Completions so far.
+    pub completions: u32,
+    /// The current window, if the mission has one and it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Bounds>,
+    /// A calendar window allows one completion per period; set once this period's is done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub period_done: bool,
+    /// The last event folded in; a new event that sorts after it can be folded on directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<EventKey>,
+    /// When a qualifying event last changed this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_counted_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StepState {
+    pub value: Decimal,
+    /// `distinct`: the values seen (bounded: none are added once the target is reached).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub seen: BTreeSet<String>,
+    /// `streak`: the last qualifying day and the run of consecutive days ending on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streak: Option<(Date, u32)>,
+}
+
+/// A completion reported by the fold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// 1-based: the user's n-th completion of this mission.
+    pub ordinal: u32,
+    pub at: Timestamp,
+    /// The reward amount this completion earns (fixed, or cashback of the completing sum).
+    pub reward_amount: Option<Decimal>,
+}
+
+impl ProgressState {
+    pub fn new(mission: &CompiledMission) -> Self {
+        Self { steps: vec![StepState::default(); mission.steps.len()], ..Self::default() }
+    }
+
+    /// Whether the user may complete the mission no more.
+    pub fn is_finished(&self, mission: &CompiledMission) -> bool {
+        mission.max_completions.is_some_and(|max| self.completions >= max)
+    }
+
+    /// Whether `event` may be folded onto this state directly: it sorts after every event
+    /// folded so far. Otherwise the state must be refolded from the ledger.
+    pub fn can_append(&self, event: &Event) -> bool {
+        self.last.as_ref().is_none_or(|last| (event.occurred_at, &event.id) > (last.at, &last.id))
+    }
+
+    /// Folds one net event in. Events must arrive in `(occurred_at, id)` order.
+    pub fn apply(&mut self, mission: &CompiledMission, event: &Event) -> Option<Completion> {
+        self.last = Some(event.key());
+        if self.is_finished(mission) || !in_mission_life(mission, event.occurred_at) {
+            return None;
+        }
+        let matching: Vec<bool> = mission.steps.iter().map(|s| step_matches(s, event)).collect();
+        if !matching.contains(&true) {
+            return None;
+        }
+        if !self.enter_window(mission, event.occurred_at) {
+            return None;
+        }
+        let mut completing_sum = None;
+        let active_step = mission.sequential.then(|| self.first_open_step(mission)).flatten();
+        for (i, step) in mission.steps.iter().enumerate() {
+            let counts = matching[i] && active_step.is_none_or(|a| a == i);
+            if counts && self.steps[i].add(step, event) {
+                self.last_counted_at = Some(event.occurred_at);
+                if matches!(step.aggregate, Aggregate::Sum(_)) && completing_sum.is_none() {
+                    completing_sum = Some(self.steps[i].value);
+                }
+            }
+        }
+        if self.first_open_step(mission).is_some() {
+            return None;
+        }
+        self.complete(mission, event.occurred_at, completing_sum)
+    }
+
+    fn complete(&mut self, mission: &CompiledMission, at: Timestamp, completing_sum: Option<Decimal>) -> Option<Completion> {
+        self.completions += 1;
+        // Cashback needs a sum; if this event completed a non-sum step, use the first sum step.
+        let sum = completing_sum.or_else(|| {
+            mission
+                .steps
+                .iter()
+                .zip(&self.steps)
+                .find(|(s, _)| matches!(s.aggregate, Aggregate::Sum(_)))
+                .map(|(_, st)| st.value)
+        });
+        let completion = Completion {
+            ordinal: self.completions,
+            at,
+            reward_amount: reward::amount_for(&mission.reward, sum),
+        };
+        if !self.is_finished(mission) {
+            // Progress starts again from zero; a rolling window reopens on the next event,
+            // a calendar window waits for the next period.
+            self.reset(mission);
+            match mission.window {
+                Window::Rolling(_) => self.window = None,
+                Window::Calendar { .. } => self.period_done = true,
+                Window::Lifetime => {}
+            }
+        }
+        Some(completion)
+    }
+
+    /// Moves the state into the window `at` falls in, resetting progress when it leaves the
+    /// current one. Returns whether an event at `at` may count.
+    fn enter_window(&mut self, mission: &CompiledMission, at: Timestamp) -> bool {
+        match &mission.window {
+            Window::Lifetime => true,
+            Window::Rolling(span) => {
+                if self.window.is_some_and(|w| !w.contains(at)) {
+                    self.reset(mission);
+                    self.window = None;
+                }
+                if self.window.is_none() {
+                    self.window = Some(Bounds { starts_at: at, ends_at: rolling_end(at, *span) });
+                }
+                true
+            }
+            Window::Calendar { period, tz } => {
+                if self.window.is_none_or(|w| !w.contains(at)) {
+                    self.reset(mission);
+                    self.window = Some(calendar_bounds(at, *period, tz));
+                    self.period_done = false;
+                }
+                !self.period_done
+            }
+        }
+    }
+
+    fn reset(&mut self, mission: &CompiledMission) {
+        self.steps = vec![StepState::default(); mission.steps.len()];
+    }
+
+    fn first_open_step(&self, mission: &CompiledMission) -> Option<usize> {
+        mission.steps.iter().zip(&self.steps).position(|(s, st)| st.value < s.target)
+    }
+}
+
+fn in_mission_life(mission: &CompiledMission, at: Timestamp) -> bool {
+    mission.starts_at.is_none_or(|s| at >= s) && mission.ends_at.is_none_or(|e| at < e)
+}
+
+fn step_matches(step: &CompiledStep, event: &Event) -> bool {
+    step.event_type == event.event_type && step.filters.iter().all(|f| f.matches(&event.attributes))
+}
+
+impl StepState {
+    /// Adds a qualifying event; returns whether the value changed.
+    fn add(&mut self, step: &CompiledStep, event: &Event) -> bool {
+        let before = self.value;
+        match &step.aggregate {
+            Aggregate::Count => self.value += Decimal::ONE,
+            Aggregate::Sum(path) => {
+                if let Some(d) = lookup(&event.attributes, path).and_then(decimal::of_value) {
+                    self.value += d;
+                }
+            }
+            Aggregate::Distinct(path) => {
+                if self.value < step.target {
+                    if let Some(v) = lookup(&event.attributes, path) {
+                        let canonical = decimal::of_value(v).map_or_else(|| v.to_string(), |d| d.to_string());
+                        self.seen.insert(canonical);
+                        self.value = Decimal::from(self.seen.len());
+                    }
+                }
+            }
+            Aggregate::Streak(tz) => {
+                let day = day_of(event.occurred_at, tz);
+                let run = match self.streak {
+                    Some((last, run)) if last == day => run,
+                    Some((last, run)) if last.tomorrow().ok() == Some(day) => run + 1,
+                    _ => 1,
+                };
+                self.streak = Some((day, run));
+                self.value = self.value.max(Decimal::from(run));
+            }
+        }
+        self.value != before
+    }
+}
+
+/// Folds `events` (net, in fold order) onto `state`, returning the completions they caused.
+pub fn fold<'a>(
+    mission: &CompiledMission,
+    state: &mut ProgressState,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Vec<Completion> {
+    events.into_iter().filter_map(|e| state.apply(mission, e)).collect()
+}
+
+/// The state `events` alone produce, from scratch.
+pub fn replay<'a>(mission: &CompiledMission, events: impl IntoIterator<Item = &'a Event>) -> (ProgressState, Vec<Completion>) {
+    let mut state = ProgressState::new(mission);
+    let completions = fold(mission, &mut state, events);
+    (state, completions)
+}
+
+/// A user's progress as readers see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProgressView {
+    pub mission_id: String,
+    pub user_id: String,
+    pub status: ProgressStatus,
+    pub steps: Vec<StepView>,
+    pub completions: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Bounds>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StepView {
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub value: Decimal,
+    #[cfg_attr(feature = "openapi", schema(value_type = f64))]
+    pub target: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressStatus {
+    NotStarted,
+    InProgress,
+    /// No completions left.
+    Completed,
+    /// The window lapsed before the target was reached.
+    Expired,
+}
+
+impl ProgressView {
+    /// Renders `state` (or its absence) as of `now`.
+    pub fn new(
+        mission: &CompiledMission,
+        user_id: &str,
+        state: Option<&ProgressState>,
+        updated_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Self {
+        let empty = ProgressState::new(mission);
+        let s = state.unwrap_or(&empty);
+        let lapsed = s.window.is_some_and(|w| now >= w.ends_at) || mission.ends_at.is_some_and(|e| now >= e);
+        let status = if s.is_finished(mission) {
+            ProgressStatus::Completed
+        } else if lapsed && !s.period_done && s.last_counted_at.is_some() {
+            ProgressStatus::Expired
+        } else if s.last_counted_at.is_none() {
+            ProgressStatus::NotStarted
+        } else {
+            ProgressStatus::InProgress
+        };
+        // A lapsed window's progress no longer counts toward anything; show what it reached.
+        let steps = mission
+            .steps
+            .iter()
+            .zip(&s.steps)
+            .map(|(step, st)| StepView { value: st.value.normalize(), target: step.target.normalize() })
+            .collect();
+        ProgressView {
+            mission_id: mission.id.clone(),
+            user_id: user_id.to_owned(),
+            status,
+            steps,
+            completions: s.completions,
+            window: s.window,
+            updated_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,2 @@
+//! Placeholder (helper B fills this in).
+pub struct Authenticator;

@@ -1,0 +1,2 @@
+//! Placeholder: batch ingest (owned by the lead).
+pub struct Ingestor;
