@@ -18,10 +18,7 @@ pub fn of_value(value: &Value) -> Option<Decimal> {
 
 /// Parses decimal text, accepting scientific notation (`1e3`) as JSON allows.
 pub fn parse(text: &str) -> Option<Decimal> {
-    Decimal::from_str_exact(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .ok()
-        .map(|d| d.normalize())
+    Decimal::from_str_exact(text).or_else(|_| Decimal::from_scientific(text)).ok().map(|d| d.normalize())
 }
 
 /// A JSON number carrying exactly `d`.

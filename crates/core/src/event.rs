@@ -132,7 +132,10 @@ mod tests {
         };
         assert_eq!(with("occurred_at", Value::Null), "occurred_at: required");
         assert_eq!(with("id", json!("x".repeat(129))), "id: longer than 128 characters");
-        assert_eq!(with("occurred_at", json!("2026-11-22T10:06:00Z")), "occurred_at: more than 5 minutes in the future");
+        assert_eq!(
+            with("occurred_at", json!("2026-11-22T10:06:00Z")),
+            "occurred_at: more than 5 minutes in the future"
+        );
         assert_eq!(with("attributes", json!([1])), "attributes: must be a JSON object");
         assert_eq!(with("attributes", json!({"big": "x".repeat(17000)})), "attributes: larger than 16384 bytes");
         assert_eq!(with("user_id", json!(7)), "user_id: must be a string");

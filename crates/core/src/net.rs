@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn partial_full_and_excess_reversals() {
-        let originals = [ev("a", Some("300"), None), ev("b", Some("100"), None), ev("c", None, None), ev("d", Some("50"), None)];
+        let originals =
+            [ev("a", Some("300"), None), ev("b", Some("100"), None), ev("c", None, None), ev("d", Some("50"), None)];
         let reversals = [
             ev("r1", Some("100.5"), Some("a")),
             ev("r2", None, Some("b")),

@@ -106,7 +106,12 @@ impl ProgressState {
         self.complete(mission, event.occurred_at, completing_sum)
     }
 
-    fn complete(&mut self, mission: &CompiledMission, at: Timestamp, completing_sum: Option<Decimal>) -> Option<Completion> {
+    fn complete(
+        &mut self,
+        mission: &CompiledMission,
+        at: Timestamp,
+        completing_sum: Option<Decimal>,
+    ) -> Option<Completion> {
         self.completions += 1;
         // Cashback needs a sum; if this event completed a non-sum step, use the first sum step.
         let sum = completing_sum.or_else(|| {
@@ -117,11 +122,8 @@ impl ProgressState {
                 .find(|(s, _)| matches!(s.aggregate, Aggregate::Sum(_)))
                 .map(|(_, st)| st.value)
         });
-        let completion = Completion {
-            ordinal: self.completions,
-            at,
-            reward_amount: reward::amount_for(&mission.reward, sum),
-        };
+        let completion =
+            Completion { ordinal: self.completions, at, reward_amount: reward::amount_for(&mission.reward, sum) };
         if !self.is_finished(mission) {
             // Progress starts again from zero; a rolling window reopens on the next event,
             // a calendar window waits for the next period.
@@ -223,7 +225,10 @@ pub fn fold<'a>(
 }
 
 /// The state `events` alone produce, from scratch.
-pub fn replay<'a>(mission: &CompiledMission, events: impl IntoIterator<Item = &'a Event>) -> (ProgressState, Vec<Completion>) {
+pub fn replay<'a>(
+    mission: &CompiledMission,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> (ProgressState, Vec<Completion>) {
     let mut state = ProgressState::new(mission);
     let completions = fold(mission, &mut state, events);
     (state, completions)

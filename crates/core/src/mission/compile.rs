@@ -76,12 +76,8 @@ impl CompiledMission {
             err("/budget/max_rewards", "must be at least 1");
         }
         let window = compile_window(spec.window.as_ref(), &mut errors);
-        let steps: Vec<_> = spec
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| compile_step(i, s, &mut errors))
-            .collect();
+        let steps: Vec<_> =
+            spec.steps.iter().enumerate().filter_map(|(i, s)| compile_step(i, s, &mut errors)).collect();
         check_reward(spec, &mut errors);
 
         if !errors.is_empty() {
@@ -180,7 +176,10 @@ fn compile_step(i: usize, spec: &super::spec::StepSpec, errors: &mut Vec<FieldEr
     let field_path = |errors: &mut Vec<FieldError>| match &agg.field {
         Some(f) if !f.is_empty() && !f.split('.').any(str::is_empty) => Some(f.split('.').map(str::to_owned).collect()),
         _ => {
-            errors.push(FieldError::new(format!("{at}/aggregate/field"), "required: the attribute to aggregate, e.g. amount"));
+            errors.push(FieldError::new(
+                format!("{at}/aggregate/field"),
+                "required: the attribute to aggregate, e.g. amount",
+            ));
             None
         }
     };
@@ -298,7 +297,14 @@ mod tests {
         }));
         let errors = CompiledMission::compile("m", &s).unwrap_err().0;
         let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
-        for p in ["/name", "/window/timezone", "/steps/0/filters/0/value", "/steps/0/target", "/steps/0/aggregate/field", "/reward/percent"] {
+        for p in [
+            "/name",
+            "/window/timezone",
+            "/steps/0/filters/0/value",
+            "/steps/0/target",
+            "/steps/0/aggregate/field",
+            "/reward/percent",
+        ] {
             assert!(pointers.contains(&p), "{p} missing from {pointers:?}");
         }
     }

@@ -34,11 +34,7 @@ impl Bounds {
 /// The end of a rolling window opened at `start`. Calendar units (`P1M`) are measured on the
 /// UTC calendar; a result past the representable range saturates.
 pub fn rolling_end(start: Timestamp, span: Span) -> Timestamp {
-    start
-        .to_zoned(TimeZone::UTC)
-        .checked_add(span)
-        .map(|z| z.timestamp())
-        .unwrap_or(Timestamp::MAX)
+    start.to_zoned(TimeZone::UTC).checked_add(span).map(|z| z.timestamp()).unwrap_or(Timestamp::MAX)
 }
 
 /// The calendar period containing `t`.
@@ -46,9 +42,9 @@ pub fn calendar_bounds(t: Timestamp, period: CalendarPeriod, tz: &TimeZone) -> B
     let date = t.to_zoned(tz.clone()).date();
     let first = match period {
         CalendarPeriod::Day => date,
-        CalendarPeriod::Week => date
-            .checked_sub((date.weekday().to_monday_zero_offset() as i64).days())
-            .unwrap_or(date),
+        CalendarPeriod::Week => {
+            date.checked_sub((date.weekday().to_monday_zero_offset() as i64).days()).unwrap_or(date)
+        }
         CalendarPeriod::Month => date.first_of_month(),
     };
     let next = match period {
@@ -62,9 +58,7 @@ pub fn calendar_bounds(t: Timestamp, period: CalendarPeriod, tz: &TimeZone) -> B
 
 /// The first instant of a civil day in `tz` (which is not always midnight, across a DST gap).
 pub fn start_of(date: Date, tz: &TimeZone) -> Timestamp {
-    date.to_zoned(tz.clone())
-        .map(|z| z.timestamp())
-        .unwrap_or(Timestamp::MAX)
+    date.to_zoned(tz.clone()).map(|z| z.timestamp()).unwrap_or(Timestamp::MAX)
 }
 
 /// The civil day of `t` in `tz`.
