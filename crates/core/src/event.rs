@@ -81,12 +81,10 @@ impl Event {
         if reverses.as_deref() == Some(id.as_str()) {
             return Err("reverses: an event cannot reverse itself".into());
         }
-        if reverses.is_some() {
-            if let Some(amount) = attributes.get("amount") {
-                match crate::decimal::of_value(amount) {
-                    Some(a) if a > rust_decimal::Decimal::ZERO => {}
-                    _ => return Err("attributes.amount: a reversal's amount must be a positive number".into()),
-                }
+        if let (Some(_), Some(amount)) = (&reverses, attributes.get("amount")) {
+            match crate::decimal::of_value(amount) {
+                Some(a) if a > rust_decimal::Decimal::ZERO => {}
+                _ => return Err("attributes.amount: a reversal's amount must be a positive number".into()),
             }
         }
         Ok(Event { id, event_type, user_id, occurred_at, attributes, reverses })

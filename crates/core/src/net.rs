@@ -23,7 +23,7 @@ pub enum Reversed {
 }
 
 impl Reversed {
-    pub fn add(self, reversal: &Event) -> Reversed {
+    pub fn and(self, reversal: &Event) -> Reversed {
         match (self, reversal.attributes.get(AMOUNT).and_then(decimal::of_value)) {
             (Reversed::All, _) | (_, None) => Reversed::All,
             (Reversed::Nothing, Some(a)) => Reversed::Partly(a),
@@ -57,7 +57,7 @@ pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals:
     for r in reversals {
         if let Some(target) = &r.reverses {
             let entry = reversed.entry(target.as_str()).or_default();
-            *entry = entry.add(r);
+            *entry = entry.and(r);
         }
     }
     let mut out: Vec<Event> = originals

@@ -192,12 +192,12 @@ impl StepState {
                 }
             }
             Aggregate::Distinct(path) => {
-                if self.value < step.target {
-                    if let Some(v) = lookup(&event.attributes, path) {
-                        let canonical = decimal::of_value(v).map_or_else(|| v.to_string(), |d| d.to_string());
-                        self.seen.insert(canonical);
-                        self.value = Decimal::from(self.seen.len());
-                    }
+                if self.value < step.target
+                    && let Some(v) = lookup(&event.attributes, path)
+                {
+                    let canonical = decimal::of_value(v).map_or_else(|| v.to_string(), |d| d.to_string());
+                    self.seen.insert(canonical);
+                    self.value = Decimal::from(self.seen.len());
                 }
             }
             Aggregate::Streak(tz) => {

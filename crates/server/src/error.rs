@@ -103,11 +103,21 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, kind::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type", detail)
+        Self::problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            kind::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            detail,
+        )
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::problem(StatusCode::METHOD_NOT_ALLOWED, kind::METHOD_NOT_ALLOWED, "Method not allowed", "this path does not accept that method")
+        Self::problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            kind::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            "this path does not accept that method",
+        )
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
@@ -137,9 +147,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(what),
-            StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Corrupt(_) | StoreError::UnsupportedUrl(_) => {
-                ApiError::internal(e)
-            }
+            StoreError::Database(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_)
+            | StoreError::UnsupportedUrl(_) => ApiError::internal(e),
         }
     }
 }
@@ -161,9 +172,7 @@ impl IntoResponse for ApiError {
         };
         let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(problem)).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
     }
 }

@@ -96,7 +96,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- reads ---
     /// A user's progress rows, all of them or for one mission.
-    async fn user_progress(&self, tenant: &str, user_id: &str, mission_id: Option<&str>) -> Result<Vec<StoredProgress>>;
+    async fn user_progress(&self, tenant: &str, user_id: &str, mission_id: Option<&str>)
+    -> Result<Vec<StoredProgress>>;
     /// A user's rewards, newest first.
     async fn user_rewards(&self, tenant: &str, user_id: &str) -> Result<Vec<Reward>>;
     /// Every original event of a user of the given types with every reversal of them (the

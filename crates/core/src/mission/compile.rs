@@ -61,10 +61,10 @@ impl CompiledMission {
         if spec.name.trim().is_empty() || spec.name.chars().count() > 200 {
             err("/name", "must be 1 to 200 characters");
         }
-        if let (Some(s), Some(e)) = (spec.starts_at, spec.ends_at) {
-            if s >= e {
-                err("/ends_at", "must be after starts_at");
-            }
+        if let (Some(s), Some(e)) = (spec.starts_at, spec.ends_at)
+            && s >= e
+        {
+            err("/ends_at", "must be after starts_at");
         }
         if spec.steps.is_empty() || spec.steps.len() > MAX_STEPS {
             err("/steps", &format!("must hold 1 to {MAX_STEPS} steps"));
@@ -225,10 +225,10 @@ fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
     if r.cap.is_some_and(|c| c <= Decimal::ZERO) {
         err("cap", "must be greater than 0");
     }
-    if let Some(c) = &r.currency {
-        if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-            err("currency", "must be an ISO 4217 code such as INR");
-        }
+    if let Some(c) = &r.currency
+        && (c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        err("currency", "must be an ISO 4217 code such as INR");
     }
     match r.kind {
         RewardKind::Cash => {

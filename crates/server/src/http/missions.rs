@@ -1,7 +1,109 @@
-//! Placeholder (owned by the lead).
+//! `/v1/missions`: thin handlers over `service::missions`.
+
+use crate::auth::{AdminCaller, ReadCaller};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::{JsonValue, Pagination};
+use crate::service::missions::{self, Simulation};
 use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use questline_core::mission::{Mission, MissionStatus};
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(get_one, patch, delete)).routes(routes!(simulate))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MissionList {
+    pub items: Vec<Mission>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only missions with this status.
+    pub status: Option<String>,
+}
+
+/// Create a mission (draft unless `status` says active).
+#[utoipa::path(post, path = "/v1/missions", tag = "missions", request_body = Mission,
+    responses((status = 201, body = Mission), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
+async fn create(
+    State(state): State<AppState>,
+    caller: AdminCaller,
+    JsonValue(body): JsonValue,
+) -> ApiResult<(StatusCode, Json<Mission>)> {
+    let mission = missions::create(&*state.store, &caller.tenant, body, jiff::Timestamp::now()).await?;
+    Ok((StatusCode::CREATED, Json(mission)))
+}
+
+/// List missions, optionally by status, ordered by id.
+#[utoipa::path(get, path = "/v1/missions", tag = "missions", params(ListQuery, Pagination),
+    responses((status = 200, body = MissionList), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
+async fn list(
+    State(state): State<AppState>,
+    caller: ReadCaller,
+    Query(query): Query<ListQuery>,
+    page: Pagination,
+) -> ApiResult<Json<MissionList>> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(MissionStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid("/status", "query parameter status must be one of draft, active, paused, ended")
+        })?),
+    };
+    let after = page.after()?;
+    let found = state.store.list_missions(&caller.tenant, status, after.as_deref(), page.limit()).await?;
+    Ok(Json(MissionList { items: found.items, next_cursor: found.next_after.as_deref().map(Pagination::cursor_for) }))
+}
+
+#[utoipa::path(get, path = "/v1/missions/{id}", tag = "missions",
+    responses((status = 200, body = Mission), (status = 404, body = Problem)), security(("api_key" = [])))]
+async fn get_one(
+    State(state): State<AppState>,
+    caller: ReadCaller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Mission>> {
+    Ok(Json(missions::get(&*state.store, &caller.tenant, &id).await?))
+}
+
+/// Change a mission with a JSON merge patch (RFC 7386): status, name, reward, budget… The
+/// rules (`steps`, `window`, `sequential`) of a mission that has been active are immutable.
+#[utoipa::path(patch, path = "/v1/missions/{id}", tag = "missions", request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = Mission), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
+async fn patch(
+    State(state): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+    JsonValue(body): JsonValue,
+) -> ApiResult<Json<Mission>> {
+    Ok(Json(missions::patch(&*state.store, &caller.tenant, &id, body, jiff::Timestamp::now()).await?))
+}
+
+/// Delete a draft. Other missions are ended with `PATCH {"status": "ended"}`.
+#[utoipa::path(delete, path = "/v1/missions/{id}", tag = "missions",
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)), security(("api_key" = [])))]
+async fn delete(State(state): State<AppState>, caller: AdminCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    missions::delete(&*state.store, &caller.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Run the engine over the given events for one user, as if they were all there is. Writes nothing.
+#[utoipa::path(post, path = "/v1/missions/{id}/simulate", tag = "missions", request_body(content = Object, description = "{\"events\": [Event]}"),
+    responses((status = 200, body = Simulation), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("api_key" = [])))]
+async fn simulate(
+    State(state): State<AppState>,
+    caller: ReadCaller,
+    Path(id): Path<String>,
+    JsonValue(body): JsonValue,
+) -> ApiResult<Json<Simulation>> {
+    Ok(Json(missions::simulate(&*state.store, &caller.tenant, &id, body, jiff::Timestamp::now()).await?))
 }

@@ -1,0 +1,266 @@
+//! Mission lifecycle: create, change (JSON merge patch), delete drafts, and simulate.
+//!
+//! Rules here, not in handlers or SQL: which status changes are allowed, that the rules of a
+//! mission that has been active are immutable, which fields are read-only.
+
+use crate::error::{ApiError, ApiResult};
+use jiff::Timestamp;
+use questline_core::event::Event;
+use questline_core::mission::compile::is_valid_mission_id;
+use questline_core::mission::{CompiledMission, Mission, MissionSpec, MissionStatus};
+use questline_core::net::net_events;
+use questline_core::pointer::FieldError;
+use questline_core::progress::{Completion, ProgressView, replay};
+use questline_store::Store;
+use serde_json::{Map, Value};
+
+/// Fields only the service writes.
+const READ_ONLY: [&str; 4] = ["rewards_granted", "activated_at", "created_at", "updated_at"];
+/// Fields that make up a mission's rules: immutable once it has been active.
+const RULES: [&str; 3] = ["steps", "window", "sequential"];
+
+pub async fn create(store: &dyn Store, tenant: &str, body: Value, now: Timestamp) -> ApiResult<Mission> {
+    let Value::Object(mut obj) = body else {
+        return Err(ApiError::invalid("", "a mission must be a JSON object"));
+    };
+    let mut errors = Vec::new();
+    for field in READ_ONLY {
+        if obj.contains_key(field) {
+            errors.push(FieldError::new(format!("/{field}"), "read-only: set by the service"));
+        }
+    }
+    let id = match obj.remove("id") {
+        None | Some(Value::Null) => uuid::Uuid::now_v7().simple().to_string(),
+        Some(Value::String(id)) if is_valid_mission_id(&id) => id,
+        Some(_) => {
+            errors.push(FieldError::new("/id", "must match [a-z0-9_-]{1,64}"));
+            String::new()
+        }
+    };
+    let status = match obj.remove("status") {
+        None | Some(Value::Null) => MissionStatus::Draft,
+        Some(v) => parse_status(&v).unwrap_or_else(|e| {
+            errors.push(e);
+            MissionStatus::Draft
+        }),
+    };
+    if status == MissionStatus::Paused || status == MissionStatus::Ended {
+        errors.push(FieldError::new("/status", "a new mission is draft or active"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let spec = parse_spec(obj)?;
+    CompiledMission::compile(&id, &spec)?;
+    let mission = Mission {
+        id,
+        status,
+        spec,
+        rewards_granted: 0,
+        activated_at: (status == MissionStatus::Active).then_some(now),
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_mission(tenant, &mission).await?;
+    tracing::info!(mission = %mission.id, status = mission.status.as_str(), "mission created");
+    Ok(mission)
+}
+
+pub async fn get(store: &dyn Store, tenant: &str, id: &str) -> ApiResult<Mission> {
+    store.get_mission(tenant, id).await?.ok_or_else(|| ApiError::not_found(format!("no mission {id:?}")))
+}
+
+/// Applies a JSON merge patch (RFC 7386) to a mission.
+pub async fn patch(store: &dyn Store, tenant: &str, id: &str, patch: Value, now: Timestamp) -> ApiResult<Mission> {
+    if !patch.is_object() {
+        return Err(ApiError::invalid("", "a merge patch must be a JSON object"));
+    }
+    let current = get(store, tenant, id).await?;
+    let before = serde_json::to_value(&current).map_err(ApiError::internal)?;
+    let mut after = before.clone();
+    merge_patch(&mut after, &patch);
+    let Value::Object(mut obj) = after else { unreachable!("patching an object yields an object") };
+
+    let mut errors = Vec::new();
+    for field in READ_ONLY.iter().chain(&["id"]) {
+        if obj.get(*field) != before.get(*field) {
+            errors.push(FieldError::new(format!("/{field}"), "read-only"));
+        }
+    }
+    let status = parse_status(obj.get("status").unwrap_or(&Value::Null)).unwrap_or_else(|e| {
+        errors.push(e);
+        current.status
+    });
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    check_transition(current.status, status)?;
+    if current.activated_at.is_some()
+        && let Some(field) = RULES.iter().find(|f| obj.get(**f) != before.get(**f))
+    {
+        return Err(ApiError::conflict(format!(
+            "the rules of a mission that has been active are immutable ({field} changed); copy it to a new mission instead"
+        )));
+    }
+    for field in READ_ONLY.iter().chain(&["id", "status"]) {
+        obj.remove(*field);
+    }
+    let spec = parse_spec(obj)?;
+    CompiledMission::compile(id, &spec)?;
+    let mission = Mission {
+        status,
+        spec,
+        activated_at: current.activated_at.or((status == MissionStatus::Active).then_some(now)),
+        updated_at: now.max(current.updated_at + jiff::SignedDuration::from_micros(1)),
+        ..current.clone()
+    };
+    if !store.update_mission(tenant, &mission, current.updated_at).await? {
+        return Err(ApiError::conflict("the mission changed while this patch was applied; read it again and retry"));
+    }
+    tracing::info!(mission = %id, status = mission.status.as_str(), "mission updated");
+    Ok(mission)
+}
+
+pub async fn delete(store: &dyn Store, tenant: &str, id: &str) -> ApiResult<()> {
+    let mission = get(store, tenant, id).await?;
+    if mission.status != MissionStatus::Draft || !store.delete_draft_mission(tenant, id).await? {
+        return Err(ApiError::conflict(
+            "only draft missions can be deleted; end this one with PATCH {\"status\": \"ended\"}",
+        ));
+    }
+    Ok(())
+}
+
+/// What given events alone would do for one user; writes nothing.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Simulation {
+    pub progress: ProgressView,
+    /// Each completion the events cause, in order, with the reward it would earn.
+    pub completions: Vec<SimulatedCompletion>,
+    /// Event ids that the simulation ignored as duplicates.
+    pub duplicates: Vec<String>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SimulatedCompletion {
+    pub ordinal: u32,
+    pub at: Timestamp,
+    #[schema(value_type = Option<f64>)]
+    pub reward_amount: Option<rust_decimal::Decimal>,
+}
+
+pub async fn simulate(store: &dyn Store, tenant: &str, id: &str, body: Value, now: Timestamp) -> ApiResult<Simulation> {
+    let mission = get(store, tenant, id).await?;
+    let compiled = CompiledMission::compile(&mission.id, &mission.spec)?;
+    let Some(Value::Array(raw)) = body.get("events") else {
+        return Err(ApiError::invalid("/events", "required: an array of events"));
+    };
+    let mut events = Vec::with_capacity(raw.len());
+    let mut errors = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        match Event::parse(v, now) {
+            Ok(e) => events.push(e),
+            Err(reason) => {
+                let (field, detail) = reason.split_once(": ").unwrap_or(("", reason.as_str()));
+                let field = field.replace('.', "/");
+                errors.push(FieldError::new(format!("/events/{i}/{field}").trim_end_matches('/').to_owned(), detail));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let users: std::collections::BTreeSet<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+    if users.len() > 1 {
+        return Err(ApiError::invalid("/events", "simulate one user at a time: the events name several user_ids"));
+    }
+    let user = users.first().copied().unwrap_or("simulated").to_owned();
+    let mut seen = std::collections::HashSet::new();
+    let mut duplicates = Vec::new();
+    events.retain(|e| {
+        seen.insert(e.id.clone()) || {
+            duplicates.push(e.id.clone());
+            false
+        }
+    });
+    let (originals, reversals): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| e.reverses.is_none());
+    let (state, completions) = replay(&compiled, &net_events(&originals, &reversals));
+    let updated_at = state.last_counted_at;
+    Ok(Simulation {
+        progress: ProgressView::new(&compiled, &user, Some(&state), updated_at, now),
+        completions: completions
+            .into_iter()
+            .map(|Completion { ordinal, at, reward_amount }| SimulatedCompletion { ordinal, at, reward_amount })
+            .collect(),
+        duplicates,
+    })
+}
+
+/// Parses the rule fields of a mission, naming the JSON pointer of the first structural
+/// problem (unknown field, wrong type, missing field).
+fn parse_spec(obj: Map<String, Value>) -> ApiResult<MissionSpec> {
+    let value = Value::Object(obj);
+    serde_path_to_error::deserialize::<_, MissionSpec>(&value).map_err(|e| {
+        let pointer = crate::http::extract::pointer_of(e.path());
+        let detail = e.inner().to_string();
+        ApiError::invalid(&pointer, detail)
+    })
+}
+
+fn parse_status(v: &Value) -> Result<MissionStatus, FieldError> {
+    v.as_str()
+        .and_then(MissionStatus::parse)
+        .ok_or_else(|| FieldError::new("/status", "must be one of draft, active, paused, ended"))
+}
+
+fn check_transition(from: MissionStatus, to: MissionStatus) -> ApiResult<()> {
+    use MissionStatus::*;
+    match (from, to) {
+        (a, b) if a == b => Ok(()),
+        (Ended, _) => Err(ApiError::conflict("an ended mission cannot change status")),
+        (_, Draft) => Err(ApiError::conflict("a mission cannot return to draft")),
+        _ => Ok(()),
+    }
+}
+
+/// RFC 7386: objects merge recursively, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Value::Object(target) = target else { return };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut doc = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut doc, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(doc, json!({"a": "z", "c": {"d": "e"}}));
+    }
+
+    #[test]
+    fn status_transitions() {
+        use MissionStatus::*;
+        assert!(check_transition(Draft, Active).is_ok());
+        assert!(check_transition(Active, Paused).is_ok());
+        assert!(check_transition(Paused, Ended).is_ok());
+        assert!(check_transition(Ended, Active).is_err());
+        assert!(check_transition(Active, Draft).is_err());
+    }
+}

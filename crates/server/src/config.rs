@@ -1,0 +1,226 @@
+//! Configuration: defaults, then a TOML file (`--config FILE`), then `QUESTLINE_*`
+//! environment variables, then command-line flags; each layer overrides the one before.
+//!
+//! Loaded and validated once at start-up, then passed explicitly: nothing reads the
+//! environment after this. A bad value fails the start with a message that names its key.
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The shortest admin key and JWT secret accepted: shorter ones are guessable.
+pub const MIN_SECRET_LEN: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// HTTP listen address (`QUESTLINE_LISTEN`).
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://…` (`QUESTLINE_DATABASE_URL`).
+    pub database_url: String,
+    /// A secret that is made an admin API key at start-up (`QUESTLINE_ADMIN_KEY`).
+    pub admin_key: Option<String>,
+    /// HS256 secret for user tokens on `/v1/me/...` (`QUESTLINE_JWT_SECRET`).
+    pub jwt_secret: Option<String>,
+    /// Redis, where a feature uses it (`QUESTLINE_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// `text` (default) or `json` logs, on standard error (`QUESTLINE_LOG_FORMAT`).
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://questline.db".into(),
+            admin_key: None,
+            jwt_secret: None,
+            redis_url: None,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values given as command-line flags: the last layer. `None` leaves the layer below alone.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads the layers in order and validates the result. `env` is the process
+    /// environment as `(name, value)` pairs, passed in so that tests need not touch the
+    /// real one.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only the variables we know: a stray QUESTLINE_SOMETHING must not fail the start,
+        // and empty ones count as unset (a common way to "unset" in CI and compose files).
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix("QUESTLINE_")?.to_ascii_lowercase();
+                (KEYS.contains(&key.as_str()) && !value.is_empty()).then_some((key, value))
+            })
+            .collect();
+        for (key, value) in env {
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        figment = figment.merge(Serialized::defaults(overrides));
+
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads from the real process environment.
+    pub fn from_env(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load(file, std::env::vars(), overrides)
+    }
+
+    /// Checks what types alone cannot; names the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if let Some(key) = &self.admin_key {
+            if key.chars().count() < MIN_SECRET_LEN {
+                return bad("admin_key", &format!("must be at least {MIN_SECRET_LEN} characters"));
+            }
+            if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return bad("admin_key", "must not contain whitespace");
+            }
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < MIN_SECRET_LEN) {
+            return bad("jwt_secret", &format!("must be at least {MIN_SECRET_LEN} bytes"));
+        }
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return bad("database_url", "expected sqlite://PATH or postgres://…");
+        }
+        let redis_ok = |url: &String| url.starts_with("redis://") || url.starts_with("rediss://");
+        if self.redis_url.as_ref().is_some_and(|url| !redis_ok(url)) {
+            return bad("redis_url", "expected redis://… or rediss://…");
+        }
+        Ok(())
+    }
+}
+
+/// The keys a `QUESTLINE_*` variable may set.
+const KEYS: &[&str] = &["listen", "database_url", "admin_key", "jwt_secret", "redis_url", "log_format"];
+
+/// Figment's error, phrased around the key (never echoing a secret's value), with the file
+/// it came from when it came from one.
+fn describe(e: figment::Error) -> String {
+    let key = e.path.join(".");
+    let key = if key.is_empty() { "config".to_owned() } else { key };
+    let what = match &e.kind {
+        figment::error::Kind::InvalidType(_, expected) => format!("{key}: expected {expected}"),
+        figment::error::Kind::InvalidValue(_, expected) => format!("{key}: invalid value, expected {expected}"),
+        figment::error::Kind::UnknownVariant(got, expected) => {
+            format!("{key}: unknown value {got:?}, expected one of {}", expected.join(", "))
+        }
+        figment::error::Kind::UnknownField(field, _) => format!("{field}: unknown key"),
+        figment::error::Kind::Message(message) => format!("{key}: {message}"),
+        _ => format!("{key}: {}", e.kind),
+    };
+    match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
+        Some(figment::Source::File(path)) => format!("{what} (in {})", path.display()),
+        _ => what,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_any_layer() {
+        let config = Config::load(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("questline.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://file.db\"\nredis_url = \"redis://file\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("QUESTLINE_DATABASE_URL", "sqlite://env.db"),
+                ("QUESTLINE_LISTEN", "0.0.0.0:2"),
+                ("QUESTLINE_LOG_FORMAT", "json"),
+                ("QUESTLINE_UNRELATED", "x"),
+                ("QUESTLINE_JWT_SECRET", ""),
+            ]),
+            &Overrides { listen: Some("127.0.0.1:3".into()), ..Overrides::default() },
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(config.database_url, "sqlite://env.db");
+        assert_eq!(config.redis_url.as_deref(), Some("redis://file"));
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.jwt_secret, None);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let load =
+            |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default()).unwrap_err().to_string();
+        assert!(load(&[("QUESTLINE_LISTEN", "nowhere")]).contains("listen"));
+        assert!(load(&[("QUESTLINE_ADMIN_KEY", "short")]).contains("admin_key"));
+        assert!(!load(&[("QUESTLINE_ADMIN_KEY", "short")]).contains("short"), "never echo a secret");
+        assert!(load(&[("QUESTLINE_JWT_SECRET", "short")]).contains("jwt_secret"));
+        assert!(load(&[("QUESTLINE_LOG_FORMAT", "xml")]).contains("log_format"));
+        assert!(load(&[("QUESTLINE_DATABASE_URL", "mysql://x")]).contains("database_url"));
+    }
+
+    #[test]
+    fn errors_from_the_file_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("questline.toml");
+        std::fs::write(&file, "listen = 8080\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("listen") && err.contains("questline.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/q.toml")), env(&[]), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/q.toml"));
+    }
+}

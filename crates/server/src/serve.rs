@@ -1,0 +1,181 @@
+//! `questline serve`: build the state, make sure the server is not open, listen, and shut
+//! down gracefully on SIGTERM or SIGINT.
+//!
+//! Standard output carries only machine-readable lines (logs go to standard error):
+//! `admin key (shown once): ql_…` when a key was generated, then
+//! `questline listening on http://ADDR` once the socket is bound.
+
+use crate::auth::{Authenticator, BootstrapError};
+use crate::config::Config;
+use crate::service::index::MissionIndex;
+use crate::service::ingest::Ingestor;
+use crate::state::AppState;
+use metrics_exporter_prometheus::PrometheusHandle;
+use questline_store::StoreError;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests may run on after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How often the Prometheus recorder drains its histograms.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("could not create the admin key: {0}")]
+    Bootstrap(#[from] BootstrapError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen for shutdown signals: {0}")]
+    Signal(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the store (applying migrations) and builds everything a handler can reach. No
+/// metrics recorder: the caller sets `metrics` if it installed one.
+pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
+    let store = questline_store::connect(&config.database_url).await?;
+    let missions = Arc::new(MissionIndex::new(store.clone()));
+    let ingestor = Arc::new(Ingestor::new(store.clone(), missions.clone()));
+    let auth = Arc::new(Authenticator::new(store.clone(), config.jwt_secret.as_deref()));
+    Ok(AppState { store, missions, ingestor, auth, metrics: None })
+}
+
+/// A server that is bound and ready to serve: what `questline serve` runs, and what the demo
+/// or a test can run in-process (bind on port 0, read [`Server::local_addr`], spawn
+/// [`Server::serve`], cancel [`Server::shutdown_token`] to stop).
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    addr: SocketAddr,
+    generated_admin_key: Option<String>,
+    shutdown: CancellationToken,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl Server {
+    /// Opens the store, makes sure the tenant has an admin key ([`Authenticator::bootstrap`])
+    /// and binds `config.listen`.
+    pub async fn bind(config: &Config, metrics: Option<PrometheusHandle>) -> Result<Server, StartError> {
+        let mut state = build_state(config).await?;
+        state.metrics = metrics.clone();
+        let generated_admin_key = state.auth.bootstrap(config.admin_key.as_deref()).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let app = crate::http::router(state);
+        Ok(Server { listener, app, addr, generated_admin_key, shutdown: CancellationToken::new(), metrics })
+    }
+
+    /// The bound address (with the real port when bound on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin key generated at start-up because none existed: to be shown once.
+    pub fn generated_admin_key(&self) -> Option<&str> {
+        self.generated_admin_key.as_deref()
+    }
+
+    /// Cancel it to stop the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then lets in-flight requests finish
+    /// (for up to [`SHUTDOWN_GRACE`]) and returns.
+    pub async fn serve(self) -> Result<(), StartError> {
+        let Server { listener, app, addr, shutdown, metrics, .. } = self;
+        if let Some(handle) = metrics {
+            tokio::spawn(metrics_upkeep(handle, shutdown.clone()));
+        }
+        tracing::info!(%addr, "listening");
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = std::future::IntoFuture::into_future(server);
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result.map_err(StartError::Serve)?,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time; stopping anyway");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `questline serve`: runs the server until SIGTERM or SIGINT.
+pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), StartError> {
+    let server = Server::bind(&config, metrics).await?;
+    if let Some(secret) = server.generated_admin_key() {
+        tracing::warn!("no admin key was configured; generated one (printed once on standard output)");
+        stdout_line(&format!("admin key (shown once): {secret}"));
+    }
+    // Installed before the listening line, so that a signal sent as soon as it is read is
+    // handled rather than fatal.
+    on_signal(server.shutdown_token()).map_err(StartError::Signal)?;
+    stdout_line(&format!("questline listening on http://{}", server.local_addr()));
+    server.serve().await
+}
+
+/// Applies the migrations (opening the store does) and returns.
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
+    questline_store::connect(&config.database_url).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Writes one line to standard output and flushes it, so that a supervisor or a test reading
+/// the pipe sees it at once.
+fn stdout_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // Nothing to do if stdout is gone; the server runs on.
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT. The handlers are installed before this returns,
+/// so a signal that arrives right after start-up is never missed (or fatal).
+#[cfg(unix)]
+pub fn on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+            () = shutdown.cancelled() => return,
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received; shutting down");
+            shutdown.cancel();
+        }
+    });
+    Ok(())
+}
+
+async fn metrics_upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            () = shutdown.cancelled() => return,
+        }
+    }
+}

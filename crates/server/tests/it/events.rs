@@ -1,0 +1,159 @@
+//! `POST /v1/events`: validation per event, exactly-once counting, reversals.
+
+use crate::fixtures::*;
+use crate::harness::{TestServer, expect_problem, send};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn one_bad_event_never_sinks_its_batch() {
+    let server = TestServer::start().await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10)).to_string();
+    let batch = [
+        payment("ok-1", "u1", json!(200), 1),
+        json!({"id": "bad-1", "type": "payment", "user_id": "u1"}),
+        json!({"id": "x".repeat(129), "type": "payment", "user_id": "u1", "occurred_at": hours_ago(1)}),
+        json!({"id": "bad-3", "type": "payment", "user_id": "u1", "occurred_at": future}),
+        json!({"id": "bad-4", "type": "payment", "user_id": "u1", "occurred_at": hours_ago(1), "attributes": "amount=5"}),
+        json!({"id": "bad-5", "type": "payment", "user_id": "u1", "occurred_at": hours_ago(1),
+               "attributes": {"blob": "x".repeat(17 * 1024)}}),
+        json!({"id": "bad-6", "type": "payment", "user_id": "u1", "occurred_at": "yesterday"}),
+        json!(42),
+        payment("ok-2", "u1", json!(100), 1),
+    ];
+    let r = ingest(&server, &batch).await;
+    assert_eq!(r["accepted"], 2);
+    assert_eq!(r["duplicates"], 0);
+    let rejected = r["rejected"].as_array().unwrap();
+    let by_index: Vec<(u64, &str)> =
+        rejected.iter().map(|r| (r["index"].as_u64().unwrap(), r["error"].as_str().unwrap())).collect();
+    assert_eq!(
+        by_index,
+        [
+            (1, "occurred_at: required"),
+            (2, "id: longer than 128 characters"),
+            (3, "occurred_at: more than 5 minutes in the future"),
+            (4, "attributes: must be a JSON object"),
+            (5, "attributes: larger than 16384 bytes"),
+            (6, "occurred_at: not an RFC 3339 timestamp"),
+            (7, "event: must be a JSON object"),
+        ]
+    );
+    assert_eq!(rejected[0]["id"], "bad-1");
+    assert_eq!(progress(&server, "u1", "swiggy-500").await["steps"][0]["value"], json!(300));
+}
+
+#[tokio::test]
+async fn batch_shape_is_checked() {
+    let server = TestServer::start().await;
+    let single = ok(server.post("/v1/events", &payment("solo", "u1", json!(1), 1))).await;
+    assert_eq!(single["accepted"], 1);
+    let p =
+        expect_problem(send(server.post("/v1/events", &json!({"id": "s", "type": "t", "user_id": "u"}))).await, 422)
+            .await;
+    assert_eq!(p["errors"][0]["pointer"], "/occurred_at");
+    expect_problem(send(server.post("/v1/events", &json!({"events": []}))).await, 422).await;
+    let too_many: Vec<Value> = (0..1001).map(|i| payment(&format!("e{i}"), "u", json!(1), 1)).collect();
+    expect_problem(send(server.post("/v1/events", &json!({"events": too_many}))).await, 422).await;
+    let thousand: Vec<Value> = (0..1000).map(|i| payment(&format!("e{i}"), "u", json!(1), 1)).collect();
+    assert_eq!(ingest(&server, &thousand).await["accepted"], 1000);
+    let not_json = server
+        .admin(reqwest::Method::POST, "/v1/events")
+        .header("content-type", "application/json")
+        .body("{\"events\": [");
+    expect_problem(send(not_json).await, 400).await;
+}
+
+#[tokio::test]
+async fn an_event_counts_once_however_often_it_arrives() {
+    let server = TestServer::start().await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let e = payment("p-1", "u1", json!(120), 2);
+    let r = ingest(&server, &[e.clone(), e.clone()]).await;
+    assert_eq!((r["accepted"].as_u64(), r["duplicates"].as_u64()), (Some(1), Some(1)));
+    let r = ingest(&server, std::slice::from_ref(&e)).await;
+    assert_eq!(r["duplicates"], 1);
+
+    // The same 50 events from 8 clients at once: each counts once in all.
+    let batch: Vec<Value> = (0..50).map(|i| payment(&format!("c-{i}"), "u2", json!(100), 3)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = server.post("/v1/events", &json!({"events": batch}));
+        tasks.spawn(async move { ok(request).await });
+    }
+    let mut accepted = 0;
+    while let Some(r) = tasks.join_next().await {
+        accepted += r.unwrap()["accepted"].as_u64().unwrap();
+    }
+    assert_eq!(accepted, 50);
+    assert_eq!(progress(&server, "u1", "swiggy-500").await["steps"][0]["value"], json!(120));
+    // 500 reached on the fifth event; the rest don't add to a finished mission.
+    assert_eq!(rewards(&server, "u2").await.len(), 1);
+}
+
+#[tokio::test]
+async fn reversals_take_back_exactly_what_they_reverse() {
+    let server = TestServer::start().await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+
+    // Completed, then a full refund: back under the target, reward revoked.
+    ingest(&server, &[payment("a1", "alice", json!(300), 5), payment("a2", "alice", json!(250), 4)]).await;
+    let p = progress(&server, "alice", "swiggy-500").await;
+    assert_eq!(p["status"], "completed");
+    assert_eq!(rewards(&server, "alice").await[0]["status"], "pending");
+    ingest(&server, &[refund("ar", "alice", "a2", None)]).await;
+    let p = progress(&server, "alice", "swiggy-500").await;
+    assert_eq!(
+        (p["status"].as_str(), &p["steps"][0]["value"], &p["completions"]),
+        (Some("in_progress"), &json!(300), &json!(0))
+    );
+    let r = rewards(&server, "alice").await;
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0]["status"], "revoked");
+    // Completing again earns a new reward.
+    ingest(&server, &[payment("a3", "alice", json!(200), 3)]).await;
+    let statuses: Vec<Value> = rewards(&server, "alice").await.iter().map(|r| r["status"].clone()).collect();
+    assert!(statuses.contains(&json!("pending")) && statuses.contains(&json!("revoked")), "{statuses:?}");
+
+    // A partial refund re-evaluates the filter on the net amount: 150 - 60 = 90 < 100.
+    ingest(&server, &[payment("b1", "bob", json!(150), 5), payment("b2", "bob", json!(200), 4)]).await;
+    ingest(&server, &[refund("br", "bob", "b1", Some(json!(60)))]).await;
+    assert_eq!(progress(&server, "bob", "swiggy-500").await["steps"][0]["value"], json!(200));
+    // Two partial refunds of one payment add up: 400 - 100 - 50 = 250.
+    ingest(&server, &[payment("b3", "bob", json!(400), 3), refund("br2", "bob", "b3", Some(json!(100)))]).await;
+    ingest(&server, &[refund("br3", "bob", "b3", Some(json!(50)))]).await;
+    assert_eq!(progress(&server, "bob", "swiggy-500").await["steps"][0]["value"], json!(450));
+
+    // A refund that arrives before its payment: the payment never counts.
+    ingest(&server, &[refund("cr", "carol", "c1", None)]).await;
+    ingest(&server, &[payment("c1", "carol", json!(600), 2)]).await;
+    let p = progress(&server, "carol", "swiggy-500").await;
+    assert_eq!(p["status"], "not_started", "{p}");
+    assert!(rewards(&server, "carol").await.is_empty());
+
+    // A late event (older than what was folded) lands where it belongs in the window.
+    ingest(&server, &[payment("d2", "dave", json!(200), 1)]).await;
+    ingest(&server, &[payment("d1", "dave", json!(200), 24 * 9)]).await;
+    let p = progress(&server, "dave", "swiggy-500").await;
+    assert_eq!(p["steps"][0]["value"], json!(200), "the 9-day-old payment's window lapsed: {p}");
+}
+
+#[tokio::test]
+async fn ten_tenths_reach_one() {
+    let server = TestServer::start().await;
+    create_mission(
+        &server,
+        &json!({"id": "tenths", "name": "t", "status": "active",
+        "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"}, "target": 1}],
+        "reward": {"kind": "points", "amount": 0.3}}),
+    )
+    .await;
+    let events: Vec<Value> = (0..10).map(|i| payment(&format!("t{i}"), "u", json!(0.1), 1)).collect();
+    for e in events {
+        ingest(&server, &[e]).await;
+    }
+    let p = progress(&server, "u", "tenths").await;
+    assert_eq!(p["status"], "completed");
+    assert_eq!(p["steps"][0]["value"], json!(1));
+    assert_eq!(rewards(&server, "u").await[0]["amount"], json!(0.3));
+}

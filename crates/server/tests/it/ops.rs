@@ -1,0 +1,161 @@
+//! Operations endpoints, routing errors, body limits and process lifecycle.
+
+use crate::harness::{ADMIN_KEY, DEADLINE, TestServer, expect_problem, send};
+use reqwest::Method;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_ok_without_a_key() {
+    let server = TestServer::start().await;
+    for path in ["/healthz", "/readyz"] {
+        let response = send(server.anonymous(Method::GET, path)).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, serde_json::json!({"status": "ok"}), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_document_describes_the_routes() {
+    let server = TestServer::start().await;
+    let response = send(server.anonymous(Method::GET, "/openapi.json")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let doc: Value = response.json().await.expect("valid JSON");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().expect("a paths object");
+    for path in ["/v1/keys", "/v1/keys/{id}", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        assert!(paths.contains_key(path), "{path} missing from {:?}", paths.keys().collect::<Vec<_>>());
+    }
+    assert!(paths["/v1/keys"]["post"].is_object() && paths["/v1/keys"]["get"].is_object());
+    assert!(paths["/v1/keys/{id}"]["delete"].is_object());
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["api_key"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(schemes["user_jwt"]["bearerFormat"], "JWT", "{schemes}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_in_prometheus_text() {
+    let server = TestServer::start().await;
+    assert_eq!(send(server.anonymous(Method::GET, "/healthz")).await.status(), 200);
+    assert_eq!(send(server.anonymous(Method::GET, "/v1/keys")).await.status(), 401);
+    let response = send(server.anonymous(Method::GET, "/metrics")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.starts_with("http_requests_total{") && l.contains(needle));
+    assert!(has(r#"route="/healthz""#) && has(r#"status="200""#), "{text}");
+    assert!(has(r#"route="/v1/keys""#) && has(r#"status="401""#), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_problems() {
+    let server = TestServer::start().await;
+    let body = expect_problem(send(server.get("/v1/nothing-here")).await, 404).await;
+    assert!(body["detail"].as_str().unwrap().contains("/v1/nothing-here"), "{body}");
+
+    let response = send(server.admin(Method::PUT, "/v1/keys")).await;
+    let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+    expect_problem(response, 405).await;
+    let allow = allow.expect("an Allow header");
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+}
+
+#[tokio::test]
+async fn request_bodies_over_one_mebibyte_are_413() {
+    let server = TestServer::start().await;
+    let big = serde_json::json!({"name": "x".repeat(1024 * 1024 + 1), "role": "read"});
+    let body = expect_problem(send(server.post("/v1/keys", &big)).await, 413).await;
+    assert!(body["detail"].as_str().unwrap().contains("larger"), "{body}");
+    // the server is still fine afterwards
+    assert_eq!(send(server.get("/v1/keys")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn event_batches_may_be_larger_than_one_mebibyte() {
+    let server = TestServer::start().await;
+    // 2 MiB: over the general limit, under the 16 MiB limit of POST /v1/events.
+    let padding = "x".repeat(2 * 1024 * 1024);
+    let body = serde_json::json!({"events": [], "padding": padding});
+    let response = send(server.post("/v1/events", &body)).await;
+    assert_ne!(response.status(), 413, "a 2 MiB batch is within the events limit");
+    expect_problem(response, 422).await;
+
+    let too_big = serde_json::json!({"events": [], "padding": "x".repeat(16 * 1024 * 1024)});
+    expect_problem(send(server.post("/v1/events", &too_big)).await, 413).await;
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_promptly_with_status_0() {
+    let mut server = TestServer::start().await;
+    // an open keep-alive connection must not hold the shutdown up
+    assert_eq!(send(server.anonymous(Method::GET, "/healthz")).await.status(), 200);
+    let started = Instant::now();
+    server.terminate();
+    let status = server.wait(Duration::from_secs(10)).await.expect("exits within 10 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}; log:\n{}", server.logs());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(server.logs().contains("SIGTERM"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut server = TestServer::start().await;
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    let body = r#"{"name": "in-flight", "role": "read"}"#;
+    let (first, rest) = body.split_at(10);
+
+    // A request whose handler is waiting for its body when the signal arrives: the server
+    // answers `100 Continue` only once the handler reads the body, so it is in flight.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/keys HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(DEADLINE, stream.read(&mut byte)).await.expect("100 Continue").unwrap();
+        assert_eq!(read, 1, "connection closed before 100 Continue");
+        interim.push(byte[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
+    stream.write_all(first.as_bytes()).await.unwrap();
+    server.terminate();
+
+    // once the server has stopped accepting, the signal has been handled
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the server still accepts connections 10 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await; // poll interval
+    }
+
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response))
+        .await
+        .expect("the in-flight request is answered")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("\"name\":\"in-flight\""), "{response}");
+
+    let status = server.wait(Duration::from_secs(10)).await.expect("exits once the request is done");
+    assert!(status.success(), "exit status {status:?}; log:\n{}", server.logs());
+}
+
+#[tokio::test]
+async fn data_survives_a_crash_and_restart() {
+    let mut server = TestServer::start().await;
+    let (_, secret) = server.create_key("survivor", "read").await;
+    server.kill();
+    let status = server.wait(Duration::from_secs(10)).await.expect("SIGKILL ends it");
+    assert!(!status.success());
+    server.restart().await;
+    // 403, not 401: the key is still known (a read key may not list keys)
+    expect_problem(send(server.with_key(&secret, Method::GET, "/v1/keys")).await, 403).await;
+}

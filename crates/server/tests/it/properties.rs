@@ -1,0 +1,109 @@
+//! Property tests through the real server: whatever the arrival order, batching and
+//! duplication of payments and refunds, the progress the API reports is what the engine
+//! gives for the net events alone (invariants 1, 2 and 5).
+
+use crate::fixtures::*;
+use crate::harness::TestServer;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use questline_core::event::Event;
+use questline_core::mission::{CompiledMission, MissionSpec};
+use questline_core::net::net_events;
+use questline_core::progress::replay;
+use serde_json::{Value, json};
+
+fn mission() -> Value {
+    json!({"id": "prop", "name": "prop", "status": "active", "window": {"kind": "rolling", "duration": "P2D"},
+           "repeat": {"max_completions": null},
+           "steps": [{"event_type": "payment", "filters": [{"field": "amount", "op": "gte", "value": 20}],
+                      "aggregate": {"fn": "sum", "field": "amount"}, "target": 300}],
+           "reward": {"kind": "points", "amount": 1}})
+}
+
+/// (payments as (hours back, cents)), (refunds as (index of payment, cents or full)), arrival seed, batch size
+type Case = (Vec<(i64, i64)>, Vec<(usize, Option<i64>)>, u64, usize);
+
+fn cases() -> impl Strategy<Value = Case> {
+    prop::collection::vec((1i64..240, 1i64..30_000), 1..30).prop_flat_map(|payments| {
+        let n = payments.len();
+        (Just(payments), prop::collection::vec((0..n, prop::option::of(1i64..20_000)), 0..10), any::<u64>(), 1usize..12)
+    })
+}
+
+fn events_of(case: &Case, user: &str) -> Vec<Value> {
+    let (payments, refunds, ..) = case;
+    let mut out: Vec<Value> = payments
+        .iter()
+        .enumerate()
+        .map(|(i, (h, cents))| {
+            payment(
+                &format!("{user}-p{i}"),
+                user,
+                questline_core::decimal::to_value(rust_decimal::Decimal::new(*cents, 2)),
+                *h,
+            )
+        })
+        .collect();
+    for (j, (of, cents)) in refunds.iter().enumerate() {
+        let amount = cents.map(|c| questline_core::decimal::to_value(rust_decimal::Decimal::new(c, 2)));
+        out.push(refund(&format!("{user}-r{j}"), user, &format!("{user}-p{of}"), amount));
+    }
+    out
+}
+
+#[test]
+fn progress_equals_the_net_events_in_any_arrival_order() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let server = TestServer::start().await;
+        create_mission(&server, &mission()).await;
+        server
+    });
+    let spec: MissionSpec = {
+        let mut m = mission();
+        for k in ["id", "status"] {
+            m.as_object_mut().unwrap().remove(k);
+        }
+        serde_json::from_value(m).unwrap()
+    };
+    let compiled = CompiledMission::compile("prop", &spec).unwrap();
+    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&cases(), |case| {
+            let user = format!("user-{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let events = events_of(&case, &user);
+            // Shuffle by the seed, duplicate every fourth, send in batches.
+            let mut arrival = events.clone();
+            let mut s = case.2;
+            for i in (1..arrival.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                arrival.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let dups: Vec<Value> = arrival.iter().step_by(4).cloned().collect();
+            arrival.extend(dups);
+            let got = rt.block_on(async {
+                for batch in arrival.chunks(case.3) {
+                    ingest(&server, batch).await;
+                }
+                progress(&server, &user, "prop").await
+            });
+
+            let parsed: Vec<Event> = events.iter().map(|e| Event::parse(e, jiff::Timestamp::now()).unwrap()).collect();
+            let (originals, reversals): (Vec<Event>, Vec<Event>) =
+                parsed.into_iter().partition(|e| e.reverses.is_none());
+            let (expected, _) = replay(&compiled, &net_events(&originals, &reversals));
+            prop_assert_eq!(
+                &got["steps"][0]["value"],
+                &questline_core::decimal::to_value(expected.steps[0].value),
+                "{}",
+                got
+            );
+            prop_assert_eq!(got["completions"].as_u64(), Some(u64::from(expected.completions)));
+            let rewards = rt.block_on(rewards(&server, &user));
+            let live = rewards.iter().filter(|r| r["status"] != "revoked").count();
+            prop_assert_eq!(live as u64, u64::from(expected.completions), "one live reward per completion");
+            Ok(())
+        })
+        .unwrap();
+}

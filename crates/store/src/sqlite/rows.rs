@@ -1,0 +1,278 @@
+//! Rows as SQLite holds them, and their conversion to and from domain types.
+//!
+//! Every decode failure becomes [`StoreError::Corrupt`] naming the table, the row and the
+//! column, because a value we wrote ourselves that no longer decodes is a bug or a
+//! hand-edited database, and whoever reads the log needs to find the row.
+//!
+//! Instants: `occurred_at`/`received_at` are INTEGER microseconds (they order the ledger);
+//! every other instant is RFC 3339 TEXT written by [`ts_text`] with a fixed nine fractional
+//! digits. The fixed width is what makes `ORDER BY created_at` and the optimistic
+//! `updated_at = ?` comparison exact: jiff's default display drops trailing zero digits, and
+//! `...:00Z` sorts after `...:00.5Z` as text.
+
+use crate::keys::{ApiKey, Role};
+use crate::{Result, StoreError, StoredProgress};
+use jiff::Timestamp;
+use questline_core::event::Event;
+use questline_core::mission::spec::RewardKind;
+use questline_core::mission::{Mission, MissionSpec, MissionStatus};
+use questline_core::progress::ProgressState;
+use questline_core::reward::{Reward, RewardStatus};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use std::fmt::Display;
+
+/// The columns [`EventRow`] reads, for `SELECT {EVENT_COLUMNS} FROM events`.
+pub(super) const EVENT_COLUMNS: &str = "id, type AS event_type, user_id, occurred_at, attributes, reverses";
+pub(super) const MISSION_COLUMNS: &str = "id, status, spec, rewards_granted, activated_at, created_at, updated_at";
+pub(super) const PROGRESS_COLUMNS: &str = "mission_id, user_id, state, updated_at";
+pub(super) const REWARD_COLUMNS: &str =
+    "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, created_at, updated_at";
+pub(super) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
+
+pub(super) fn corrupt(what: impl Display, err: impl Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {err}"))
+}
+
+/// An instant as stored in TEXT columns: RFC 3339, UTC, always nine fractional digits.
+pub(super) fn ts_text(t: Timestamp) -> String {
+    format!("{t:.9}")
+}
+
+fn parse_ts(text: &str, what: impl Display) -> Result<Timestamp> {
+    text.parse().map_err(|e| corrupt(what, e))
+}
+
+fn parse_opt_ts(text: Option<&str>, what: impl Display) -> Result<Option<Timestamp>> {
+    text.map(|t| parse_ts(t, what)).transpose()
+}
+
+/// SQLite integers are signed; a count past `i64::MAX` cannot happen in practice, and a
+/// budget that large is as good as none, so saturating is the honest reading.
+pub(super) fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+// --- events ---
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    id: String,
+    event_type: String,
+    user_id: String,
+    occurred_at: i64,
+    attributes: String,
+    reverses: Option<String>,
+}
+
+impl EventRow {
+    pub(super) fn into_event(self) -> Result<Event> {
+        let what = |col: &str| format!("events {:?} {col}", self.id);
+        let occurred_at = Timestamp::from_microsecond(self.occurred_at).map_err(|e| corrupt(what("occurred_at"), e))?;
+        let attributes: Map<String, Value> =
+            serde_json::from_str(&self.attributes).map_err(|e| corrupt(what("attributes"), e))?;
+        Ok(Event {
+            id: self.id,
+            event_type: self.event_type,
+            user_id: self.user_id,
+            occurred_at,
+            attributes,
+            reverses: self.reverses,
+        })
+    }
+}
+
+pub(super) fn events_from(rows: Vec<EventRow>) -> Result<Vec<Event>> {
+    rows.into_iter().map(EventRow::into_event).collect()
+}
+
+pub(super) fn attributes_json(event: &Event) -> Result<String> {
+    serde_json::to_string(&event.attributes)
+        .map_err(|e| corrupt(format!("cannot encode attributes of event {:?}", event.id), e))
+}
+
+// --- missions ---
+
+#[derive(sqlx::FromRow)]
+pub(super) struct MissionRow {
+    id: String,
+    status: String,
+    spec: String,
+    rewards_granted: i64,
+    activated_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl MissionRow {
+    pub(super) fn into_mission(self) -> Result<Mission> {
+        let what = |col: &str| format!("missions {:?} {col}", self.id);
+        let status = MissionStatus::parse(&self.status).ok_or_else(|| corrupt(what("status"), &self.status))?;
+        let spec: MissionSpec = serde_json::from_str(&self.spec).map_err(|e| corrupt(what("spec"), e))?;
+        let rewards_granted = u64::try_from(self.rewards_granted).map_err(|e| corrupt(what("rewards_granted"), e))?;
+        Ok(Mission {
+            status,
+            spec,
+            rewards_granted,
+            activated_at: parse_opt_ts(self.activated_at.as_deref(), what("activated_at"))?,
+            created_at: parse_ts(&self.created_at, what("created_at"))?,
+            updated_at: parse_ts(&self.updated_at, what("updated_at"))?,
+            id: self.id,
+        })
+    }
+}
+
+pub(super) fn spec_json(mission: &Mission) -> Result<String> {
+    serde_json::to_string(&mission.spec)
+        .map_err(|e| corrupt(format!("cannot encode spec of mission {:?}", mission.id), e))
+}
+
+/// The `max_rewards` column mirrors the spec's budget so that a budget take is one UPDATE.
+pub(super) fn max_rewards(mission: &Mission) -> Option<i64> {
+    mission.spec.budget.as_ref().map(|b| to_i64(b.max_rewards))
+}
+
+// --- progress ---
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ProgressRow {
+    mission_id: String,
+    user_id: String,
+    state: String,
+    updated_at: String,
+}
+
+impl ProgressRow {
+    pub(super) fn into_progress(self) -> Result<StoredProgress> {
+        let what = |col: &str| format!("progress ({:?}, {:?}) {col}", self.mission_id, self.user_id);
+        let state: ProgressState = serde_json::from_str(&self.state).map_err(|e| corrupt(what("state"), e))?;
+        let updated_at = parse_ts(&self.updated_at, what("updated_at"))?;
+        Ok(StoredProgress { mission_id: self.mission_id, user_id: self.user_id, state, updated_at })
+    }
+}
+
+pub(super) fn progress_from(rows: Vec<ProgressRow>) -> Result<Vec<StoredProgress>> {
+    rows.into_iter().map(ProgressRow::into_progress).collect()
+}
+
+pub(super) fn state_json(row: &StoredProgress) -> Result<String> {
+    serde_json::to_string(&row.state)
+        .map_err(|e| corrupt(format!("cannot encode progress ({:?}, {:?})", row.mission_id, row.user_id), e))
+}
+
+// --- rewards ---
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RewardRow {
+    id: String,
+    mission_id: String,
+    user_id: String,
+    completion: i64,
+    kind: String,
+    amount: Option<String>,
+    currency: Option<String>,
+    code: Option<String>,
+    name: Option<String>,
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl RewardRow {
+    pub(super) fn into_reward(self) -> Result<Reward> {
+        let what = |col: &str| format!("rewards {:?} {col}", self.id);
+        let amount = match &self.amount {
+            // Decimal text, never a float: `from_str_exact` refuses to round.
+            Some(text) => Some(Decimal::from_str_exact(text).map_err(|e| corrupt(what("amount"), e))?),
+            None => None,
+        };
+        Ok(Reward {
+            completion: u32::try_from(self.completion).map_err(|e| corrupt(what("completion"), e))?,
+            kind: parse_kind(&self.kind).ok_or_else(|| corrupt(what("kind"), &self.kind))?,
+            status: RewardStatus::parse(&self.status).ok_or_else(|| corrupt(what("status"), &self.status))?,
+            created_at: parse_ts(&self.created_at, what("created_at"))?,
+            updated_at: parse_ts(&self.updated_at, what("updated_at"))?,
+            amount,
+            id: self.id,
+            mission_id: self.mission_id,
+            user_id: self.user_id,
+            currency: self.currency,
+            code: self.code,
+            name: self.name,
+        })
+    }
+}
+
+pub(super) fn rewards_from(rows: Vec<RewardRow>) -> Result<Vec<Reward>> {
+    rows.into_iter().map(RewardRow::into_reward).collect()
+}
+
+/// The inverse of `RewardKind::as_str`; core has no parser and does not need one.
+fn parse_kind(s: &str) -> Option<RewardKind> {
+    Some(match s {
+        "cash" => RewardKind::Cash,
+        "points" => RewardKind::Points,
+        "coins" => RewardKind::Coins,
+        "voucher" => RewardKind::Voucher,
+        "badge" => RewardKind::Badge,
+        "unlock" => RewardKind::Unlock,
+        _ => return None,
+    })
+}
+
+// --- API keys ---
+
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyRow {
+    tenant_id: String,
+    id: String,
+    name: String,
+    role: String,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+impl KeyRow {
+    /// The key with the tenant it belongs to.
+    pub(super) fn into_key(self) -> Result<(String, ApiKey)> {
+        let what = |col: &str| format!("api_keys {:?} {col}", self.id);
+        let key = ApiKey {
+            role: Role::parse(&self.role).ok_or_else(|| corrupt(what("role"), &self.role))?,
+            created_at: parse_ts(&self.created_at, what("created_at"))?,
+            last_used_at: parse_opt_ts(self.last_used_at.as_deref(), what("last_used_at"))?,
+            id: self.id,
+            name: self.name,
+        };
+        Ok((self.tenant_id, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_fixed_width_and_round_trip() {
+        let whole: Timestamp = "2024-05-01T10:00:00Z".parse().unwrap();
+        let half: Timestamp = "2024-05-01T10:00:00.5Z".parse().unwrap();
+        let nanos: Timestamp = "2024-05-01T10:00:00.123456789Z".parse().unwrap();
+        assert_eq!(ts_text(whole), "2024-05-01T10:00:00.000000000Z");
+        assert!(ts_text(whole) < ts_text(half), "text order must be time order");
+        for t in [whole, half, nanos] {
+            assert_eq!(ts_text(t).parse::<Timestamp>().unwrap(), t);
+        }
+    }
+
+    #[test]
+    fn reward_kinds_round_trip() {
+        use RewardKind::*;
+        for kind in [Cash, Points, Coins, Voucher, Badge, Unlock] {
+            assert_eq!(parse_kind(kind.as_str()), Some(kind));
+        }
+        assert_eq!(parse_kind("gold"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Missions: conflicts, pagination, optimistic updates, draft deletion, revisions.
+
+use crate::{T, TestDb, mission, ts};
+use questline_core::mission::MissionStatus;
+use questline_store::{Store, StoreError};
+
+#[tokio::test]
+async fn insert_round_trips_and_a_taken_id_conflicts() {
+    let db = TestDb::fresh();
+    let store = db.open().await;
+    let mut m = mission("m1", MissionStatus::Draft, Some(7));
+    m.spec.description = Some("exact 0.1 + 0.2".into());
+    m.spec.steps[0].target = "512.30".parse().unwrap();
+    m.created_at = ts("2024-03-01T12:00:00.123456789Z");
+    m.updated_at = m.created_at;
+    store.insert_mission(T, &m).await.unwrap();
+    let back = store.get_mission(T, "m1").await.unwrap().unwrap();
+    assert_eq!(back, m);
+    assert_eq!(back.spec.steps[0].target.to_string(), "512.30");
+
+    let revision = store.missions_revision(T).await.unwrap();
+    let err = store.insert_mission(T, &mission("m1", MissionStatus::Active, None)).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(msg) if msg.contains("m1")), "{err:?}");
+    assert_eq!(store.missions_revision(T).await.unwrap(), revision, "a failed insert bumps nothing");
+    assert_eq!(store.get_mission(T, "m1").await.unwrap().unwrap(), m, "the original is untouched");
+    assert_eq!(store.get_mission(T, "nope").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn tenants_are_separate_and_created_on_first_write() {
+    let db = TestDb::fresh();
+    let store = db.open().await;
+    assert_eq!(store.missions_revision("acme").await.unwrap(), 0);
+    store.insert_mission("acme", &mission("m1", MissionStatus::Active, None)).await.unwrap();
+    // The same id in another tenant is no conflict.
+    store.insert_mission(T, &mission("m1", MissionStatus::Draft, None)).await.unwrap();
+    assert_eq!(store.missions_revision("acme").await.unwrap(), 1);
+    assert_eq!(store.active_missions("acme").await.unwrap().len(), 1);
+    assert!(store.active_missions(T).await.unwrap().is_empty());
+    assert_eq!(store.get_mission("acme", "m1").await.unwrap().unwrap().status, MissionStatus::Active);
+}
+
+#[tokio::test]
+async fn lists_page_by_id() {
+    let db = TestDb::fresh();
+    let store = db.open().await;
+    for (i, id) in ["e", "a", "d", "b", "c"].into_iter().enumerate() {
+        let status = if i % 2 == 0 { MissionStatus::Active } else { MissionStatus::Draft };
+        store.insert_mission(T, &mission(id, status, None)).await.unwrap();
+    }
+    let ids = |page: &questline_store::Page<_>| {
+        page.items.iter().map(|m: &questline_core::mission::Mission| m.id.clone()).collect::<Vec<_>>()
+    };
+
+    let first = store.list_missions(T, None, None, 2).await.unwrap();
+    assert_eq!((ids(&first), first.next_after.as_deref()), (vec!["a".into(), "b".into()], Some("b")));
+    let second = store.list_missions(T, None, first.next_after.as_deref(), 2).await.unwrap();
+    assert_eq!((ids(&second), second.next_after.as_deref()), (vec!["c".into(), "d".into()], Some("d")));
+    let last = store.list_missions(T, None, second.next_after.as_deref(), 2).await.unwrap();
+    assert_eq!((ids(&last), last.next_after), (vec!["e".into()], None));
+    // Exactly a page left: no promise of another.
+    let exact = store.list_missions(T, None, Some("c"), 2).await.unwrap();
+    assert_eq!((ids(&exact), exact.next_after), (vec!["d".into(), "e".into()], None));
+
+    let active = store.list_missions(T, Some(MissionStatus::Active), None, 10).await.unwrap();
+    assert_eq!((ids(&active), active.next_after), (vec!["c".into(), "d".into(), "e".into()], None));
+    let drafts = store.list_missions(T, Some(MissionStatus::Draft), Some("a"), 10).await.unwrap();
+    assert_eq!(ids(&drafts), vec!["b".to_owned()]);
+    let active_ids: Vec<_> = store.active_missions(T).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(active_ids, ["c", "d", "e"]);
+}
+
+#[tokio::test]
+async fn updates_are_optimistic_and_never_touch_the_grant_count() {
+    let db = TestDb::fresh();
+    let store = db.open().await;
+    let original = mission("m", MissionStatus::Draft, Some(3));
+    store.insert_mission(T, &original).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.take_budget(T, "m", crate::at(1)).await.unwrap());
+    tx.commit().await.unwrap();
+    let revision = store.missions_revision(T).await.unwrap();
+
+    let mut edited = original.clone();
+    edited.status = MissionStatus::Active;
+    edited.spec.budget = None;
+    edited.rewards_granted = 99;
+    edited.activated_at = Some(ts("2024-02-01T00:00:00Z"));
+    edited.updated_at = ts("2024-02-01T00:00:00.5Z");
+    assert!(store.update_mission(T, &edited, original.updated_at).await.unwrap());
+    assert_eq!(store.missions_revision(T).await.unwrap(), revision + 1);
+    let stored = store.get_mission(T, "m").await.unwrap().unwrap();
+    assert_eq!(stored, with_grants(&edited, 1));
+
+    // A second writer holding the old version loses.
+    let mut stale = original.clone();
+    stale.spec.name = "stale".into();
+    stale.updated_at = ts("2024-02-02T00:00:00Z");
+    assert!(!store.update_mission(T, &stale, original.updated_at).await.unwrap());
+    assert_eq!(store.missions_revision(T).await.unwrap(), revision + 1);
+    assert_eq!(store.get_mission(T, "m").await.unwrap().unwrap().spec.name, edited.spec.name);
+    // A vanished mission is "changed meanwhile" too.
+    assert!(!store.update_mission(T, &mission("gone", MissionStatus::Draft, None), original.updated_at).await.unwrap());
+
+    // The budget column follows the spec: with the budget removed, takes are unlimited.
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..5 {
+        assert!(tx.take_budget(T, "m", crate::at(10 + i)).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+}
+
+fn with_grants(m: &questline_core::mission::Mission, granted: u64) -> questline_core::mission::Mission {
+    questline_core::mission::Mission { rewards_granted: granted, ..m.clone() }
+}
+
+#[tokio::test]
+async fn only_drafts_are_deleted() {
+    let db = TestDb::fresh();
+    let store = db.open().await;
+    store.insert_mission(T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
+    store.insert_mission(T, &mission("live", MissionStatus::Active, None)).await.unwrap();
+    let revision = store.missions_revision(T).await.unwrap();
+
+    assert!(!store.delete_draft_mission(T, "live").await.unwrap());
+    assert!(!store.delete_draft_mission(T, "nope").await.unwrap());
+    assert_eq!(store.missions_revision(T).await.unwrap(), revision);
+    assert!(store.delete_draft_mission(T, "draft").await.unwrap());
+    assert_eq!(store.missions_revision(T).await.unwrap(), revision + 1);
+    assert_eq!(store.get_mission(T, "draft").await.unwrap(), None);
+    assert!(store.get_mission(T, "live").await.unwrap().is_some());
+    // The id is free again.
+    store.insert_mission(T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
+}
