@@ -88,7 +88,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    // The demo prints its own summary; per-request logs would bury it.
+    let default_filter = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
+    init_logging(config.log_format, default_filter);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -117,10 +119,10 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to standard error (standard output is for machine-readable lines), filtered by
-/// `RUST_LOG` (default `info`).
-fn init_logging(format: LogFormat) {
+/// `RUST_LOG` (default `default_filter`).
+fn init_logging(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {

@@ -2,6 +2,7 @@
 //! database, and speaks HTTP to it. One test binary; one module per area.
 
 mod auth;
+mod demo;
 mod durability;
 mod events;
 mod fixtures;
