@@ -147,6 +147,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => ApiError::conflict(what),
+            // Only reaches a client once the business layer's own retries are spent.
+            StoreError::Retryable(_) => ApiError::unavailable("the database is busy with conflicting work; retry"),
             StoreError::Database(_)
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_)

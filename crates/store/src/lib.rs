@@ -36,6 +36,10 @@ pub enum StoreError {
     /// A stored value did not decode: a bug or a hand-edited database.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The transaction lost a race with another one (deadlock, serialization failure) and
+    /// was rolled back: running it again can succeed.
+    #[error("transaction conflict, retry: {0}")]
+    Retryable(String),
     #[error("unsupported database url {0:?}: expected sqlite://PATH")]
     UnsupportedUrl(String),
 }
@@ -133,6 +137,10 @@ pub trait IngestTx: Send {
     /// Marks a pending reward revoked.
     async fn revoke_reward(&mut self, tenant: &str, reward_id: &str, at: Timestamp) -> Result<()>;
     async fn missions_revision(&mut self, tenant: &str) -> Result<i64>;
+    /// Serializes batches per user across processes: held until commit. `users` is sorted
+    /// and unique, so that two batches lock in the same order. Call it before anything else
+    /// that writes. (SQLite has one writer, so there it does nothing.)
+    async fn lock_users(&mut self, tenant: &str, users: &[String]) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 

@@ -18,7 +18,7 @@ use questline_core::mission::CompiledMission;
 use questline_core::net::net_events;
 use questline_core::progress::{Completion, ProgressState, fold, replay};
 use questline_core::reward::{self, RewardStatus};
-use questline_store::{IngestTx, Result, Store, StoredProgress};
+use questline_store::{IngestTx, Result, Store, StoreError, StoredProgress};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -51,9 +51,29 @@ impl Ingestor {
         Ingestor { store, missions }
     }
 
-    /// Applies `events` (already validated) for `tenant` and commits.
+    /// Applies `events` (already validated) for `tenant` and commits, running the batch
+    /// again if it lost a race with another process (a deadlock or serialization failure
+    /// rolls it back whole, so a rerun is safe).
     pub async fn ingest(&self, tenant: &str, events: &[Event], now: Timestamp) -> Result<BatchOutcome> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 1;
+        loop {
+            match self.ingest_once(tenant, events, now).await {
+                Err(StoreError::Retryable(why)) if attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, %why, "batch conflicted; retrying");
+                    metrics::counter!("questline_batch_retries_total").increment(1);
+                    tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn ingest_once(&self, tenant: &str, events: &[Event], now: Timestamp) -> Result<BatchOutcome> {
         let mut tx = self.store.begin().await?;
+        let users: BTreeSet<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        tx.lock_users(tenant, &users.into_iter().map(str::to_owned).collect::<Vec<_>>()).await?;
         let revision = tx.missions_revision(tenant).await?;
         let snapshot = self.missions.at(tenant, revision).await?;
         let new = tx.insert_events(tenant, events, now).await?;

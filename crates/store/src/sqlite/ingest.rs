@@ -119,6 +119,11 @@ impl IngestTx for SqliteIngestTx {
         missions::revision(&mut self.tx, tenant).await
     }
 
+    async fn lock_users(&mut self, _tenant: &str, _users: &[String]) -> Result<()> {
+        // The writer pool has one connection: this transaction already excludes every other.
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         Ok(self.tx.commit().await?)
     }
