@@ -51,19 +51,24 @@ pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
 }
 
 /// The net events of a set of originals and reversals, sorted in fold order. Reversals of
-/// events not in `originals` are ignored (their original has not arrived yet).
+/// events not in `originals` are ignored (their original has not arrived yet), and so is a
+/// reversal that names another user than its original: a user's progress moves only with
+/// that user's own events.
 pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals: &[Event]) -> Vec<Event> {
-    let mut reversed: HashMap<&str, Reversed> = HashMap::new();
+    let mut reversed: HashMap<(&str, &str), Reversed> = HashMap::new();
     for r in reversals {
         if let Some(target) = &r.reverses {
-            let entry = reversed.entry(target.as_str()).or_default();
+            let entry = reversed.entry((r.user_id.as_str(), target.as_str())).or_default();
             *entry = entry.and(r);
         }
     }
     let mut out: Vec<Event> = originals
         .into_iter()
         .filter(|e| e.reverses.is_none())
-        .filter_map(|e| net_event(e, reversed.get(e.id.as_str()).copied().unwrap_or_default()))
+        .filter_map(|e| {
+            let r = reversed.get(&(e.user_id.as_str(), e.id.as_str())).copied().unwrap_or_default();
+            net_event(e, r)
+        })
         .collect();
     out.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
     out
@@ -101,6 +106,9 @@ mod tests {
             ev("r5", Some("20"), Some("d")),
             ev("r6", None, Some("not-yet-arrived")),
         ];
+        let mut other_user = ev("r7", None, Some("a"));
+        other_user.user_id = "someone-else".into();
+        let reversals = [reversals.as_slice(), &[other_user]].concat();
         let net = net_events(&originals, &reversals);
         assert_eq!(net.len(), 1);
         assert_eq!(net[0].id, "a");

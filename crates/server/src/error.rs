@@ -157,6 +157,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::service::ingest::IngestError> for ApiError {
+    fn from(e: crate::service::ingest::IngestError) -> Self {
+        use crate::service::ingest::IngestError;
+        match e {
+            IngestError::ShuttingDown => ApiError::unavailable("the server is shutting down; retry elsewhere"),
+            IngestError::Store(e) => match &*e {
+                StoreError::Retryable(_) => ApiError::unavailable("the database is busy with conflicting work; retry"),
+                other => ApiError::internal(other),
+            },
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = match self {

@@ -8,7 +8,7 @@
 use crate::auth::{Authenticator, BootstrapError};
 use crate::config::Config;
 use crate::service::index::MissionIndex;
-use crate::service::ingest::Ingestor;
+use crate::service::ingest::{BatchConfig, Ingestor};
 use crate::state::AppState;
 use metrics_exporter_prometheus::PrometheusHandle;
 use questline_store::StoreError;
@@ -43,7 +43,7 @@ pub enum StartError {
 pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let store = questline_store::connect(&config.database_url).await?;
     let missions = Arc::new(MissionIndex::new(store.clone()));
-    let ingestor = Arc::new(Ingestor::new(store.clone(), missions.clone()));
+    let ingestor = Arc::new(Ingestor::new(store.clone(), missions.clone(), BatchConfig::default()));
     let auth = Arc::new(Authenticator::new(store.clone(), config.jwt_secret.as_deref()));
     Ok(AppState { store, missions, ingestor, auth, metrics: None })
 }

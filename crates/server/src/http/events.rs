@@ -81,7 +81,8 @@ async fn ingest(
         return Err(ApiError::invalid(&format!("/{}", field.replace('.', "/")), detail));
     }
     metrics::counter!("questline_events_rejected_total").increment(rejected.len() as u64);
-    let outcome = state.ingestor.ingest(&caller.tenant, &events, now).await?;
-    let accepted = outcome.new.iter().filter(|n| **n).count();
-    Ok(Json(IngestResponse { accepted, duplicates: events.len() - accepted, rejected }))
+    let valid = events.len();
+    let new = state.ingestor.ingest(&caller.tenant, events, now).await?;
+    let accepted = new.iter().filter(|n| **n).count();
+    Ok(Json(IngestResponse { accepted, duplicates: valid - accepted, rejected }))
 }
