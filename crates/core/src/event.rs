@@ -60,6 +60,10 @@ impl Event {
         let occurred_at = required_text(obj, "occurred_at")?
             .parse::<Timestamp>()
             .map_err(|_| "occurred_at: not an RFC 3339 timestamp".to_string())?;
+        // The ledger keeps microseconds; folding what it will store keeps live folds and
+        // recomputations from the ledger identical.
+        let occurred_at = Timestamp::from_microsecond(occurred_at.as_microsecond())
+            .map_err(|_| "occurred_at: out of range".to_string())?;
         if occurred_at > now + MAX_CLOCK_SKEW {
             return Err("occurred_at: more than 5 minutes in the future".into());
         }
@@ -118,6 +122,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.occurred_at, "2026-11-22T03:30:00Z".parse::<Timestamp>().unwrap());
+        let fine = json!({"id": "t", "type": "p", "user_id": "u", "occurred_at": "2026-11-22T09:00:00.123456789Z"});
+        assert_eq!(Event::parse(&fine, now()).unwrap().occurred_at.to_string(), "2026-11-22T09:00:00.123456Z");
     }
 
     #[test]

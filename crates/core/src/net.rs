@@ -27,7 +27,7 @@ impl Reversed {
         match (self, reversal.attributes.get(AMOUNT).and_then(decimal::of_value)) {
             (Reversed::All, _) | (_, None) => Reversed::All,
             (Reversed::Nothing, Some(a)) => Reversed::Partly(a),
-            (Reversed::Partly(b), Some(a)) => Reversed::Partly(a + b),
+            (Reversed::Partly(b), Some(a)) => Reversed::Partly(a.saturating_add(b)),
         }
     }
 }
@@ -39,7 +39,7 @@ pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
         Reversed::All => None,
         Reversed::Partly(r) => {
             let amount = original.attributes.get(AMOUNT).and_then(decimal::of_value)?;
-            let net = amount - r;
+            let net = amount.saturating_sub(r);
             if net <= Decimal::ZERO {
                 return None;
             }

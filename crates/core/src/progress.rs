@@ -82,18 +82,27 @@ impl ProgressState {
         if self.is_finished(mission) || !in_mission_life(mission, event.occurred_at) {
             return None;
         }
-        let matching: Vec<bool> = mission.steps.iter().map(|s| step_matches(s, event)).collect();
-        if !matching.contains(&true) {
-            return None;
-        }
-        if !self.enter_window(mission, event.occurred_at) {
+        // Which steps this event counts for, in the window it falls in: entering a new window
+        // resets progress, so in order only step 0 would be open there. An event that counts
+        // for no step leaves no trace (in particular, it does not open a rolling window).
+        let active_step = mission
+            .sequential
+            .then(
+                || if self.leaves_window(mission, event.occurred_at) { Some(0) } else { self.first_open_step(mission) },
+            )
+            .flatten();
+        let counts: Vec<bool> = mission
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| active_step.is_none_or(|a| a == i) && step_matches(s, event))
+            .collect();
+        if !counts.contains(&true) || !self.enter_window(mission, event.occurred_at) {
             return None;
         }
         let mut completing_sum = None;
-        let active_step = mission.sequential.then(|| self.first_open_step(mission)).flatten();
         for (i, step) in mission.steps.iter().enumerate() {
-            let counts = matching[i] && active_step.is_none_or(|a| a == i);
-            if counts && self.steps[i].add(step, event) {
+            if counts[i] && self.steps[i].add(step, event) {
                 self.last_counted_at = Some(event.occurred_at);
                 if matches!(step.aggregate, Aggregate::Sum(_)) && completing_sum.is_none() {
                     completing_sum = Some(self.steps[i].value);
@@ -135,6 +144,15 @@ impl ProgressState {
             }
         }
         Some(completion)
+    }
+
+    /// Whether an event at `at` falls outside the current window, so that entering its window
+    /// starts progress afresh.
+    fn leaves_window(&self, mission: &CompiledMission, at: Timestamp) -> bool {
+        match mission.window {
+            Window::Lifetime => false,
+            Window::Rolling(_) | Window::Calendar { .. } => self.window.is_some_and(|w| !w.contains(at)),
+        }
     }
 
     /// Moves the state into the window `at` falls in, resetting progress when it leaves the
@@ -185,18 +203,19 @@ impl StepState {
     fn add(&mut self, step: &CompiledStep, event: &Event) -> bool {
         let before = self.value;
         match &step.aggregate {
-            Aggregate::Count => self.value += Decimal::ONE,
+            Aggregate::Count => self.value = self.value.saturating_add(Decimal::ONE),
             Aggregate::Sum(path) => {
                 if let Some(d) = lookup(&event.attributes, path).and_then(decimal::of_value) {
-                    self.value += d;
+                    // Saturating: a sum past Decimal's range (≈7.9e28) stays at the maximum
+                    // instead of failing the batch; no real target is anywhere near it.
+                    self.value = self.value.saturating_add(d);
                 }
             }
             Aggregate::Distinct(path) => {
                 if self.value < step.target
                     && let Some(v) = lookup(&event.attributes, path)
                 {
-                    let canonical = decimal::of_value(v).map_or_else(|| v.to_string(), |d| d.to_string());
-                    self.seen.insert(canonical);
+                    self.seen.insert(distinct_key(v));
                     self.value = Decimal::from(self.seen.len());
                 }
             }
@@ -213,6 +232,19 @@ impl StepState {
         }
         self.value != before
     }
+}
+
+/// How a value is remembered by a `distinct` step: numbers by their decimal value (`100`
+/// equals `100.0`), short values as themselves, long ones by a stable 64-bit FNV-1a hash, so
+/// that a progress row stays small whatever the attributes hold.
+fn distinct_key(v: &serde_json::Value) -> String {
+    const SHORT: usize = 64;
+    let text = decimal::of_value(v).map_or_else(|| v.to_string(), |d| d.to_string());
+    if text.len() <= SHORT {
+        return text;
+    }
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("#{hash:016x}")
 }
 
 /// Folds `events` (net, in fold order) onto `state`, returning the completions they caused.
@@ -243,9 +275,9 @@ pub struct ProgressView {
     pub status: ProgressStatus,
     pub steps: Vec<StepView>,
     pub completions: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The current window, or `null` without one (no window, or none opened yet).
     pub window: Option<Bounds>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// When the progress last changed; `null` if it never did.
     pub updated_at: Option<Timestamp>,
 }
 

@@ -68,7 +68,7 @@ pub fn amount_for(spec: &RewardSpec, completing_sum: Option<Decimal>) -> Option<
         None => spec.amount,
         Some(percent) => {
             let base = completing_sum.unwrap_or_default();
-            let raw = (base * percent / Decimal::ONE_HUNDRED)
+            let raw = (base.saturating_mul(percent) / Decimal::ONE_HUNDRED)
                 .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
             Some(spec.cap.map_or(raw, |cap| raw.min(cap)).normalize())
         }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 pub const MAX_STEPS: usize = 20;
 /// Most filters a step may have.
 pub const MAX_FILTERS: usize = 32;
+/// Largest `distinct` target: the values seen so far are kept in the progress row.
+pub const MAX_DISTINCT_TARGET: u32 = 10_000;
 
 /// A mission ready to evaluate events.
 #[derive(Debug, Clone)]
@@ -202,6 +204,12 @@ fn compile_step(i: usize, spec: &super::spec::StepSpec, errors: &mut Vec<FieldEr
         AggregateFn::Sum => field_path(errors).map(Aggregate::Sum),
         AggregateFn::Distinct => {
             whole_target(errors);
+            if spec.target > Decimal::from(MAX_DISTINCT_TARGET) {
+                errors.push(FieldError::new(
+                    format!("{at}/target"),
+                    format!("at most {MAX_DISTINCT_TARGET} for distinct"),
+                ));
+            }
             field_path(errors).map(Aggregate::Distinct)
         }
         AggregateFn::Streak => {

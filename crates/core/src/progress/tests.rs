@@ -157,6 +157,20 @@ fn sequential_steps_count_in_order() {
 }
 
 #[test]
+fn an_event_that_counts_for_no_step_does_not_open_a_window() {
+    let m = mission(json!({"name": "onboard", "sequential": true, "window": {"kind": "rolling", "duration": "P7D"},
+        "steps": [{"event_type": "kyc", "target": 1}, {"event_type": "payment", "target": 1}],
+        "reward": {"kind": "unlock", "name": "pro"}}));
+    let e = [
+        ev("p0", "payment", "2026-11-01T00:00:00Z", json!({})),
+        ev("k", "kyc", "2026-11-07T00:00:00Z", json!({})),
+        ev("p1", "payment", "2026-11-09T00:00:00Z", json!({})),
+    ];
+    let (state, c) = replay(&m, &e);
+    assert_eq!(c.len(), 1, "the window opens with the KYC on day 6: {state:?}");
+}
+
+#[test]
 fn mission_life_bounds_what_counts() {
     let m = mission(json!({"name": "nov", "starts_at": "2026-11-01T00:00:00Z", "ends_at": "2026-12-01T00:00:00Z",
         "steps": [{"event_type": "login", "target": 2}], "reward": {"kind": "badge"}}));
@@ -168,6 +182,18 @@ fn mission_life_bounds_what_counts() {
     let (state, c) = replay(&m, &e);
     assert!(c.is_empty());
     assert_eq!(state.steps[0].value, Decimal::ONE);
+}
+
+#[test]
+fn amounts_beyond_decimal_range_saturate_instead_of_panicking() {
+    let m = mission(json!({"name": "huge", "steps": [{"event_type": "payment",
+        "aggregate": {"fn": "sum", "field": "amount"}, "target": 7.5e28}],
+        "reward": {"kind": "cash", "percent": 10, "cap": 40, "currency": "INR"}}));
+    let huge = [pay("a", "2026-11-01T00:00:00Z", "7e28"), pay("b", "2026-11-01T01:00:00Z", "7e28")];
+    let (state, c) = replay(&m, &huge);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].reward_amount, Some(Decimal::from(40)), "cashback capped");
+    assert_eq!(state.steps[0].value, Decimal::MAX);
 }
 
 // ---- properties ----

@@ -55,7 +55,10 @@ async fn list(
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(MissionStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid("/status", "query parameter status must be one of draft, active, paused, ended")
+            ApiError::invalid(
+                &crate::http::extract::query_pointer("status"),
+                "must be one of draft, active, paused, ended",
+            )
         })?),
     };
     let after = page.after()?;
@@ -101,7 +104,7 @@ async fn delete(State(state): State<AppState>, caller: AdminCaller, Path(id): Pa
     security(("api_key" = [])))]
 async fn simulate(
     State(state): State<AppState>,
-    caller: ReadCaller,
+    caller: AdminCaller,
     Path(id): Path<String>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<Simulation>> {

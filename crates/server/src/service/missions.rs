@@ -79,6 +79,11 @@ pub async fn patch(store: &dyn Store, tenant: &str, id: &str, patch: Value, now:
     let before = serde_json::to_value(&current).map_err(ApiError::internal)?;
     let mut after = before.clone();
     merge_patch(&mut after, &patch);
+    // In a merge patch `null` deletes, but `repeat.max_completions: null` means "unlimited":
+    // keep it as a value rather than letting the default (1) come back.
+    if patch.pointer("/repeat/max_completions").is_some_and(Value::is_null) {
+        after["repeat"]["max_completions"] = Value::Null;
+    }
     let Value::Object(mut obj) = after else { unreachable!("patching an object yields an object") };
 
     let mut errors = Vec::new();
@@ -107,6 +112,10 @@ pub async fn patch(store: &dyn Store, tenant: &str, id: &str, patch: Value, now:
     }
     let spec = parse_spec(obj)?;
     CompiledMission::compile(id, &spec)?;
+    // A budget lowered to what is already granted is spent: the mission ends, as it would
+    // have on its last grant.
+    let spent = spec.budget.as_ref().is_some_and(|b| b.max_rewards <= current.rewards_granted);
+    let status = if spent && status != MissionStatus::Draft { MissionStatus::Ended } else { status };
     let mission = Mission {
         status,
         spec,

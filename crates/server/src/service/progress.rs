@@ -2,7 +2,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use jiff::Timestamp;
-use questline_core::mission::{CompiledMission, MissionStatus};
+use questline_core::mission::CompiledMission;
 use questline_core::progress::ProgressView;
 use questline_core::reward::Reward;
 use questline_store::Store;
@@ -47,7 +47,6 @@ pub async fn user_mission(
     let mission = store
         .get_mission(tenant, mission_id)
         .await?
-        .filter(|m| m.status != MissionStatus::Draft)
         .ok_or_else(|| ApiError::not_found(format!("no mission {mission_id:?}")))?;
     let compiled = CompiledMission::compile(&mission.id, &mission.spec).map_err(ApiError::internal)?;
     let row = store.user_progress(tenant, user, Some(mission_id)).await?.into_iter().next();

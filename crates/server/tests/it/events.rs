@@ -157,3 +157,32 @@ async fn ten_tenths_reach_one() {
     assert_eq!(p["steps"][0]["value"], json!(1));
     assert_eq!(rewards(&server, "u").await[0]["amount"], json!(0.3));
 }
+
+#[tokio::test]
+async fn absurd_amounts_neither_fail_the_batch_nor_stop_ingest() {
+    let server = TestServer::start().await;
+    create_mission(
+        &server,
+        &json!({"id": "cashback", "name": "c", "status": "active",
+        "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"}, "target": 1000}],
+        "reward": {"kind": "cash", "percent": 5, "cap": 100, "currency": "INR"}}),
+    )
+    .await;
+    let r = ingest(&server, &[payment("huge-1", "u", json!(7e28), 2), payment("huge-2", "u", json!(7e28), 1)]).await;
+    assert_eq!(r["accepted"], 2);
+    assert_eq!(rewards(&server, "u").await[0]["amount"], json!(100), "cashback capped");
+    // Ingest still works for everyone else.
+    assert_eq!(ingest(&server, &[payment("small", "v", json!(10), 1)]).await["accepted"], 1);
+    assert_eq!(progress(&server, "v", "cashback").await["steps"][0]["value"], json!(10));
+}
+
+#[tokio::test]
+async fn a_stray_reversal_by_another_user_hides_nothing() {
+    let server = TestServer::start().await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    ingest(&server, &[payment("big", "u", json!(600), 2)]).await;
+    ingest(&server, &[refund("real", "u", "big", None), refund("stray", "v", "big", None)]).await;
+    let p = progress(&server, "u", "swiggy-500").await;
+    assert_eq!((p["status"].as_str(), &p["steps"][0]["value"]), (Some("not_started"), &json!(0)), "{p}");
+    assert_eq!(rewards(&server, "u").await[0]["status"], "revoked");
+}

@@ -82,7 +82,7 @@ async fn validation_names_every_pointer() {
     let typo =
         json!({"name": "x", "steps": [{"event_type": "login", "target": 1, "tagret": 2}], "reward": {"kind": "badge"}});
     let p = expect_problem(send(server.post("/v1/missions", &typo)).await, 422).await;
-    assert!(p["errors"][0]["pointer"].as_str().unwrap().starts_with("/steps/0"), "{p}");
+    assert_eq!(p["errors"][0]["pointer"], "/steps/0/tagret", "{p}");
     assert!(p["errors"][0]["detail"].as_str().unwrap().contains("tagret"), "{p}");
 
     let bad_op = json!({"name": "x", "steps": [{"event_type": "payment", "filters": [{"field": "a", "op": "between", "value": 1}],
@@ -132,5 +132,37 @@ async fn simulate_runs_the_engine_and_writes_nothing() {
     let bad = json!({"events": [{"id": "x", "type": "payment", "user_id": "u"}]});
     let p = expect_problem(send(server.post("/v1/missions/swiggy-500/simulate", &bad)).await, 422).await;
     assert_eq!(p["errors"][0]["pointer"], "/events/0/occurred_at");
-    let _: Value = p;
+}
+
+#[tokio::test]
+async fn patching_budget_repeat_and_status_edge_cases() {
+    let server = TestServer::start().await;
+    let mut m = swiggy("budget");
+    m["budget"] = json!({"max_rewards": 5});
+    m["repeat"] = json!({"max_completions": 3});
+    create_mission(&server, &m).await;
+    ingest(&server, &[payment("b1", "u1", json!(500), 1), payment("b2", "u2", json!(500), 1)]).await;
+    // A budget lowered to what is already granted is spent: the mission ends.
+    let patched =
+        ok(server.admin(Method::PATCH, "/v1/missions/budget").json(&json!({"budget": {"max_rewards": 2}}))).await;
+    assert_eq!((patched["status"].as_str(), patched["rewards_granted"].as_u64()), (Some("ended"), Some(2)));
+
+    // `null` means unlimited, even through a merge patch.
+    create_mission(&server, &swiggy("repeatable")).await;
+    let patched =
+        ok(server.admin(Method::PATCH, "/v1/missions/repeatable").json(&json!({"repeat": {"max_completions": null}})))
+            .await;
+    assert_eq!(patched["repeat"], json!({"max_completions": null}));
+
+    // A draft exists, so a user's progress in it is `not_started`, not 404.
+    let mut draft = swiggy("draft");
+    draft.as_object_mut().unwrap().remove("status");
+    create_mission(&server, &draft).await;
+    assert_eq!(progress(&server, "u1", "draft").await["status"], "not_started");
+    assert_eq!(progress(&server, "u1", "draft").await["window"], Value::Null);
+
+    // Simulate is a POST: admin only, like every other POST but ingest.
+    let (_, read_key) = server.create_key("dashboard", "read").await;
+    let sim = server.with_key(&read_key, Method::POST, "/v1/missions/draft/simulate").json(&json!({"events": []}));
+    expect_problem(send(sim).await, 403).await;
 }

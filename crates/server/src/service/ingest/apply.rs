@@ -117,8 +117,14 @@ impl<'a> Plan<'a> {
         // A reversal whose original has arrived (earlier, or in this batch) changes what the
         // original counts for; one that arrives first waits in the ledger for it.
         let fresh_ids: BTreeSet<&str> = fresh.iter().map(|e| e.id.as_str()).collect();
-        let reversal_users: HashMap<&str, &'a str> =
-            fresh.iter().filter_map(|e| Some((e.reverses.as_deref()?, e.user_id.as_str()))).collect();
+        // Every user that sent a reversal of each target (a stray reversal by someone else
+        // must not hide the real one).
+        let mut reversal_users: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for e in fresh {
+            if let Some(target) = e.reverses.as_deref() {
+                reversal_users.entry(target).or_default().insert(e.user_id.as_str());
+            }
+        }
         for original in tx.events_by_id(tenant, &targets).await? {
             // An original in this batch gets its net form when it is folded; one counted
             // earlier must be taken back by a refold.
@@ -129,12 +135,13 @@ impl<'a> Plan<'a> {
                 continue;
             }
             // A reversal applies to its own user's original only (see `net_events`); that
-            // user is also the one this batch locked.
-            let Some(user) = reversal_users.get(original.id.as_str()).copied() else { continue };
-            if user != original.user_id {
+            // user is also one this batch locked.
+            let owner = original.user_id.as_str();
+            let Some(user) = reversal_users.get(original.id.as_str()).and_then(|users| users.get(owner)).copied()
+            else {
                 tracing::warn!(original = %original.id, "a reversal names another user than its original; ignored");
                 continue;
-            }
+            };
             plan.users.entry(user).or_default().refold_types.insert(original.event_type);
         }
         Ok(plan)

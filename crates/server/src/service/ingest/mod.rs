@@ -136,13 +136,13 @@ async fn run_lane(
             let tenant = jobs[0].tenant.clone();
             let (mine, rest): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.tenant == tenant);
             jobs = rest;
-            apply_jobs(&*store, &missions, &tenant, mine).await;
+            apply_jobs(&store, &missions, &tenant, mine).await;
         }
     }
 }
 
 /// Applies several requests' events as one batch and answers each.
-async fn apply_jobs(store: &dyn Store, missions: &MissionIndex, tenant: &str, jobs: Vec<Job>) {
+async fn apply_jobs(store: &Arc<dyn Store>, missions: &Arc<MissionIndex>, tenant: &str, jobs: Vec<Job>) {
     let now = jobs.iter().map(|j| j.now).max().unwrap_or_else(Timestamp::now);
     let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
     let mut bounds = Vec::with_capacity(jobs.len());
@@ -153,7 +153,16 @@ async fn apply_jobs(store: &dyn Store, missions: &MissionIndex, tenant: &str, jo
         bounds.push(start..events.len());
         replies.push(job.reply);
     }
-    match apply::apply(store, missions, tenant, &events, now).await {
+    let n = events.len();
+    // Its own task, so that a bug that panics fails this batch (rolled back, answered 500)
+    // rather than the lane and every batch after it.
+    let (store, missions, tenant_owned) = (store.clone(), missions.clone(), tenant.to_owned());
+    let task = tokio::spawn(async move { apply::apply(&*store, &missions, &tenant_owned, &events, now).await });
+    let result = match task.await {
+        Ok(result) => result,
+        Err(join) => Err(StoreError::Corrupt(format!("applying a batch panicked: {join}"))),
+    };
+    match result {
         Ok(applied) => {
             for (range, reply) in bounds.into_iter().zip(replies) {
                 // A caller that went away still had its events committed.
@@ -161,7 +170,7 @@ async fn apply_jobs(store: &dyn Store, missions: &MissionIndex, tenant: &str, jo
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, events = events.len(), "batch failed; nothing of it was committed");
+            tracing::error!(error = %e, events = n, "batch failed; nothing of it was committed");
             let e = Arc::new(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
