@@ -26,6 +26,10 @@ pub struct Event {
     pub attributes: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverses: Option<String>,
+    /// When the ledger recorded it; `None` for an event not recorded yet (being ingested now,
+    /// or simulated). Decides which missions it counts for: those active when it arrived.
+    #[serde(skip)]
+    pub received_at: Option<Timestamp>,
 }
 
 /// The total order in which a user's events are folded: by time, ties broken by id, so that
@@ -91,7 +95,7 @@ impl Event {
                 _ => return Err("attributes.amount: a reversal's amount must be a positive number".into()),
             }
         }
-        Ok(Event { id, event_type, user_id, occurred_at, attributes, reverses })
+        Ok(Event { id, event_type, user_id, occurred_at, attributes, reverses, received_at: None })
     }
 }
 

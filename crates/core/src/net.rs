@@ -91,6 +91,7 @@ mod tests {
             occurred_at: "2026-11-22T10:00:00Z".parse().unwrap(),
             attributes,
             reverses: reverses.map(Into::into),
+            received_at: None,
         }
     }
 

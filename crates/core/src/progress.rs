@@ -79,7 +79,10 @@ impl ProgressState {
     /// Folds one net event in. Events must arrive in `(occurred_at, id)` order.
     pub fn apply(&mut self, mission: &CompiledMission, event: &Event) -> Option<Completion> {
         self.last = Some(event.key());
-        if self.is_finished(mission) || !in_mission_life(mission, event.occurred_at) {
+        if self.is_finished(mission)
+            || !in_mission_life(mission, event.occurred_at)
+            || !mission.counts_arrival_of(event)
+        {
             return None;
         }
         // Which steps this event counts for, in the window it falls in: entering a new window

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod keys;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -40,7 +41,7 @@ pub enum StoreError {
     /// was rolled back: running it again can succeed.
     #[error("transaction conflict, retry: {0}")]
     Retryable(String),
-    #[error("unsupported database url {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database url {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
 }
 
@@ -148,6 +149,8 @@ pub trait IngestTx: Send {
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

@@ -30,6 +30,9 @@ pub struct CompiledMission {
     pub reward: RewardSpec,
     /// The event types any step listens to, sorted and unique.
     pub event_types: Vec<String>,
+    /// When set, a recorded event counts only if it was received in one of these periods
+    /// (the mission was active then). `None`: lifecycle does not apply (simulation).
+    pub active_periods: Option<Vec<super::spec::ActivePeriod>>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +101,25 @@ impl CompiledMission {
             max_completions: spec.repeat.max_completions,
             reward: spec.reward.clone(),
             event_types,
+            active_periods: None,
         }))
+    }
+
+    /// Compiles a stored mission, with its lifecycle: recorded events count only if they
+    /// were received while it was active.
+    pub fn for_mission(mission: &super::spec::Mission) -> Result<Arc<CompiledMission>, ValidationErrors> {
+        let mut compiled = Arc::unwrap_or_clone(Self::compile(&mission.id, &mission.spec)?);
+        compiled.active_periods = Some(mission.effective_periods());
+        Ok(Arc::new(compiled))
+    }
+
+    /// Whether `event` arrived while the mission was active (events not yet recorded are
+    /// arriving now, and the caller only offers them to active missions).
+    pub fn counts_arrival_of(&self, event: &crate::event::Event) -> bool {
+        match (&self.active_periods, event.received_at) {
+            (Some(periods), Some(at)) => periods.iter().any(|p| p.contains(at)),
+            _ => true,
+        }
     }
 }
 

@@ -8,4 +8,4 @@ pub mod spec;
 pub mod window;
 
 pub use compile::{CompiledMission, CompiledStep};
-pub use spec::{Mission, MissionSpec, MissionStatus};
+pub use spec::{ActivePeriod, Mission, MissionSpec, MissionStatus};

@@ -19,8 +19,54 @@ pub struct Mission {
     /// When the mission first became active; from then on its rules are immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<Timestamp>,
+    /// When it was active: an event counts for the mission only if it was received then.
+    #[serde(default)]
+    pub active_periods: Vec<ActivePeriod>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// A stretch of time during which a mission was active, `[from, until)`; open while it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ActivePeriod {
+    pub from: Timestamp,
+    pub until: Option<Timestamp>,
+}
+
+impl ActivePeriod {
+    pub fn contains(&self, t: Timestamp) -> bool {
+        self.from <= t && self.until.is_none_or(|u| t < u)
+    }
+}
+
+impl Mission {
+    /// The periods it was active, with an open period closed at the last change if the
+    /// mission is no longer active (a spent budget ends a mission without touching the list).
+    pub fn effective_periods(&self) -> Vec<ActivePeriod> {
+        let mut periods = self.active_periods.clone();
+        if self.status != MissionStatus::Active {
+            for p in periods.iter_mut().filter(|p| p.until.is_none()) {
+                p.until = Some(self.updated_at);
+            }
+        }
+        periods
+    }
+
+    /// Records a status change at `now`: opens or closes an active period.
+    pub fn set_status(&mut self, status: MissionStatus, now: Timestamp) {
+        let was_active = self.status == MissionStatus::Active;
+        let is_active = status == MissionStatus::Active;
+        if is_active && !was_active {
+            self.activated_at.get_or_insert(now);
+            self.active_periods.push(ActivePeriod { from: now, until: None });
+        } else if was_active && !is_active {
+            for p in self.active_periods.iter_mut().filter(|p| p.until.is_none()) {
+                p.until = Some(now);
+            }
+        }
+        self.status = status;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

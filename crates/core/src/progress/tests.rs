@@ -22,6 +22,7 @@ fn ev(id: &str, event_type: &str, at: &str, attributes: Value) -> Event {
         occurred_at: ts(at),
         attributes: attributes.as_object().unwrap().clone(),
         reverses: None,
+        received_at: None,
     }
 }
 
@@ -239,6 +240,7 @@ fn to_event(input: &Input) -> Event {
                     .unwrap()
                     .clone(),
             reverses: None,
+            received_at: None,
         },
         Input::Reversal { id, of, amount } => Event {
             id: format!("r{id}"),
@@ -249,6 +251,7 @@ fn to_event(input: &Input) -> Event {
                 json!({"amount": crate::decimal::to_value(a)}).as_object().unwrap().clone()
             }),
             reverses: Some(format!("p{of}")),
+            received_at: None,
         },
     }
 }

@@ -7,7 +7,7 @@
 
 use questline_core::mission::CompiledMission;
 use questline_store::{Result, Store};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 /// The active missions of one tenant at one revision.
@@ -38,6 +38,11 @@ impl Snapshot {
         self.by_type.keys().map(String::as_str)
     }
 
+    /// The active missions listening to any of `types` (a mission may appear more than once).
+    pub fn for_type_any<'a>(&'a self, types: &'a BTreeSet<String>) -> impl Iterator<Item = &'a Arc<CompiledMission>> {
+        types.iter().flat_map(|t| self.for_type(t))
+    }
+
     pub fn listens_to(&self, event_type: &str) -> bool {
         self.by_type.contains_key(event_type)
     }
@@ -60,7 +65,7 @@ impl MissionIndex {
             return Ok(s);
         }
         let missions = self.store.active_missions(tenant).await?;
-        let compiled = missions.iter().filter_map(|m| match CompiledMission::compile(&m.id, &m.spec) {
+        let compiled = missions.iter().filter_map(|m| match CompiledMission::for_mission(m) {
             Ok(c) => Some(c),
             Err(e) => {
                 // Stored missions were valid when written; a failure here means the rules

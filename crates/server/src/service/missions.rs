@@ -15,7 +15,7 @@ use questline_store::Store;
 use serde_json::{Map, Value};
 
 /// Fields only the service writes.
-const READ_ONLY: [&str; 4] = ["rewards_granted", "activated_at", "created_at", "updated_at"];
+const READ_ONLY: [&str; 5] = ["rewards_granted", "activated_at", "active_periods", "created_at", "updated_at"];
 /// Fields that make up a mission's rules: immutable once it has been active.
 const RULES: [&str; 3] = ["steps", "window", "sequential"];
 
@@ -52,15 +52,17 @@ pub async fn create(store: &dyn Store, tenant: &str, body: Value, now: Timestamp
     }
     let spec = parse_spec(obj)?;
     CompiledMission::compile(&id, &spec)?;
-    let mission = Mission {
+    let mut mission = Mission {
         id,
-        status,
+        status: MissionStatus::Draft,
         spec,
         rewards_granted: 0,
-        activated_at: (status == MissionStatus::Active).then_some(now),
+        activated_at: None,
+        active_periods: Vec::new(),
         created_at: now,
         updated_at: now,
     };
+    mission.set_status(status, now);
     store.insert_mission(tenant, &mission).await?;
     tracing::info!(mission = %mission.id, status = mission.status.as_str(), "mission created");
     Ok(mission)
@@ -116,13 +118,9 @@ pub async fn patch(store: &dyn Store, tenant: &str, id: &str, patch: Value, now:
     // have on its last grant.
     let spent = spec.budget.as_ref().is_some_and(|b| b.max_rewards <= current.rewards_granted);
     let status = if spent && status != MissionStatus::Draft { MissionStatus::Ended } else { status };
-    let mission = Mission {
-        status,
-        spec,
-        activated_at: current.activated_at.or((status == MissionStatus::Active).then_some(now)),
-        updated_at: now.max(current.updated_at + jiff::SignedDuration::from_micros(1)),
-        ..current.clone()
-    };
+    let now = now.max(current.updated_at + jiff::SignedDuration::from_micros(1));
+    let mut mission = Mission { spec, updated_at: now, ..current.clone() };
+    mission.set_status(status, now);
     if !store.update_mission(tenant, &mission, current.updated_at).await? {
         return Err(ApiError::conflict("the mission changed while this patch was applied; read it again and retry"));
     }

@@ -3,11 +3,14 @@
 //! Each [`TestServer`] owns a temporary directory holding its SQLite file and its log (the
 //! server's standard error, see [`TestServer::logs`]). The child is killed when the server
 //! is dropped. [`TestServer::restart`] starts a new process on the same database.
+//! [`ServerOptions::database_url`] starts it on another database instead, e.g. PostgreSQL,
+//! where several servers may share one.
 
 #![allow(dead_code)] // not every test binary module uses every helper
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
+use std::io::Write;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,21 +35,29 @@ pub struct ServerOptions {
     pub admin_key: Option<String>,
     /// More environment variables for the child.
     pub env: Vec<(String, String)>,
+    /// `--database-url`; `None`: a SQLite file in the server's temporary directory.
+    pub database_url: Option<String>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { admin_key: Some(ADMIN_KEY.to_owned()), env: Vec::new() }
+        Self { admin_key: Some(ADMIN_KEY.to_owned()), env: Vec::new(), database_url: None }
     }
 }
 
 impl ServerOptions {
     pub fn without_admin_key() -> Self {
-        Self { admin_key: None, env: Vec::new() }
+        Self { admin_key: None, ..Self::default() }
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Runs on this database (`sqlite://…` or `postgres://…`) instead of a private file.
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
         self
     }
 }
@@ -91,7 +102,10 @@ impl TestServer {
     }
 
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("q.db").display())
+        match &self.options.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.dir.path().join("q.db").display()),
+        }
     }
 
     fn log_path(&self) -> std::path::PathBuf {
@@ -268,4 +282,68 @@ pub async fn expect_problem(response: Response, status: u16) -> Value {
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "title in {body}");
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "detail in {body}");
     body
+}
+
+/// The PostgreSQL server the tests create their databases on (`QUESTLINE_TEST_POSTGRES_URL`,
+/// any database of it the user may connect to).
+pub const DEFAULT_POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A PostgreSQL database of one test's own, dropped by [`PostgresDatabase::finish`]; a
+/// failed test leaves it behind to be looked at.
+pub struct PostgresDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl PostgresDatabase {
+    /// A fresh database; `None` if PostgreSQL cannot be reached and the test should pass as
+    /// skipped, after saying so on standard error. Under `CI=true` it fails instead: a test
+    /// that needs PostgreSQL never skips in silence.
+    pub async fn create() -> Option<Self> {
+        use questline_store::postgres::admin;
+        let admin_url =
+            std::env::var("QUESTLINE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.to_owned());
+        let name = format!("questline_test_{}", uuid::Uuid::now_v7().simple());
+        let why = match tokio::time::timeout(Duration::from_secs(10), admin::create_database(&admin_url, &name)).await {
+            Ok(Ok(url)) => return Some(Self { url, admin_url, name }),
+            Ok(Err(e)) if admin::unreachable(&e) => e.to_string(),
+            Ok(Err(e)) => panic!("cannot create a test database on {}: {e}", redact(&admin_url)),
+            Err(_) => "no answer within 10s".to_owned(),
+        };
+        let admin_url = redact(&admin_url);
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "PostgreSQL not reachable at {admin_url} ({why}). With CI=true a test that needs PostgreSQL fails \
+                 without it: run the suite through scripts/test, which starts one, or set QUESTLINE_TEST_POSTGRES_URL."
+            );
+        }
+        // Through the stderr handle, not `eprintln!`: the test harness captures (and hides) what a
+        // passing test prints with the macros, and a skip must be seen.
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(
+            stderr,
+            "SKIPPED: PostgreSQL not reachable at {admin_url} ({why}); this PostgreSQL test did not run. \
+             scripts/test starts a server; or set QUESTLINE_TEST_POSTGRES_URL."
+        );
+        None
+    }
+
+    /// Drops the database, ending the sessions still on it.
+    pub async fn finish(self) {
+        if let Err(e) = questline_store::postgres::admin::drop_database(&self.admin_url, &self.name).await {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if scheme_end < at => match url[scheme_end + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
 }

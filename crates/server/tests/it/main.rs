@@ -1,5 +1,6 @@
 //! End-to-end tests: each starts the real `questline` binary on port 0 with its own SQLite
-//! database, and speaks HTTP to it. One test binary; one module per area.
+//! database (or, in `multiprocess`, several binaries on one PostgreSQL database of the
+//! test's own), and speaks HTTP to it. One test binary; one module per area.
 
 mod auth;
 mod demo;
@@ -9,6 +10,7 @@ mod fixtures;
 mod harness;
 mod keys;
 mod missions;
+mod multiprocess;
 mod ops;
 mod progress;
 mod properties;

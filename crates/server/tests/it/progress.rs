@@ -101,3 +101,52 @@ async fn users_read_their_own_progress_with_a_jwt() {
     assert_eq!(my_rewards["items"][0]["user_id"], "u-7");
     expect_problem(send(me("/v1/users/u-8/missions")).await, 401).await;
 }
+
+#[tokio::test]
+async fn events_count_only_if_received_while_the_mission_was_active() {
+    let server = TestServer::start().await;
+    let patch = |id: &str, status: &str| {
+        server.admin(Method::PATCH, &format!("/v1/missions/{id}")).json(&json!({"status": status}))
+    };
+    create_mission(
+        &server,
+        &json!({"id": "logins", "name": "3 logins",
+        "steps": [{"event_type": "login", "target": 3}], "reward": {"kind": "badge"}}),
+    )
+    .await;
+    let login =
+        |id: &str, hours: i64| json!({"id": id, "type": "login", "user_id": "u", "occurred_at": hours_ago(hours)});
+    ingest(&server, &[login("l0", 5)]).await; // while a draft: never counts
+    ok(patch("logins", "active")).await;
+    ingest(&server, &[login("l2", 1)]).await;
+    // A late event forces a refold from the ledger; it must not pick up the draft-time login.
+    ingest(&server, &[login("l1", 2)]).await;
+    let p = progress(&server, "u", "logins").await;
+    assert_eq!((p["status"].as_str(), &p["steps"][0]["value"]), (Some("in_progress"), &json!(2)), "{p}");
+    let mission = ok(server.get("/v1/missions/logins")).await;
+    assert_eq!(mission["active_periods"].as_array().unwrap().len(), 1, "{mission}");
+
+    // Paused: a refund still takes back what was counted, and what arrives meanwhile never counts.
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    ingest(&server, &[payment("p1", "w", json!(300), 3)]).await;
+    ok(patch("swiggy-500", "paused")).await;
+    ingest(&server, &[refund("r1", "w", "p1", None), payment("p-paused", "w", json!(400), 2)]).await;
+    ok(patch("swiggy-500", "active")).await;
+    ingest(&server, &[payment("p2", "w", json!(250), 1)]).await;
+    let p = progress(&server, "w", "swiggy-500").await;
+    assert_eq!((p["status"].as_str(), &p["steps"][0]["value"]), (Some("in_progress"), &json!(250)), "{p}");
+    assert!(rewards(&server, "w").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_refund_after_the_budget_ended_the_mission_still_revokes() {
+    let server = TestServer::start().await;
+    let mut m = swiggy("one-reward");
+    m["budget"] = json!({"max_rewards": 1});
+    create_mission(&server, &m).await;
+    ingest(&server, &[payment("big", "u", json!(600), 1)]).await;
+    assert_eq!(ok(server.get("/v1/missions/one-reward")).await["status"], "ended");
+    ingest(&server, &[refund("back", "u", "big", None)]).await;
+    assert_eq!(rewards(&server, "u").await[0]["status"], "revoked");
+    assert_eq!(progress(&server, "u", "one-reward").await["steps"][0]["value"], json!(0));
+}

@@ -32,6 +32,8 @@ CREATE TABLE missions (
     max_rewards     INTEGER,
     rewards_granted INTEGER NOT NULL DEFAULT 0,
     activated_at    TEXT,
+    -- JSON [{"from", "until"}]: when it was active. Events count only if received then.
+    active_periods  TEXT NOT NULL DEFAULT '[]',
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
     PRIMARY KEY (tenant_id, id)

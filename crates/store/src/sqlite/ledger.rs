@@ -149,7 +149,7 @@ pub(super) fn user_reversals_query<'a>(
 ) -> QueryBuilder<'a, Sqlite> {
     // CROSS JOIN fixes the order: the user's originals first, then each one's reversals.
     let mut qb = QueryBuilder::new(
-        "SELECT r.id, r.type AS event_type, r.user_id, r.occurred_at, r.attributes, r.reverses \
+        "SELECT r.id, r.type AS event_type, r.user_id, r.occurred_at, r.attributes, r.reverses, r.received_at \
          FROM events AS o INDEXED BY events_by_user \
          CROSS JOIN events AS r INDEXED BY events_by_reversed \
          ON r.tenant_id = o.tenant_id AND r.reverses = o.id AND r.reverses IS NOT NULL \

@@ -5,7 +5,9 @@
 //! reloads later rather than never. Writes go through the writer pool (one connection),
 //! reads through the reader pool.
 
-use super::rows::{MISSION_COLUMNS, MissionRow, is_unique_violation, max_rewards, spec_json, to_i64, ts_text};
+use super::rows::{
+    MISSION_COLUMNS, MissionRow, active_periods_json, is_unique_violation, max_rewards, spec_json, to_i64, ts_text,
+};
 use crate::{Page, Result, StoreError};
 use jiff::Timestamp;
 use questline_core::mission::{Mission, MissionStatus};
@@ -46,8 +48,8 @@ pub(super) async fn insert(writer: &SqlitePool, tenant: &str, mission: &Mission)
     // First, so that the tenant row the foreign key needs exists.
     ensure_tenant(&mut tx, tenant, mission.created_at).await?;
     let inserted = sqlx::query(
-        "INSERT INTO missions (tenant_id, id, status, spec, max_rewards, rewards_granted, activated_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO missions (tenant_id, id, status, spec, max_rewards, rewards_granted, activated_at, active_periods, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(tenant)
     .bind(&mission.id)
@@ -56,6 +58,7 @@ pub(super) async fn insert(writer: &SqlitePool, tenant: &str, mission: &Mission)
     .bind(max_rewards(mission))
     .bind(to_i64(mission.rewards_granted))
     .bind(mission.activated_at.map(ts_text))
+    .bind(active_periods_json(mission)?)
     .bind(ts_text(mission.created_at))
     .bind(ts_text(mission.updated_at))
     .execute(&mut *tx)
@@ -118,13 +121,14 @@ pub(super) async fn update(
     // `updated_at` is compared as the text we wrote: `ts_text` is fixed-width, so the same
     // instant always has the same text. `created_at` and `rewards_granted` are not written.
     let updated = sqlx::query(
-        "UPDATE missions SET status = ?, spec = ?, max_rewards = ?, activated_at = ?, updated_at = ? \
+        "UPDATE missions SET status = ?, spec = ?, max_rewards = ?, activated_at = ?, active_periods = ?, updated_at = ? \
          WHERE tenant_id = ? AND id = ? AND updated_at = ?",
     )
     .bind(mission.status.as_str())
     .bind(spec)
     .bind(max_rewards(mission))
     .bind(mission.activated_at.map(ts_text))
+    .bind(active_periods_json(mission)?)
     .bind(ts_text(mission.updated_at))
     .bind(tenant)
     .bind(&mission.id)

@@ -23,8 +23,10 @@ use serde_json::{Map, Value};
 use std::fmt::Display;
 
 /// The columns [`EventRow`] reads, for `SELECT {EVENT_COLUMNS} FROM events`.
-pub(super) const EVENT_COLUMNS: &str = "id, type AS event_type, user_id, occurred_at, attributes, reverses";
-pub(super) const MISSION_COLUMNS: &str = "id, status, spec, rewards_granted, activated_at, created_at, updated_at";
+pub(super) const EVENT_COLUMNS: &str =
+    "id, type AS event_type, user_id, occurred_at, attributes, reverses, received_at";
+pub(super) const MISSION_COLUMNS: &str =
+    "id, status, spec, rewards_granted, activated_at, active_periods, created_at, updated_at";
 pub(super) const PROGRESS_COLUMNS: &str = "mission_id, user_id, state, updated_at";
 pub(super) const REWARD_COLUMNS: &str =
     "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, created_at, updated_at";
@@ -67,6 +69,7 @@ pub(super) struct EventRow {
     occurred_at: i64,
     attributes: String,
     reverses: Option<String>,
+    received_at: i64,
 }
 
 impl EventRow {
@@ -75,6 +78,7 @@ impl EventRow {
         let occurred_at = Timestamp::from_microsecond(self.occurred_at).map_err(|e| corrupt(what("occurred_at"), e))?;
         let attributes: Map<String, Value> =
             serde_json::from_str(&self.attributes).map_err(|e| corrupt(what("attributes"), e))?;
+        let received_at = Timestamp::from_microsecond(self.received_at).map_err(|e| corrupt(what("received_at"), e))?;
         Ok(Event {
             id: self.id,
             event_type: self.event_type,
@@ -82,6 +86,7 @@ impl EventRow {
             occurred_at,
             attributes,
             reverses: self.reverses,
+            received_at: Some(received_at),
         })
     }
 }
@@ -104,6 +109,7 @@ pub(super) struct MissionRow {
     spec: String,
     rewards_granted: i64,
     activated_at: Option<String>,
+    active_periods: String,
     created_at: String,
     updated_at: String,
 }
@@ -119,6 +125,8 @@ impl MissionRow {
             spec,
             rewards_granted,
             activated_at: parse_opt_ts(self.activated_at.as_deref(), what("activated_at"))?,
+            active_periods: serde_json::from_str(&self.active_periods)
+                .map_err(|e| corrupt(what("active_periods"), e))?,
             created_at: parse_ts(&self.created_at, what("created_at"))?,
             updated_at: parse_ts(&self.updated_at, what("updated_at"))?,
             id: self.id,
@@ -129,6 +137,11 @@ impl MissionRow {
 pub(super) fn spec_json(mission: &Mission) -> Result<String> {
     serde_json::to_string(&mission.spec)
         .map_err(|e| corrupt(format!("cannot encode spec of mission {:?}", mission.id), e))
+}
+
+pub(super) fn active_periods_json(mission: &Mission) -> Result<String> {
+    serde_json::to_string(&mission.active_periods)
+        .map_err(|e| corrupt(format!("cannot encode active periods of mission {:?}", mission.id), e))
 }
 
 /// The `max_rewards` column mirrors the spec's budget so that a budget take is one UPDATE.

@@ -2,12 +2,9 @@
 
 use crate::{T, TestDb, at, mission};
 use questline_core::mission::MissionStatus;
-use questline_store::Store;
 use std::sync::Arc;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_takes_never_overspend() {
-    let db = TestDb::fresh();
+pub async fn concurrent_takes_never_overspend(db: &TestDb) {
     let store = Arc::new(db.open().await);
     store.insert_mission(T, &mission("m", MissionStatus::Active, Some(5))).await.unwrap();
     let revision = store.missions_revision(T).await.unwrap();
@@ -33,9 +30,7 @@ async fn concurrent_takes_never_overspend() {
     assert!(store.active_missions(T).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn takes_leave_the_mission_alone_until_the_last() {
-    let db = TestDb::fresh();
+pub async fn takes_leave_the_mission_alone_until_the_last(db: &TestDb) {
     let store = db.open().await;
     let m = mission("m", MissionStatus::Active, Some(2));
     store.insert_mission(T, &m).await.unwrap();
@@ -64,9 +59,7 @@ async fn takes_leave_the_mission_alone_until_the_last() {
     assert_eq!((ended.status, ended.rewards_granted, ended.updated_at), (MissionStatus::Ended, 2, at(3)));
 }
 
-#[tokio::test]
-async fn no_budget_means_unlimited_and_unknown_missions_have_none() {
-    let db = TestDb::fresh();
+pub async fn no_budget_means_unlimited_and_unknown_missions_have_none(db: &TestDb) {
     let store = db.open().await;
     store.insert_mission(T, &mission("free", MissionStatus::Active, None)).await.unwrap();
     let mut tx = store.begin().await.unwrap();

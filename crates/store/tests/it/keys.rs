@@ -1,7 +1,7 @@
 //! API keys.
 
 use crate::{T, TestDb, at};
-use questline_store::{ApiKey, NewApiKey, Role, Store, StoreError};
+use questline_store::{ApiKey, NewApiKey, Role, StoreError};
 
 fn new_key(id: &str, role: Role, secs: i64) -> NewApiKey {
     NewApiKey {
@@ -13,9 +13,7 @@ fn new_key(id: &str, role: Role, secs: i64) -> NewApiKey {
     }
 }
 
-#[tokio::test]
-async fn keys_lifecycle() {
-    let db = TestDb::fresh();
+pub async fn keys_lifecycle(db: &TestDb) {
     let store = db.open().await;
     let admin = store.insert_key(T, &new_key("k1", Role::Admin, 1)).await.unwrap();
     assert_eq!(

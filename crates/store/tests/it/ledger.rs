@@ -1,24 +1,21 @@
 //! The event ledger: duplicate detection, lookups, and exact attribute payloads.
 
-use crate::{T, TestDb, at, event, reversal};
+use crate::{T, TestDb, at, event, received, reversal};
 use questline_core::event::Event;
-use questline_store::Store;
 use std::sync::Arc;
 
 fn ids(events: &[Event]) -> Vec<&str> {
     events.iter().map(|e| e.id.as_str()).collect()
 }
 
-#[tokio::test]
-async fn duplicates_within_a_slice_and_across_batches() {
-    let db = TestDb::fresh();
+pub async fn duplicates_within_a_slice_and_across_batches(db: &TestDb) {
     let store = db.open().await;
 
     let mut tx = store.begin().await.unwrap();
     let batch = [event("a", "u", "payment", 1), event("b", "u", "payment", 2), event("a", "u", "payment", 3)];
     assert_eq!(tx.insert_events(T, &batch, at(10)).await.unwrap(), vec![true, true, false]);
     // The first occurrence is the one stored.
-    assert_eq!(tx.events_by_id(T, &["a".into()]).await.unwrap(), vec![event("a", "u", "payment", 1)]);
+    assert_eq!(tx.events_by_id(T, &["a".into()]).await.unwrap(), vec![received(event("a", "u", "payment", 1), 10)]);
     // Later in the same transaction.
     let again = [event("b", "u", "payment", 9), event("c", "u", "payment", 4)];
     assert_eq!(tx.insert_events(T, &again, at(10)).await.unwrap(), vec![false, true]);
@@ -32,9 +29,7 @@ async fn duplicates_within_a_slice_and_across_batches() {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
-async fn large_batches_span_chunks_exactly() {
-    let db = TestDb::fresh();
+pub async fn large_batches_span_chunks_exactly(db: &TestDb) {
     let store = db.open().await;
     let mut tx = store.begin().await.unwrap();
     let stored: Vec<Event> = (0..300).map(|i| event(&format!("e{i:04}"), "u", "payment", i)).collect();
@@ -54,9 +49,7 @@ async fn large_batches_span_chunks_exactly() {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_batches_count_each_id_once() {
-    let db = TestDb::fresh();
+pub async fn concurrent_batches_count_each_id_once(db: &TestDb) {
     let store = Arc::new(db.open().await);
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..8_i64 {
@@ -79,9 +72,7 @@ async fn concurrent_batches_count_each_id_once() {
     assert_eq!(found.len(), 100);
 }
 
-#[tokio::test]
-async fn lookups_by_id_reversal_and_user() {
-    let db = TestDb::fresh();
+pub async fn lookups_by_id_reversal_and_user(db: &TestDb) {
     let store = db.open().await;
     let mut tx = store.begin().await.unwrap();
     let batch = [
@@ -113,9 +104,7 @@ async fn lookups_by_id_reversal_and_user() {
     assert_eq!((ids(&originals), ids(&reversals)), (vec!["l1"], vec![]));
 }
 
-#[tokio::test]
-async fn attributes_keep_exact_numbers() {
-    let db = TestDb::fresh();
+pub async fn attributes_keep_exact_numbers(db: &TestDb) {
     let store = db.open().await;
     let mut e = event("x", "u", "payment", 1);
     let attributes = r#"{"amount": 0.30, "big": 123456789012345678901234567890.5, "merchant": {"name": "Swiggy"}}"#;
@@ -123,15 +112,13 @@ async fn attributes_keep_exact_numbers() {
     let mut tx = store.begin().await.unwrap();
     tx.insert_events(T, std::slice::from_ref(&e), at(0)).await.unwrap();
     let back = tx.events_by_id(T, &["x".into()]).await.unwrap();
-    assert_eq!(back, vec![e]);
+    assert_eq!(back, vec![received(e, 0)]);
     assert_eq!(back[0].attributes["amount"].to_string(), "0.30");
     assert_eq!(back[0].attributes["big"].to_string(), "123456789012345678901234567890.5");
     assert_eq!(back[0].attributes.keys().collect::<Vec<_>>(), ["amount", "big", "merchant"]);
 }
 
-#[tokio::test]
-async fn reads_do_not_wait_for_an_open_batch() {
-    let db = TestDb::fresh();
+pub async fn reads_do_not_wait_for_an_open_batch(db: &TestDb) {
     let store = db.open().await;
     let mut tx = store.begin().await.unwrap();
     tx.insert_events(T, &[event("p1", "u", "payment", 1)], at(0)).await.unwrap();

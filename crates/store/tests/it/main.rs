@@ -1,6 +1,21 @@
-//! Integration tests of the SQLite store. Each test owns a fresh database file in its own
-//! temporary directory, so tests run in parallel without sharing anything.
+//! The store's conformance suite: the same tests, run against every backend.
+//!
+//! Each test in the conformance modules is an `async fn(&TestDb)`; the [`conformance!`]
+//! list below instantiates it once per backend, as `sqlite::MODULE::TEST` and
+//! `postgres::MODULE::TEST` (`cargo test -p questline-store postgres::` runs one backend).
+//! Every test owns a fresh database — a SQLite file in its own temporary directory, or a
+//! PostgreSQL database created for it (see [`backend`]) — so tests run in parallel and
+//! share nothing.
+//!
+//! Without a reachable PostgreSQL the `postgres::` tests say `SKIPPED` loudly on standard
+//! error, or fail when `CI=true`; `scripts/test` starts a server when none is running.
+//!
+//! Beside the suite: `pg_concurrency` (many connection pools on one database, as many
+//! processes would have) and `sqlite_files` (what only a file can show).
 
+mod backend;
+
+// The conformance suite.
 mod budget;
 mod keys;
 mod ledger;
@@ -8,39 +23,80 @@ mod missions;
 mod open;
 mod progress;
 
+// Backend-specific.
+mod pg_concurrency;
+mod sqlite_files;
+
+pub use backend::{Backend, TestDb};
+
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::mission::{Mission, MissionStatus};
-use questline_store::sqlite::SqliteStore;
 use serde_json::json;
-use tempfile::TempDir;
+
+/// Instantiates each listed test once per backend.
+macro_rules! conformance {
+    (@backend $name:ident, $backend:expr, $($module:ident: [$($test:ident),* $(,)?]),* $(,)?) => {
+        mod $name {
+            $(mod $module {
+                $(
+                    // Multi-threaded: several tests race transactions against each other.
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $test() {
+                        let Some(db) = $crate::TestDb::fresh($backend).await else { return };
+                        $crate::$module::$test(&db).await;
+                        db.finish().await;
+                    }
+                )*
+            })*
+        }
+    };
+    ($($list:tt)*) => {
+        conformance!(@backend sqlite, $crate::Backend::Sqlite, $($list)*);
+        conformance!(@backend postgres, $crate::Backend::Postgres, $($list)*);
+    };
+}
+
+conformance! {
+    budget: [
+        concurrent_takes_never_overspend,
+        takes_leave_the_mission_alone_until_the_last,
+        no_budget_means_unlimited_and_unknown_missions_have_none,
+    ],
+    keys: [keys_lifecycle],
+    ledger: [
+        duplicates_within_a_slice_and_across_batches,
+        large_batches_span_chunks_exactly,
+        concurrent_batches_count_each_id_once,
+        lookups_by_id_reversal_and_user,
+        attributes_keep_exact_numbers,
+        reads_do_not_wait_for_an_open_batch,
+    ],
+    missions: [
+        insert_round_trips_and_a_taken_id_conflicts,
+        tenants_are_separate_and_created_on_first_write,
+        lists_page_by_id,
+        ids_sort_bytewise_whatever_the_locale,
+        updates_are_optimistic_and_never_touch_the_grant_count,
+        only_drafts_are_deleted,
+    ],
+    open: [
+        migrates_a_fresh_database_and_reopens_it,
+        committed_data_survives_reopening_and_rolled_back_data_does_not,
+        connect_dispatches_on_the_url_scheme,
+    ],
+    progress: [
+        progress_round_trips_exactly_and_upserts,
+        many_progress_rows_in_one_batch,
+        a_repeated_pair_saves_the_later_row,
+        rewards_live_revoked_and_listed_newest_first,
+        a_conflict_leaves_the_batch_usable,
+        only_pending_rewards_are_revoked,
+    ],
+}
 
 /// Every test writes to the default tenant unless it is testing tenant isolation.
 pub const T: &str = questline_core::DEFAULT_TENANT;
-
-/// A database file that lives as long as the value.
-pub struct TestDb {
-    dir: TempDir,
-}
-
-impl TestDb {
-    /// A fresh directory; the database file is created by the first `open`.
-    pub fn fresh() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
-    }
-
-    pub fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("questline.db")
-    }
-
-    pub fn url(&self) -> String {
-        format!("sqlite://{}", self.path().display())
-    }
-
-    pub async fn open(&self) -> SqliteStore {
-        SqliteStore::connect(&self.url()).await.expect("open store")
-    }
-}
 
 pub fn ts(text: &str) -> Timestamp {
     text.parse().expect("timestamp")
@@ -59,7 +115,13 @@ pub fn event(id: &str, user: &str, event_type: &str, secs: i64) -> Event {
         occurred_at: at(secs),
         attributes: serde_json::Map::new(),
         reverses: None,
+        received_at: None,
     }
+}
+
+/// `e` as the ledger returns it: stamped with when it was received.
+pub fn received(e: Event, secs: i64) -> Event {
+    Event { received_at: Some(at(secs)), ..e }
 }
 
 pub fn reversal(id: &str, user: &str, reverses: &str, secs: i64) -> Event {

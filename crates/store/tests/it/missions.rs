@@ -2,11 +2,9 @@
 
 use crate::{T, TestDb, mission, ts};
 use questline_core::mission::MissionStatus;
-use questline_store::{Store, StoreError};
+use questline_store::StoreError;
 
-#[tokio::test]
-async fn insert_round_trips_and_a_taken_id_conflicts() {
-    let db = TestDb::fresh();
+pub async fn insert_round_trips_and_a_taken_id_conflicts(db: &TestDb) {
     let store = db.open().await;
     let mut m = mission("m1", MissionStatus::Draft, Some(7));
     m.spec.description = Some("exact 0.1 + 0.2".into());
@@ -26,9 +24,7 @@ async fn insert_round_trips_and_a_taken_id_conflicts() {
     assert_eq!(store.get_mission(T, "nope").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn tenants_are_separate_and_created_on_first_write() {
-    let db = TestDb::fresh();
+pub async fn tenants_are_separate_and_created_on_first_write(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.missions_revision("acme").await.unwrap(), 0);
     store.insert_mission("acme", &mission("m1", MissionStatus::Active, None)).await.unwrap();
@@ -40,9 +36,7 @@ async fn tenants_are_separate_and_created_on_first_write() {
     assert_eq!(store.get_mission("acme", "m1").await.unwrap().unwrap().status, MissionStatus::Active);
 }
 
-#[tokio::test]
-async fn lists_page_by_id() {
-    let db = TestDb::fresh();
+pub async fn lists_page_by_id(db: &TestDb) {
     let store = db.open().await;
     for (i, id) in ["e", "a", "d", "b", "c"].into_iter().enumerate() {
         let status = if i % 2 == 0 { MissionStatus::Active } else { MissionStatus::Draft };
@@ -70,9 +64,36 @@ async fn lists_page_by_id() {
     assert_eq!(active_ids, ["c", "d", "e"]);
 }
 
-#[tokio::test]
-async fn updates_are_optimistic_and_never_touch_the_grant_count() {
-    let db = TestDb::fresh();
+/// Ids compare as bytes, as in Rust: not as the database's locale would sort them (which
+/// may ignore punctuation or fold case). Pagination and the fold order depend on it.
+pub async fn ids_sort_bytewise_whatever_the_locale(db: &TestDb) {
+    let store = db.open().await;
+    let bytewise = ["A", "B", "a", "a-b", "a_b", "ab", "z", "\u{e9}"];
+    for id in ["z", "a_b", "B", "\u{e9}", "a", "ab", "A", "a-b"] {
+        store.insert_mission(T, &mission(id, MissionStatus::Active, None)).await.unwrap();
+    }
+    let listed: Vec<String> =
+        store.list_missions(T, None, None, 100).await.unwrap().items.into_iter().map(|m| m.id).collect();
+    assert_eq!(listed, bytewise);
+    let after: Vec<String> =
+        store.list_missions(T, None, Some("a"), 2).await.unwrap().items.into_iter().map(|m| m.id).collect();
+    assert_eq!(after, ["a-b", "a_b"]);
+    let active: Vec<String> = store.active_missions(T).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(active, bytewise);
+
+    // Events at the same instant fold in id order.
+    let mut tx = store.begin().await.unwrap();
+    let events: Vec<_> = ["z", "a_b", "B", "\u{e9}", "a", "ab", "A", "a-b"]
+        .into_iter()
+        .map(|id| crate::event(id, "u", "payment", 7))
+        .collect();
+    tx.insert_events(T, &events, crate::at(8)).await.unwrap();
+    let originals = tx.user_originals(T, "u", &["payment".into()]).await.unwrap();
+    assert_eq!(originals.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), bytewise);
+    tx.commit().await.unwrap();
+}
+
+pub async fn updates_are_optimistic_and_never_touch_the_grant_count(db: &TestDb) {
     let store = db.open().await;
     let original = mission("m", MissionStatus::Draft, Some(3));
     store.insert_mission(T, &original).await.unwrap();
@@ -114,9 +135,7 @@ fn with_grants(m: &questline_core::mission::Mission, granted: u64) -> questline_
     questline_core::mission::Mission { rewards_granted: granted, ..m.clone() }
 }
 
-#[tokio::test]
-async fn only_drafts_are_deleted() {
-    let db = TestDb::fresh();
+pub async fn only_drafts_are_deleted(db: &TestDb) {
     let store = db.open().await;
     store.insert_mission(T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
     store.insert_mission(T, &mission("live", MissionStatus::Active, None)).await.unwrap();

@@ -1,41 +1,25 @@
-//! Opening a database: migrations on a fresh file, reopening, durability settings.
+//! Opening a database: migrations on a fresh database, reopening, what survives.
 
 use crate::{T, TestDb, event, mission};
 use questline_core::mission::MissionStatus;
-use questline_store::{Store, StoreError, connect};
-use sqlx::Connection;
+use questline_store::{StoreError, connect};
 
-#[tokio::test]
-async fn migrates_a_fresh_file_and_reopens_it() {
-    let db = TestDb::fresh();
-    assert!(!db.path().exists());
+pub async fn migrates_a_fresh_database_and_reopens_it(db: &TestDb) {
     let store = db.open().await;
-    assert!(db.path().exists(), "connect creates the file");
     store.ping().await.unwrap();
     // The migration seeded the default tenant.
     assert_eq!(store.missions_revision(T).await.unwrap(), 0);
+    store.insert_mission(T, &mission("m1", MissionStatus::Draft, None)).await.unwrap();
     store.close().await;
 
     // Migrations already applied: reopening must neither fail nor re-run them.
     let store = db.open().await;
     store.ping().await.unwrap();
+    assert_eq!(store.missions_revision(T).await.unwrap(), 1);
     store.close().await;
 }
 
-#[tokio::test]
-async fn the_file_is_in_wal_mode() {
-    let db = TestDb::fresh();
-    let store = db.open().await;
-    let mut conn = sqlx::SqliteConnection::connect(&db.url()).await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(mode, "wal");
-    conn.close().await.unwrap();
-    store.close().await;
-}
-
-#[tokio::test]
-async fn committed_data_survives_reopening_and_rolled_back_data_does_not() {
-    let db = TestDb::fresh();
+pub async fn committed_data_survives_reopening_and_rolled_back_data_does_not(db: &TestDb) {
     let store = db.open().await;
     store.insert_mission(T, &mission("m1", MissionStatus::Active, Some(3))).await.unwrap();
     let mut tx = store.begin().await.unwrap();
@@ -50,17 +34,17 @@ async fn committed_data_survives_reopening_and_rolled_back_data_does_not() {
     assert_eq!(store.get_mission(T, "m1").await.unwrap(), Some(mission("m1", MissionStatus::Active, Some(3))));
     let mut tx = store.begin().await.unwrap();
     let found = tx.events_by_id(T, &["kept".into(), "dropped".into()]).await.unwrap();
-    assert_eq!(found, vec![event("kept", "u1", "payment", 1)]);
+    assert_eq!(found, vec![crate::received(event("kept", "u1", "payment", 1), 10)]);
     // The rolled-back id is still free.
     assert_eq!(tx.insert_events(T, &[event("dropped", "u1", "payment", 2)], crate::at(11)).await.unwrap(), vec![true]);
     tx.commit().await.unwrap();
     store.close().await;
 }
 
-#[tokio::test]
-async fn connect_dispatches_on_the_url_scheme() {
-    let db = TestDb::fresh();
+pub async fn connect_dispatches_on_the_url_scheme(db: &TestDb) {
     let store = connect(&db.url()).await.unwrap();
     store.ping().await.unwrap();
-    assert!(matches!(connect("postgres://localhost/x").await, Err(StoreError::UnsupportedUrl(_))));
+    let err = connect("mysql://localhost/x").await.err().expect("mysql is not supported");
+    assert!(matches!(&err, StoreError::UnsupportedUrl(url) if url == "mysql://localhost/x"), "{err:?}");
+    assert!(err.to_string().contains("sqlite://PATH or postgres://"), "{err}");
 }

@@ -6,7 +6,7 @@ use questline_core::event::EventKey;
 use questline_core::mission::spec::RewardKind;
 use questline_core::progress::{ProgressState, StepState};
 use questline_core::reward::{Reward, RewardStatus};
-use questline_store::{Store, StoreError, StoredProgress};
+use questline_store::{StoreError, StoredProgress};
 use rust_decimal::Decimal;
 
 fn progress(mission: &str, user: &str, value: &str, completions: u32, updated_at: Timestamp) -> StoredProgress {
@@ -40,9 +40,7 @@ fn key(mission: &str, user: &str) -> (String, String) {
     (mission.into(), user.into())
 }
 
-#[tokio::test]
-async fn progress_round_trips_exactly_and_upserts() {
-    let db = TestDb::fresh();
+pub async fn progress_round_trips_exactly_and_upserts(db: &TestDb) {
     let store = db.open().await;
     // 0.1 + 0.2 as decimals: exactly 0.3, and it must stay "0.3" through JSON and SQLite.
     let sum = Decimal::from_str_exact("0.1").unwrap() + Decimal::from_str_exact("0.2").unwrap();
@@ -75,9 +73,7 @@ async fn progress_round_trips_exactly_and_upserts() {
     assert_eq!(stored[0].state.steps[0].value.to_string(), "0.30", "scale survives too");
 }
 
-#[tokio::test]
-async fn many_progress_rows_in_one_batch() {
-    let db = TestDb::fresh();
+pub async fn many_progress_rows_in_one_batch(db: &TestDb) {
     let store = db.open().await;
     let rows: Vec<StoredProgress> =
         (0..1203).map(|i| progress("m", &format!("u{i}"), &format!("{i}.5"), 0, at(i))).collect();
@@ -90,9 +86,22 @@ async fn many_progress_rows_in_one_batch() {
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
-async fn rewards_live_revoked_and_listed_newest_first() {
-    let db = TestDb::fresh();
+pub async fn a_repeated_pair_saves_the_later_row(db: &TestDb) {
+    let store = db.open().await;
+    let earlier = progress("m", "u", "1", 0, at(1));
+    let later = progress("m", "u", "2", 1, at(2));
+    let other = progress("m", "v", "3", 0, at(3));
+    let mut tx = store.begin().await.unwrap();
+    tx.save_progress(T, &[earlier, other.clone(), later.clone()]).await.unwrap();
+    tx.save_progress(T, &[]).await.unwrap();
+    let mut loaded = tx.load_progress(T, &[key("m", "u"), key("m", "v")]).await.unwrap();
+    loaded.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+    assert_eq!(loaded, vec![later, other]);
+    assert!(tx.load_progress(T, &[]).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+}
+
+pub async fn rewards_live_revoked_and_listed_newest_first(db: &TestDb) {
     let store = db.open().await;
     let first = reward("r1", 1, Some("0.30"), ts("2024-01-01T00:00:00Z"));
     let second = Reward {
@@ -125,9 +134,22 @@ async fn rewards_live_revoked_and_listed_newest_first() {
     assert!(store.user_rewards(T, "nobody").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn only_pending_rewards_are_revoked() {
-    let db = TestDb::fresh();
+/// A `Conflict` is an answer, not a failure of the transaction: the batch goes on and commits.
+pub async fn a_conflict_leaves_the_batch_usable(db: &TestDb) {
+    let store = db.open().await;
+    let first = reward("r1", 1, Some("5"), at(1));
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_reward(T, &first).await.unwrap();
+    let err = tx.insert_reward(T, &first).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(msg) if msg.contains("r1")), "{err:?}");
+    assert_eq!(tx.insert_events(T, &[crate::event("e", "u", "payment", 1)], at(2)).await.unwrap(), vec![true]);
+    tx.commit().await.unwrap();
+    assert_eq!(store.user_rewards(T, "u").await.unwrap(), vec![first]);
+    let (originals, _) = store.user_ledger(T, "u", &["payment".into()]).await.unwrap();
+    assert_eq!(originals.len(), 1);
+}
+
+pub async fn only_pending_rewards_are_revoked(db: &TestDb) {
     let store = db.open().await;
     let granted = Reward { status: RewardStatus::Granted, ..reward("g", 1, Some("5"), at(1)) };
     let mut tx = store.begin().await.unwrap();

@@ -79,7 +79,7 @@ async fn apply_once(
 
     let mut applied = Applied { new, ..Applied::default() };
     let plan = Plan::make(&mut *tx, tenant, &snapshot, &fresh).await?;
-    let mut batch = Batch { tx: &mut *tx, tenant, now, snapshot: &snapshot, applied: &mut applied };
+    let mut batch = Batch { tx: &mut *tx, store, tenant, now, snapshot: &snapshot, applied: &mut applied };
     batch.run(&plan).await?;
     tx.commit().await?;
     metrics::counter!("questline_events_ingested_total").increment(fresh.len() as u64);
@@ -128,10 +128,9 @@ impl<'a> Plan<'a> {
         for original in tx.events_by_id(tenant, &targets).await? {
             // An original in this batch gets its net form when it is folded; one counted
             // earlier must be taken back by a refold.
-            if original.reverses.is_some()
-                || !snapshot.listens_to(&original.event_type)
-                || fresh_ids.contains(original.id.as_str())
-            {
+            // (Missions that are no longer active may have counted it too: the type is
+            // recorded whatever the snapshot listens to.)
+            if original.reverses.is_some() || fresh_ids.contains(original.id.as_str()) {
                 continue;
             }
             // A reversal applies to its own user's original only (see `net_events`); that
@@ -150,6 +149,8 @@ impl<'a> Plan<'a> {
 
 struct Batch<'t, 's> {
     tx: &'t mut dyn IngestTx,
+    /// For reads outside the transaction that the batch's user locks keep consistent.
+    store: &'t dyn Store,
     tenant: &'t str,
     now: Timestamp,
     snapshot: &'s Snapshot,
@@ -173,9 +174,6 @@ impl Batch<'_, '_> {
                 }
             }
             touched.extend(missions.into_values().map(|m| (m, *user, work)));
-        }
-        if touched.is_empty() {
-            return Ok(());
         }
         let keys: Vec<(String, String)> = touched.iter().map(|(m, u, _)| (m.id.clone(), u.to_string())).collect();
         let mut stored: HashMap<(String, String), ProgressState> = self
@@ -211,7 +209,7 @@ impl Batch<'_, '_> {
                 let completions = fold(mission, &mut state, &net);
                 (state, completions)
             };
-            self.reconcile_rewards(mission, user, &state, &completions, must_refold).await?;
+            self.reconcile_rewards(mission, user, &state, &completions, must_refold, true).await?;
             if before.as_ref() != Some(&state) {
                 changed.push(StoredProgress {
                     mission_id: mission.id.clone(),
@@ -221,7 +219,43 @@ impl Batch<'_, '_> {
                 });
             }
         }
+        for (user, work) in &plan.users {
+            if !work.refold_types.is_empty() {
+                changed.extend(self.refold_inactive(user, &work.refold_types).await?);
+            }
+        }
         self.tx.save_progress(self.tenant, &changed).await
+    }
+
+    /// A reversal also takes back what a mission that has since been paused or ended
+    /// counted: refold the user's progress in those missions from the events received while
+    /// each was active. Such a mission grants nothing any more, but it revokes.
+    async fn refold_inactive(&mut self, user: &str, types: &BTreeSet<String>) -> Result<Vec<StoredProgress>> {
+        let mut changed = Vec::new();
+        for row in self.store.user_progress(self.tenant, user, None).await? {
+            if self.snapshot.for_type_any(types).any(|m| m.id == row.mission_id) {
+                continue; // active: refolded above
+            }
+            let Some(mission) = self.store.get_mission(self.tenant, &row.mission_id).await? else { continue };
+            if !mission.spec.steps.iter().any(|s| types.contains(&s.event_type)) {
+                continue;
+            }
+            let Ok(compiled) = CompiledMission::for_mission(&mission) else { continue };
+            let originals = self.tx.user_originals(self.tenant, user, &compiled.event_types).await?;
+            let ids: Vec<String> = originals.iter().map(|e| e.id.clone()).collect();
+            let reversals = self.tx.reversals_of(self.tenant, &ids).await?;
+            let (state, completions) = replay(&compiled, &net_events(originals.iter(), &reversals));
+            self.reconcile_rewards(&compiled, user, &state, &completions, true, false).await?;
+            if state != row.state {
+                changed.push(StoredProgress {
+                    mission_id: row.mission_id,
+                    user_id: user.to_owned(),
+                    state,
+                    updated_at: self.now,
+                });
+            }
+        }
+        Ok(changed)
     }
 
     /// All of the user's originals of every type the active missions listen to, with their
@@ -243,6 +277,7 @@ impl Batch<'_, '_> {
         state: &ProgressState,
         completions: &[Completion],
         refolded: bool,
+        may_grant: bool,
     ) -> Result<()> {
         if !refolded && completions.is_empty() {
             return Ok(());
@@ -258,7 +293,7 @@ impl Batch<'_, '_> {
                 }
             }
         }
-        for c in completions.iter().filter(|c| !rewarded.contains(&c.ordinal)) {
+        for c in completions.iter().filter(|c| may_grant && !rewarded.contains(&c.ordinal)) {
             self.applied.completions += 1;
             if self.tx.take_budget(self.tenant, &mission.id, self.now).await? {
                 let id = uuid::Uuid::now_v7().to_string();

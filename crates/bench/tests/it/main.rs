@@ -1,0 +1,3 @@
+//! The harness's integration tests: one binary, as everywhere in the workspace.
+
+mod smoke;

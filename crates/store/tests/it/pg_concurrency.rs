@@ -1,0 +1,261 @@
+//! PostgreSQL under concurrency: several stores (each with its own pools, as separate
+//! processes have) on one database. SQLite cannot be run this way: it has one writer.
+
+use crate::backend::TestStore;
+use crate::{Backend, T, TestDb, at, event, mission};
+use questline_core::event::{Event, EventKey};
+use questline_core::mission::MissionStatus;
+use questline_core::progress::{ProgressState, StepState};
+use questline_store::{StoreError, StoredProgress};
+use rust_decimal::Decimal;
+use sqlx::Connection;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Longest wait for something that should happen at once; generous for a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A PostgreSQL database and `n` stores on it; `None` when skipped (see `backend`).
+async fn stores(n: usize) -> Option<(TestDb, Vec<Arc<TestStore>>)> {
+    let db = TestDb::fresh(Backend::Postgres).await?;
+    let mut stores = Vec::with_capacity(n);
+    for _ in 0..n {
+        stores.push(Arc::new(db.open().await));
+    }
+    Some((db, stores))
+}
+
+/// A miniature ingest: lock the batch's users, record the events, add each user's new
+/// events to a counter in their progress row, commit; rerun on `Retryable`, as the service
+/// does. Returns how many events were new.
+async fn count_batch(store: &TestStore, batch: &[Event]) -> usize {
+    for attempt in 1.. {
+        match count_batch_once(store, batch).await {
+            Ok(new) => return new,
+            Err(StoreError::Retryable(why)) if attempt < 10 => eprintln!("retrying a batch: {why}"),
+            Err(e) => panic!("batch failed: {e}"),
+        }
+    }
+    unreachable!()
+}
+
+async fn count_batch_once(store: &TestStore, batch: &[Event]) -> Result<usize, StoreError> {
+    let mut tx = store.begin().await?;
+    let mut users: Vec<String> = batch.iter().map(|e| e.user_id.clone()).collect();
+    users.sort();
+    users.dedup();
+    tx.lock_users(T, &users).await?;
+    let new = tx.insert_events(T, batch, at(0)).await?;
+    let mut per_user: BTreeMap<&str, i64> = BTreeMap::new();
+    for (e, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
+        *per_user.entry(&e.user_id).or_default() += 1;
+    }
+    let keys: Vec<(String, String)> = per_user.keys().map(|u| ("m".to_owned(), (*u).to_owned())).collect();
+    let stored: BTreeMap<String, Decimal> =
+        tx.load_progress(T, &keys).await?.into_iter().map(|p| (p.user_id, p.state.steps[0].value)).collect();
+    let rows: Vec<StoredProgress> = per_user
+        .iter()
+        .map(|(user, n)| {
+            let value = stored.get(*user).copied().unwrap_or_default() + Decimal::from(*n);
+            counter("m", user, value)
+        })
+        .collect();
+    tx.save_progress(T, &rows).await?;
+    tx.commit().await?;
+    Ok(new.iter().filter(|&&n| n).count())
+}
+
+fn counter(mission: &str, user: &str, value: Decimal) -> StoredProgress {
+    let state = ProgressState {
+        steps: vec![StepState { value, ..StepState::default() }],
+        last: Some(EventKey { at: at(0), id: String::new() }),
+        ..ProgressState::default()
+    };
+    StoredProgress { mission_id: mission.into(), user_id: user.into(), state, updated_at: at(0) }
+}
+
+/// 8 tasks on 4 stores send overlapping batches of 40 out of 200 events (10 users): every
+/// event is counted exactly once, in the ledger and in its user's progress. Without the
+/// per-user locks, two batches of one user would both read the old counter and one
+/// increment would be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_batches_from_many_pools_count_each_event_once() {
+    let Some((db, stores)) = stores(4).await else { return };
+    let events: Arc<Vec<Event>> =
+        Arc::new((0..200).map(|i| event(&format!("e{i:03}"), &format!("u{}", i % 10), "payment", i)).collect());
+    let mut tasks = JoinSet::new();
+    for t in 0..8_usize {
+        let (store, events) = (stores[t % 4].clone(), events.clone());
+        tasks.spawn(async move {
+            let mut new = 0;
+            for b in 0..12_usize {
+                let start = (t * 7919 + b * 104_729) % events.len();
+                let batch: Vec<Event> = (0..40).map(|k| events[(start + k) % events.len()].clone()).collect();
+                new += count_batch(&store, &batch).await;
+            }
+            new
+        });
+    }
+    let mut new: usize = tasks.join_all().await.into_iter().sum();
+    // Whatever no batch happened to offer, and everything again: only the rest is new.
+    new += count_batch(&stores[0], &events).await;
+    assert_eq!(new, 200, "each of the 200 distinct events is new exactly once");
+    assert_eq!(count_batch(&stores[1], &events).await, 0);
+
+    for u in 0..10 {
+        let user = format!("u{u}");
+        let progress = stores[u % 4].user_progress(T, &user, Some("m")).await.unwrap();
+        assert_eq!(progress[0].state.steps[0].value, Decimal::from(20), "{user} has 20 events");
+        let (originals, _) = stores[0].user_ledger(T, &user, &["payment".into()]).await.unwrap();
+        assert_eq!(originals.len(), 20);
+    }
+    db.finish().await;
+}
+
+/// 16 takes of a budget of 5 from 4 stores: exactly 5 succeed, and the last one ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_takes_from_many_pools_spend_the_budget_exactly() {
+    let Some((db, stores)) = stores(4).await else { return };
+    stores[0].insert_mission(T, &mission("m", MissionStatus::Active, Some(5))).await.unwrap();
+    let revision = stores[0].missions_revision(T).await.unwrap();
+    let mut tasks = JoinSet::new();
+    for i in 0..16 {
+        let store = stores[i % 4].clone();
+        tasks.spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let taken = tx.take_budget(T, "m", at(100 + i as i64)).await.unwrap();
+            tx.commit().await.unwrap();
+            taken
+        });
+    }
+    let taken = tasks.join_all().await.into_iter().filter(|&t| t).count();
+    assert_eq!(taken, 5);
+    let m = stores[3].get_mission(T, "m").await.unwrap().unwrap();
+    assert_eq!((m.status, m.rewards_granted), (MissionStatus::Ended, 5));
+    assert_eq!(stores[2].missions_revision(T).await.unwrap(), revision + 1, "only the ending take bumps");
+    db.finish().await;
+}
+
+/// A batch that locks a user waits for the batch holding that user to commit, then sees
+/// what it wrote; a batch of other users does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_users_serializes_batches_of_a_user() {
+    let Some((db, stores)) = stores(2).await else { return };
+    let mut first = stores[0].begin().await.unwrap();
+    first.lock_users(T, &["u".into()]).await.unwrap();
+    assert_eq!(first.insert_events(T, &[event("e1", "u", "payment", 1)], at(2)).await.unwrap(), vec![true]);
+
+    let (locked_tx, mut locked_rx) = tokio::sync::oneshot::channel();
+    let store = stores[1].clone();
+    let second = tokio::spawn(async move {
+        let mut tx = store.begin().await.unwrap();
+        tx.lock_users(T, &["t".into(), "u".into()]).await.unwrap();
+        let _ = locked_tx.send(());
+        // The first batch committed before this lock was granted: its event is there.
+        let seen = tx.user_originals(T, "u", &["payment".into()]).await.unwrap();
+        let again = tx.insert_events(T, &[event("e1", "u", "payment", 1)], at(3)).await.unwrap();
+        tx.commit().await.unwrap();
+        (seen.len(), again)
+    });
+
+    wait_for_advisory_waiters(&db, 1).await;
+    // Another user's batch is not held up.
+    let mut other = stores[1].begin().await.unwrap();
+    tokio::time::timeout(DEADLINE, other.lock_users(T, &["v".into()])).await.expect("v is free").unwrap();
+    other.commit().await.unwrap();
+    assert!(locked_rx.try_recv().is_err(), "the second batch must wait for the first");
+
+    first.commit().await.unwrap();
+    let (seen, again) = tokio::time::timeout(DEADLINE, second).await.expect("granted after commit").unwrap();
+    assert_eq!((seen, again), (1, vec![false]), "the second batch sees the first's event as a duplicate");
+    db.finish().await;
+}
+
+/// Batches over overlapping sets of users never deadlock: locks are taken in one global
+/// order, whatever the users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_user_sets_never_deadlock() {
+    let Some((db, stores)) = stores(4).await else { return };
+    let mut tasks = JoinSet::new();
+    for t in 0..8_usize {
+        let store = stores[t % 4].clone();
+        tasks.spawn(async move {
+            for round in 0..25_usize {
+                let mut users: Vec<String> =
+                    (0..5).map(|k| format!("user-{}", (t * 3 + round * 7 + k * 11) % 23)).collect();
+                users.sort();
+                users.dedup();
+                let mut tx = store.begin().await.unwrap();
+                // Any error here, a deadlock included, fails the test.
+                tx.lock_users(T, &users).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        });
+    }
+    tokio::time::timeout(Duration::from_secs(60), tasks.join_all()).await.expect("no batch waits forever");
+    db.finish().await;
+}
+
+/// A deadlock is `Retryable`, and rolling the loser back lets the winner go on. (The
+/// service never locks twice in one batch; doing it here is how to make a deadlock.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deadlock_is_retryable() {
+    let Some((db, stores)) = stores(2).await else { return };
+    let mut one = stores[0].begin().await.unwrap();
+    let mut two = stores[1].begin().await.unwrap();
+    one.lock_users(T, &["a".into()]).await.unwrap();
+    two.lock_users(T, &["b".into()]).await.unwrap();
+    let cross = |mut tx: Box<dyn questline_store::IngestTx>, user: &'static str| async move {
+        match tx.lock_users(T, &[user.to_owned()]).await {
+            Ok(()) => tx.commit().await,
+            // Dropping the transaction rolls it back and releases its locks.
+            Err(e) => Err(e),
+        }
+    };
+    let (r1, r2) = tokio::time::timeout(DEADLINE, async { tokio::join!(cross(one, "b"), cross(two, "a")) })
+        .await
+        .expect("PostgreSQL detects the deadlock");
+    let outcomes = [r1, r2];
+    assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{outcomes:?}");
+    let err = outcomes.into_iter().find_map(Result::err).unwrap();
+    assert!(matches!(err, StoreError::Retryable(_)), "{err:?}");
+    db.finish().await;
+}
+
+/// Two processes starting at once on a fresh database: both migrate (one waits for the
+/// other's migration lock) and both work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_starts_migrate_once() {
+    let Some(db) = TestDb::fresh(Backend::Postgres).await else { return };
+    let (a, b) = tokio::join!(db.open(), db.open());
+    a.insert_mission(T, &mission("m", MissionStatus::Active, None)).await.unwrap();
+    let err = b.insert_mission(T, &mission("m", MissionStatus::Active, None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(b.missions_revision(T).await.unwrap(), 1);
+    a.close().await;
+    b.close().await;
+    db.finish().await;
+}
+
+/// Polls `pg_locks` until `n` sessions of this database wait for an advisory lock.
+async fn wait_for_advisory_waiters(db: &TestDb, n: i64) {
+    let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if waiting >= n {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no session waited for an advisory lock within {DEADLINE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    conn.close().await.unwrap();
+}
