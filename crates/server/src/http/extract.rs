@@ -208,6 +208,19 @@ impl Pagination {
         Ok(self.after.clone())
     }
 
+    /// Pages an already ordered list in memory (for per-user lists, which are small): the
+    /// items after the cursor's id, and the `next_cursor` if more follow.
+    pub fn page_of<T>(&self, items: Vec<T>, id: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
+        let start = match &self.after {
+            Some(after) => items.iter().position(|i| id(i) == after.as_str()).map_or(items.len(), |p| p + 1),
+            None => 0,
+        };
+        let more = items.len() > start + self.limit as usize;
+        let page: Vec<T> = items.into_iter().skip(start).take(self.limit as usize).collect();
+        let next = if more { page.last().map(|last| encode_cursor(id(last))) } else { None };
+        (page, next)
+    }
+
     /// The `next_cursor` that resumes a list after `last_id`.
     pub fn cursor_for(last_id: &str) -> String {
         encode_cursor(last_id)

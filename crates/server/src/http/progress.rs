@@ -3,6 +3,7 @@
 
 use crate::auth::{ReadCaller, UserCaller};
 use crate::error::{ApiResult, Problem};
+use crate::http::extract::Pagination;
 use crate::service::progress as service;
 use crate::state::AppState;
 use axum::Json;
@@ -25,24 +26,43 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProgressList {
+    /// Ordered by mission id.
     pub items: Vec<ProgressView>,
+    pub next_cursor: Option<String>,
+}
+
+impl ProgressList {
+    fn page(items: Vec<ProgressView>, page: &Pagination) -> Self {
+        let (items, next_cursor) = page.page_of(items, |p| p.mission_id.as_str());
+        ProgressList { items, next_cursor }
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RewardList {
+    /// Newest first.
     pub items: Vec<Reward>,
+    pub next_cursor: Option<String>,
+}
+
+impl RewardList {
+    fn page(items: Vec<Reward>, page: &Pagination) -> Self {
+        let (items, next_cursor) = page.page_of(items, |r| r.id.as_str());
+        RewardList { items, next_cursor }
+    }
 }
 
 /// A user's progress in every mission they have started, and every active one they have not.
 #[utoipa::path(get, path = "/v1/users/{user_id}/missions", tag = "progress",
-    responses((status = 200, body = ProgressList)), security(("api_key" = [])))]
+    params(Pagination), responses((status = 200, body = ProgressList)), security(("api_key" = [])))]
 async fn user_missions(
     State(state): State<AppState>,
     caller: ReadCaller,
     Path(user_id): Path<String>,
+    page: Pagination,
 ) -> ApiResult<Json<ProgressList>> {
     let items = service::user_missions(&*state.store, &caller.tenant, &user_id, jiff::Timestamp::now()).await?;
-    Ok(Json(ProgressList { items }))
+    Ok(Json(ProgressList::page(items, &page)))
 }
 
 /// A user's progress in one mission (`not_started` if none yet).
@@ -59,22 +79,27 @@ async fn user_mission(
 
 /// A user's rewards, newest first.
 #[utoipa::path(get, path = "/v1/users/{user_id}/rewards", tag = "progress",
-    responses((status = 200, body = RewardList)), security(("api_key" = [])))]
+    params(Pagination), responses((status = 200, body = RewardList)), security(("api_key" = [])))]
 async fn user_rewards(
     State(state): State<AppState>,
     caller: ReadCaller,
     Path(user_id): Path<String>,
+    page: Pagination,
 ) -> ApiResult<Json<RewardList>> {
     let items = service::user_rewards(&*state.store, &caller.tenant, &user_id).await?;
-    Ok(Json(RewardList { items }))
+    Ok(Json(RewardList::page(items, &page)))
 }
 
 /// The caller's own progress (the JWT's `sub` is the user id).
 #[utoipa::path(get, path = "/v1/me/missions", tag = "me",
-    responses((status = 200, body = ProgressList), (status = 401, body = Problem)), security(("user_jwt" = [])))]
-async fn my_missions(State(state): State<AppState>, user: UserCaller) -> ApiResult<Json<ProgressList>> {
+    params(Pagination), responses((status = 200, body = ProgressList), (status = 401, body = Problem)), security(("user_jwt" = [])))]
+async fn my_missions(
+    State(state): State<AppState>,
+    user: UserCaller,
+    page: Pagination,
+) -> ApiResult<Json<ProgressList>> {
     let items = service::user_missions(&*state.store, &user.tenant, &user.user_id, jiff::Timestamp::now()).await?;
-    Ok(Json(ProgressList { items }))
+    Ok(Json(ProgressList::page(items, &page)))
 }
 
 #[utoipa::path(get, path = "/v1/me/missions/{mission_id}", tag = "me",
@@ -90,8 +115,8 @@ async fn my_mission(
 }
 
 #[utoipa::path(get, path = "/v1/me/rewards", tag = "me",
-    responses((status = 200, body = RewardList), (status = 401, body = Problem)), security(("user_jwt" = [])))]
-async fn my_rewards(State(state): State<AppState>, user: UserCaller) -> ApiResult<Json<RewardList>> {
+    params(Pagination), responses((status = 200, body = RewardList), (status = 401, body = Problem)), security(("user_jwt" = [])))]
+async fn my_rewards(State(state): State<AppState>, user: UserCaller, page: Pagination) -> ApiResult<Json<RewardList>> {
     let items = service::user_rewards(&*state.store, &user.tenant, &user.user_id).await?;
-    Ok(Json(RewardList { items }))
+    Ok(Json(RewardList::page(items, &page)))
 }

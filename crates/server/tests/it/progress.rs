@@ -150,3 +150,31 @@ async fn a_refund_after_the_budget_ended_the_mission_still_revokes() {
     assert_eq!(rewards(&server, "u").await[0]["status"], "revoked");
     assert_eq!(progress(&server, "u", "one-reward").await["steps"][0]["value"], json!(0));
 }
+
+#[tokio::test]
+async fn progress_and_reward_lists_are_paginated() {
+    let server = TestServer::start().await;
+    for i in 0..5 {
+        let mut m = swiggy(&format!("m-{i}"));
+        m["steps"][0]["target"] = json!(100);
+        create_mission(&server, &m).await;
+    }
+    ingest(&server, &[payment("p", "u", json!(150), 1)]).await;
+    for (path, key) in [("/v1/users/u/missions", "mission_id"), ("/v1/users/u/rewards", "id")] {
+        let mut seen = Vec::new();
+        let mut url = format!("{path}?limit=2");
+        loop {
+            let page = ok(server.get(&url)).await;
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 2, "{page}");
+            seen.extend(items.iter().map(|i| i[key].as_str().unwrap().to_owned()));
+            match page["next_cursor"].as_str() {
+                Some(c) => url = format!("{path}?limit=2&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5, "{path}: {seen:?}");
+        seen.dedup();
+        assert_eq!(seen.len(), 5, "{path}: no item twice");
+    }
+}
