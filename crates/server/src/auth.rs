@@ -122,10 +122,11 @@ impl Authenticator {
             return match self.store.key_by_hash(&hash_secret(secret)).await? {
                 Some((owner, key)) if owner == tenant && key.role == Role::Admin => Ok(None),
                 Some(_) => Err(BootstrapError::NotAdmin),
-                None => {
-                    self.store.insert_key(tenant, &new_key("bootstrap", Role::Admin, secret)).await?;
-                    Ok(None)
-                }
+                None => match self.store.insert_key(tenant, &new_key("bootstrap", Role::Admin, secret)).await {
+                    // Another process starting at the same moment inserted it first.
+                    Ok(_) | Err(StoreError::Conflict(_)) => Ok(None),
+                    Err(e) => Err(e.into()),
+                },
             };
         }
         if self.store.count_keys(tenant, Role::Admin).await? > 0 {

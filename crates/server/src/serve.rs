@@ -43,7 +43,11 @@ pub enum StartError {
 pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let store = questline_store::connect(&config.database_url).await?;
     let missions = Arc::new(MissionIndex::new(store.clone()));
-    let ingestor = Arc::new(Ingestor::new(store.clone(), missions.clone(), BatchConfig::default()));
+    // SQLite has one writer: one lane. PostgreSQL applies batches in parallel; lanes keyed by
+    // user keep each user's events in order, and its per-user locks keep processes apart.
+    let lanes = if config.database_url.starts_with("postgres") { 4 } else { 1 };
+    let ingestor =
+        Arc::new(Ingestor::new(store.clone(), missions.clone(), BatchConfig { lanes, ..BatchConfig::default() }));
     let auth = Arc::new(Authenticator::new(store.clone(), config.jwt_secret.as_deref()));
     Ok(AppState { store, missions, ingestor, auth, metrics: None })
 }

@@ -6,7 +6,9 @@
 //! orchestration of a batch lives above this crate and is written once against these traits;
 //! a backend only answers narrow questions in SQL.
 //!
-//! Backends: [`sqlite::SqliteStore`] (embedded default). PostgreSQL follows.
+//! Backends: [`sqlite::SqliteStore`] (embedded default, one process) and
+//! [`postgres::PostgresStore`] (many processes on one database). One conformance suite
+//! (`tests/it`) runs against both.
 
 #![forbid(unsafe_code)]
 
