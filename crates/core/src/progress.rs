@@ -78,11 +78,18 @@ impl ProgressState {
 
     /// Folds one net event in. Events must arrive in `(occurred_at, id)` order.
     pub fn apply(&mut self, mission: &CompiledMission, event: &Event) -> Option<Completion> {
-        self.last = Some(event.key());
-        if self.is_finished(mission)
-            || !in_mission_life(mission, event.occurred_at)
+        // An event that matches no step, or falls outside the mission's life, counts in no
+        // order whatever the state: it leaves no trace (no progress row for a mission it
+        // could never count for). Any other event may count depending on what came before
+        // it (a sequential step, a window), so it moves `last`.
+        if !in_mission_life(mission, event.occurred_at)
             || !mission.counts_arrival_of(event)
+            || !mission.steps.iter().any(|s| step_matches(s, event))
         {
+            return None;
+        }
+        self.last = Some(event.key());
+        if self.is_finished(mission) {
             return None;
         }
         // Which steps this event counts for, in the window it falls in: entering a new window

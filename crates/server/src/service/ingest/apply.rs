@@ -210,7 +210,12 @@ impl Batch<'_, '_> {
                 (state, completions)
             };
             self.reconcile_rewards(mission, user, &state, &completions, must_refold, true).await?;
-            if before.as_ref() != Some(&state) {
+            // A user none of whose events counted gets no row: `not_started` needs none.
+            let untouched = match &before {
+                Some(b) => *b == state,
+                None => state == ProgressState::new(mission),
+            };
+            if !untouched {
                 changed.push(StoredProgress {
                     mission_id: mission.id.clone(),
                     user_id: user.to_owned(),
