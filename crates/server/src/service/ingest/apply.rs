@@ -10,8 +10,10 @@
 //! 4. Per (mission, user): fold the new net events onto the stored state when they all sort
 //!    after it; otherwise refold the user's net events from the ledger (a late event, or a
 //!    reversal of something already counted). Either way the pure engine decides.
-//! 5. Reconcile rewards with the completions: grant new ones within the budget, revoke
-//!    pending ones whose completion a reversal took back.
+//! 5. Reconcile rewards with the completions: revoke pending ones whose completion a reversal
+//!    took back; grant new ones within the budget, at the end of the batch in mission order
+//!    (budget takes lock mission rows; one global order keeps concurrent batches from
+//!    deadlocking).
 //! 6. Save the changed progress in one statement and commit. Only then do callers hear back.
 
 use crate::service::index::{MissionIndex, Snapshot};
@@ -79,7 +81,8 @@ async fn apply_once(
 
     let mut applied = Applied { new, ..Applied::default() };
     let plan = Plan::make(&mut *tx, tenant, &snapshot, &fresh).await?;
-    let mut batch = Batch { tx: &mut *tx, store, tenant, now, snapshot: &snapshot, applied: &mut applied };
+    let mut batch =
+        Batch { tx: &mut *tx, store, tenant, now, snapshot: &snapshot, applied: &mut applied, grants: Vec::new() };
     batch.run(&plan).await?;
     tx.commit().await?;
     metrics::counter!("questline_events_ingested_total").increment(fresh.len() as u64);
@@ -155,6 +158,8 @@ struct Batch<'t, 's> {
     now: Timestamp,
     snapshot: &'s Snapshot,
     applied: &'t mut Applied,
+    /// Rewards earned in this batch, granted at its end (see [`Batch::grant`]).
+    grants: Vec<reward::Reward>,
 }
 
 impl Batch<'_, '_> {
@@ -229,7 +234,24 @@ impl Batch<'_, '_> {
                 changed.extend(self.refold_inactive(user, &work.refold_types).await?);
             }
         }
-        self.tx.save_progress(self.tenant, &changed).await
+        self.tx.save_progress(self.tenant, &changed).await?;
+        self.grant().await
+    }
+
+    /// Takes the budget for every reward the batch earned, in mission order, and records
+    /// those it could take. A budget take locks the mission's row until commit; taking them
+    /// in one global order means two concurrent batches never wait on each other in a cycle.
+    async fn grant(&mut self) -> Result<()> {
+        let mut grants = std::mem::take(&mut self.grants);
+        grants
+            .sort_by(|a, b| (&a.mission_id, &a.user_id, a.completion).cmp(&(&b.mission_id, &b.user_id, b.completion)));
+        for r in grants {
+            if self.tx.take_budget(self.tenant, &r.mission_id, self.now).await? {
+                self.tx.insert_reward(self.tenant, &r).await?;
+                self.applied.rewards_granted += 1;
+            }
+        }
+        Ok(())
     }
 
     /// A reversal also takes back what a mission that has since been paused or ended
@@ -300,12 +322,16 @@ impl Batch<'_, '_> {
         }
         for c in completions.iter().filter(|c| may_grant && !rewarded.contains(&c.ordinal)) {
             self.applied.completions += 1;
-            if self.tx.take_budget(self.tenant, &mission.id, self.now).await? {
-                let id = uuid::Uuid::now_v7().to_string();
-                let r = reward::pending(id, &mission.id, user, c.ordinal, &mission.reward, c.reward_amount, self.now);
-                self.tx.insert_reward(self.tenant, &r).await?;
-                self.applied.rewards_granted += 1;
-            }
+            let id = uuid::Uuid::now_v7().to_string();
+            self.grants.push(reward::pending(
+                id,
+                &mission.id,
+                user,
+                c.ordinal,
+                &mission.reward,
+                c.reward_amount,
+                self.now,
+            ));
         }
         Ok(())
     }
