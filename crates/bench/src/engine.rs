@@ -30,6 +30,8 @@ const MAX_IN_FLIGHT: usize = 512;
 pub struct EngineRun {
     pub elapsed: Duration,
     pub sent: u64,
+    /// Events of the requests answered 200: committed.
+    pub committed: u64,
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
@@ -60,6 +62,9 @@ struct Load {
     key: String,
     workload: Workload,
     plan: Plan,
+    /// Events of every request answered (the progress bar).
+    sent: AtomicU64,
+    /// Events of the requests answered 200 (the throughput).
     acked: Arc<AtomicU64>,
     accepted: AtomicU64,
     duplicates: AtomicU64,
@@ -103,6 +108,7 @@ pub async fn run(db: &FreshDb, workload: &Workload, missions: &[BenchMission], p
         key,
         workload: workload.clone(),
         plan: plan.clone(),
+        sent: AtomicU64::new(0),
         acked: Arc::new(AtomicU64::new(0)),
         accepted: AtomicU64::new(0),
         duplicates: AtomicU64::new(0),
@@ -147,11 +153,11 @@ pub async fn run(db: &FreshDb, workload: &Workload, missions: &[BenchMission], p
     shutdown.cancel();
     serving.await?.map_err(|e| format!("server: {e}"))?;
 
-    let sent = load.acked.load(Ordering::Relaxed);
     let load = Arc::try_unwrap(load).map_err(|_| "a request task outlived the phase")?;
     Ok(EngineRun {
         elapsed,
-        sent,
+        sent: load.sent.into_inner(),
+        committed: load.acked.load(Ordering::Relaxed),
         accepted: load.accepted.into_inner(),
         duplicates: load.duplicates.into_inner(),
         rejected: load.rejected.into_inner(),
@@ -206,6 +212,7 @@ impl Load {
         let n = self.slots(k).end - self.slots(k).start;
         match self.post(body).await {
             Ok(answer) => {
+                self.acked.fetch_add(n, Ordering::Relaxed);
                 self.accepted.fetch_add(answer.accepted, Ordering::Relaxed);
                 self.duplicates.fetch_add(answer.duplicates, Ordering::Relaxed);
                 self.rejected.fetch_add(answer.rejected.len() as u64, Ordering::Relaxed);
@@ -220,11 +227,11 @@ impl Load {
         }
         let micros = since.elapsed().as_micros().max(1) as u64;
         self.latency.lock().expect("latency lock").saturating_record(micros);
-        self.acked.fetch_add(n, Ordering::Relaxed);
+        self.sent.fetch_add(n, Ordering::Relaxed);
         match self.plan.duration {
             Some(_) => {
                 self.bar.set_position(started.elapsed().as_secs());
-                self.bar.set_message(format!("{} events", self.acked.load(Ordering::Relaxed)));
+                self.bar.set_message(format!("{} events", self.sent.load(Ordering::Relaxed)));
             }
             None => self.bar.inc(n),
         }
@@ -298,7 +305,7 @@ async fn open_loop(load: &Arc<Load>, started: Instant, rate: f64) {
 
 /// Sends every batch of the phase again: each must come back a duplicate.
 async fn resend_all(load: &Arc<Load>) -> Result<(u64, u64, u64)> {
-    let batches = load.acked.load(Ordering::Relaxed).div_ceil(load.plan.batch);
+    let batches = load.sent.load(Ordering::Relaxed).div_ceil(load.plan.batch);
     let (mut sent, mut accepted, mut duplicates) = (0, 0, 0);
     for k in 0..batches {
         let slots = load.slots(k);

@@ -83,9 +83,14 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
     chart.configure_mesh().x_desc("seconds since the phase started").y_desc("events/s").draw()?;
-    series(&mut chart, engine, |s| s.rate, BLUE, "engine (HTTP, in-process server)")?;
+    // Commits are bursty (a lane gathers requests into one transaction), so the per-second
+    // rate is drawn faintly and a 5-second moving average over it.
+    let faint = |c: RGBColor| RGBColor(c.0 / 3 + 170, c.1 / 3 + 170, c.2 / 3 + 170);
+    chart.draw_series(LineSeries::new(engine.iter().map(|s| (s.t, s.rate)), faint(BLUE)))?;
+    series(&mut chart, &smooth(engine), |s| s.rate, BLUE, "engine (HTTP, in-process server), 5 s average")?;
     if !reference.is_empty() {
-        series(&mut chart, reference, |s| s.rate, RED, "reference (raw SQL, same rows)")?;
+        chart.draw_series(LineSeries::new(reference.iter().map(|s| (s.t, s.rate)), faint(RED)))?;
+        series(&mut chart, &smooth(reference), |s| s.rate, RED, "reference (raw SQL, same rows), 5 s average")?;
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     Ok(())
@@ -151,6 +156,19 @@ where
     chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2)))?;
     chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, BLUE.filled())))?;
     Ok(())
+}
+
+/// The rate over the five seconds ending at each sample.
+fn smooth(samples: &[Sample]) -> Vec<Sample> {
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let from = i.saturating_sub(5);
+            let (t0, d0) = if i >= 5 { (samples[from].t, samples[from].done) } else { (0.0, 0) };
+            Sample { rate: (s.done - d0) as f64 / (s.t - t0).max(1e-9), ..*s }
+        })
+        .collect()
 }
 
 fn series<DB: DrawingBackend>(

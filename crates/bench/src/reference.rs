@@ -54,6 +54,15 @@ pub enum ProgressRows {
     None,
 }
 
+/// The key order of the reference's `progress` table: as the migrations make it, or with the
+/// user first (an experiment: a user's rows for every mission then share leaf pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProgressKey {
+    Schema,
+    UserFirst,
+}
+
 pub struct ReferenceRun {
     pub elapsed: Duration,
     pub events: u64,
@@ -92,7 +101,20 @@ pub async fn run(
     // The real schema, from the real migrations.
     drop(questline_store::connect(&db.url).await?);
     let pool = match db.backend {
-        Backend::Sqlite => Pool::Sqlite(sqlite_pool(&db.url).await?),
+        Backend::Sqlite => {
+            let pool = sqlite_pool(&db.url).await?;
+            if plan.reference_key == ProgressKey::UserFirst {
+                sqlx::raw_sql(
+                    "DROP TABLE progress; \
+                     CREATE TABLE progress (tenant_id TEXT NOT NULL, mission_id TEXT NOT NULL, user_id TEXT NOT NULL, \
+                       state TEXT NOT NULL, completions INTEGER NOT NULL, updated_at TEXT NOT NULL, \
+                       PRIMARY KEY (tenant_id, user_id, mission_id)) WITHOUT ROWID",
+                )
+                .execute(&pool)
+                .await?;
+            }
+            Pool::Sqlite(pool)
+        }
         Backend::Postgres => {
             let pool =
                 sqlx::postgres::PgPoolOptions::new().max_connections(plan.clients as u32).connect(&db.url).await?;
@@ -102,6 +124,14 @@ pub async fn run(
             )
             .fetch_all(&pool)
             .await?;
+            if plan.reference_key == ProgressKey::UserFirst {
+                sqlx::raw_sql(
+                    "ALTER TABLE progress DROP CONSTRAINT progress_pkey; \
+                     ALTER TABLE progress ADD PRIMARY KEY (tenant_id, user_id, mission_id)",
+                )
+                .execute(&pool)
+                .await?;
+            }
             Pool::Postgres(pool, types.into_iter().map(|(t, c, ty)| (format!("{t}.{c}"), ty)).collect())
         }
     };
@@ -135,7 +165,7 @@ pub async fn run(
                 }
                 let slots = start..(start + plan.batch).min(events);
                 let t = Instant::now();
-                let rows = rows(&workload, &missions, plan.reference_progress, slots.clone(), state_bytes);
+                let rows = rows(&workload, &missions, &plan, slots.clone(), state_bytes);
                 let n_progress = rows.progress.len() as u64;
                 write(&pool, &rows).await?;
                 latency.lock().expect("latency lock").saturating_record(t.elapsed().as_micros().max(1) as u64);
@@ -193,10 +223,11 @@ async fn sqlite_pool(url: &str) -> Result<SqlitePool> {
 fn rows(
     workload: &Workload,
     missions: &[BenchMission],
-    which: ProgressRows,
+    plan: &Plan,
     slots: std::ops::Range<u64>,
     state_bytes: usize,
 ) -> Rows {
+    let which = plan.reference_progress;
     let received_at = Timestamp::now();
     let mut events = Vec::with_capacity((slots.end - slots.start) as usize);
     // (mission index, user) -> the last event that changed it in this batch.
@@ -237,6 +268,11 @@ fn rows(
             }
         }
     }
+    // In key order, so that concurrent batches lock shared rows in the same order.
+    let mut changed: Vec<(usize, u64)> = changed.into_iter().collect();
+    if plan.reference_key == ProgressKey::UserFirst {
+        changed.sort_by(|a, b| (Workload::user_id(a.1), a.0).cmp(&(Workload::user_id(b.1), b.0)));
+    }
     let progress = changed
         .into_iter()
         .map(|(i, user)| {
@@ -251,6 +287,12 @@ fn rows(
             ]
         })
         .collect();
+    // By id, so that two concurrent batches that share an id (a duplicate and its original)
+    // wait on each other's key in the same order instead of deadlocking.
+    events.sort_by(|a, b| match (&a[1], &b[1]) {
+        (V::Text(x), V::Text(y)) => x.cmp(y),
+        _ => std::cmp::Ordering::Equal,
+    });
     Rows { events, progress }
 }
 

@@ -23,6 +23,8 @@ pub struct Report {
     pub engine: EnginePhase,
     pub verification: Verification,
     pub reference: Option<ReferencePhase>,
+    /// Why the reference did not run to the end, if it failed.
+    pub reference_error: Option<String>,
     /// Engine events/s over reference events/s.
     pub share_of_reference: Option<f64>,
 }
@@ -75,6 +77,7 @@ pub struct Params {
     pub duration_secs: Option<u64>,
     pub seed: u64,
     pub reference_progress: ProgressRows,
+    pub reference_key: crate::reference::ProgressKey,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +146,8 @@ impl Memory {
 #[derive(Debug, Clone, Serialize)]
 pub struct EnginePhase {
     pub sent: u64,
+    /// Events of the requests answered 200 (the server answers after the commit).
+    pub committed: u64,
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
@@ -193,7 +198,7 @@ pub struct Parts<'a> {
     pub run: EngineRun,
     pub counts: Counts,
     pub expected_new: u64,
-    pub reference: Option<(ReferenceRun, Counts)>,
+    pub reference: Result<Option<(ReferenceRun, Counts)>, String>,
 }
 
 impl Report {
@@ -202,13 +207,14 @@ impl Report {
         let secs = run.elapsed.as_secs_f64();
         let engine = EnginePhase {
             sent: run.sent,
+            committed: run.committed,
             accepted: run.accepted,
             duplicates: run.duplicates,
             rejected: run.rejected,
             failed_requests: run.failed_requests,
             errors: run.first_errors,
             elapsed_secs: secs,
-            events_per_sec: run.sent as f64 / secs,
+            events_per_sec: run.committed as f64 / secs,
             latency: Latency::of(&run.latency),
             memory: Memory::of(&run.samples, run.vm_hwm_mib),
             generator_cpu_secs: run.generator_secs,
@@ -226,6 +232,10 @@ impl Report {
                 && run.accepted + run.duplicates == run.sent
                 && counts.ledger_rows == expected_new
                 && run.resend.is_none_or(|(sent, accepted, duplicates)| accepted == 0 && duplicates == sent),
+        };
+        let (reference, reference_error) = match reference {
+            Ok(r) => (r, None),
+            Err(e) => (None, Some(e)),
         };
         let reference = reference.map(|(r, counts)| {
             let secs = r.elapsed.as_secs_f64();
@@ -261,10 +271,12 @@ impl Report {
                 duration_secs: args.duration_secs,
                 seed: args.seed,
                 reference_progress: plan.reference_progress,
+                reference_key: plan.reference_key,
             },
             engine,
             verification,
             reference,
+            reference_error,
             share_of_reference,
         }
     }
@@ -292,8 +304,15 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "engine    {:>10.0} events/s committed  ({} events in {:.1} s; {} accepted, {} duplicates, {} rejected, {} failed requests)",
-            e.events_per_sec, e.sent, e.elapsed_secs, e.accepted, e.duplicates, e.rejected, e.failed_requests
+            "engine    {:>10.0} events/s committed  ({} of {} events in {:.1} s; {} accepted, {} duplicates, {} rejected, {} failed requests)",
+            e.events_per_sec,
+            e.committed,
+            e.sent,
+            e.elapsed_secs,
+            e.accepted,
+            e.duplicates,
+            e.rejected,
+            e.failed_requests
         )?;
         let l = &e.latency;
         writeln!(
@@ -328,6 +347,9 @@ impl fmt::Display for Report {
                 r.elapsed_secs,
                 p.reference_progress_name()
             )?;
+        }
+        if let Some(err) = &self.reference_error {
+            writeln!(f, "reference FAILED: {err}")?;
         }
         if let Some(share) = self.share_of_reference {
             writeln!(f, "share     {:.1}% of the reference", share * 100.0)?;
