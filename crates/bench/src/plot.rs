@@ -116,6 +116,8 @@ where
         .build_cartesian_2d(0.0..t_max, 0.0..y_max)?;
     chart.configure_mesh().x_desc("seconds since the phase started").y_desc("RSS, MiB").draw()?;
     series(&mut chart, samples, |s| s.rss_mib, RGBColor(0, 140, 60), "RSS")?;
+    series(&mut chart, samples, |s| s.rss_anon_mib, RGBColor(150, 60, 160), "anonymous RSS (without mapped files)")?;
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     Ok(())
 }
 

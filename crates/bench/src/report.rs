@@ -118,27 +118,41 @@ impl Latency {
 pub struct Memory {
     /// Highest RSS sampled during the phase, MiB.
     pub peak_sampled_mib: f64,
+    /// Highest anonymous RSS sampled (without mapped file pages), MiB.
+    pub peak_anon_mib: f64,
     /// The process's `VmHWM` at the end of the phase (setup included), MiB.
     pub vm_hwm_mib: Option<f64>,
     /// Mean RSS over the first and the last minute (runs of two minutes or more), MiB.
     pub first_minute_mib: Option<f64>,
     pub last_minute_mib: Option<f64>,
+    /// The same for the anonymous part.
+    pub first_minute_anon_mib: Option<f64>,
+    pub last_minute_anon_mib: Option<f64>,
 }
 
 impl Memory {
     fn of(samples: &[Sample], vm_hwm_mib: Option<f64>) -> Memory {
         let peak = samples.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
         let end = samples.last().map_or(0.0, |s| s.t);
-        let mean = |from: f64, to: f64| {
-            let v: Vec<f64> = samples.iter().filter(|s| s.t >= from && s.t < to).map(|s| s.rss_mib).collect();
+        let mean = |from: f64, to: f64, anon: bool| {
+            let v: Vec<f64> = samples
+                .iter()
+                .filter(|s| s.t >= from && s.t < to)
+                .map(|s| if anon { s.rss_anon_mib } else { s.rss_mib })
+                .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         let long = end >= 120.0;
+        let first = |anon| if long { mean(0.0, 60.0, anon) } else { None };
+        let last = |anon| if long { mean(end - 60.0, end + 1.0, anon) } else { None };
         Memory {
             peak_sampled_mib: peak,
+            peak_anon_mib: samples.iter().map(|s| s.rss_anon_mib).fold(0.0, f64::max),
             vm_hwm_mib,
-            first_minute_mib: if long { mean(0.0, 60.0) } else { None },
-            last_minute_mib: if long { mean(end - 60.0, end + 1.0) } else { None },
+            first_minute_mib: first(false),
+            last_minute_mib: last(false),
+            first_minute_anon_mib: first(true),
+            last_minute_anon_mib: last(true),
         }
     }
 }
@@ -321,9 +335,18 @@ impl fmt::Display for Report {
             l.p50_ms, l.p95_ms, l.p99_ms, l.p999_ms, l.max_ms, l.requests
         )?;
         let m = &e.memory;
-        write!(f, "memory    peak RSS {:.0} MiB (VmHWM {:.0} MiB)", m.peak_sampled_mib, m.vm_hwm_mib.unwrap_or(0.0))?;
+        write!(
+            f,
+            "memory    peak RSS {:.0} MiB (VmHWM {:.0} MiB), of which anonymous {:.0} MiB",
+            m.peak_sampled_mib,
+            m.vm_hwm_mib.unwrap_or(0.0),
+            m.peak_anon_mib
+        )?;
         if let (Some(a), Some(b)) = (m.first_minute_mib, m.last_minute_mib) {
             write!(f, "; first minute {a:.0} MiB, last minute {b:.0} MiB")?;
+        }
+        if let (Some(a), Some(b)) = (m.first_minute_anon_mib, m.last_minute_anon_mib) {
+            write!(f, " (anonymous {a:.0} -> {b:.0} MiB)")?;
         }
         writeln!(f)?;
         writeln!(

@@ -21,18 +21,27 @@ pub struct Sample {
     pub rate: f64,
     /// Resident set size, MiB.
     pub rss_mib: f64,
+    /// Its anonymous part (heap, stacks, SQLite's page cache), MiB: without the pages of
+    /// files mapped into memory (SQLite's `mmap_size`), which the kernel can drop at will.
+    pub rss_anon_mib: f64,
 }
 
 /// `VmRSS` and `VmHWM` of this process in MiB, if the platform has `/proc`.
 pub fn memory_mib() -> (Option<f64>, Option<f64>) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (None, None) };
-    let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|rest| {
-            let kib: f64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kib / 1024.0)
-        })
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    (status_field(&status, "VmRSS:"), status_field(&status, "VmHWM:"))
+}
+
+/// `RssAnon` of this process in MiB.
+pub fn anon_mib() -> Option<f64> {
+    status_field(&std::fs::read_to_string("/proc/self/status").unwrap_or_default(), "RssAnon:")
+}
+
+fn status_field(status: &str, name: &str) -> Option<f64> {
+    status.lines().find_map(|l| l.strip_prefix(name)).and_then(|rest| {
+        let kib: f64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib / 1024.0)
+    })
 }
 
 /// Samples `done` every `every` until `stop` is cancelled; `report` sees each sample as it
@@ -57,7 +66,13 @@ pub async fn sample(
         let t = started.elapsed().as_secs_f64();
         let now_done = done.load(Ordering::Relaxed);
         let rate = if t > last_t { (now_done - last_done) as f64 / (t - last_t) } else { 0.0 };
-        let s = Sample { t, done: now_done, rate, rss_mib: memory_mib().0.unwrap_or(0.0) };
+        let s = Sample {
+            t,
+            done: now_done,
+            rate,
+            rss_mib: memory_mib().0.unwrap_or(0.0),
+            rss_anon_mib: anon_mib().unwrap_or(0.0),
+        };
         report(&s);
         samples.push(s);
         (last_t, last_done) = (t, now_done);
