@@ -14,6 +14,7 @@
 
 pub mod decimal;
 pub mod event;
+pub mod id;
 pub mod mission;
 pub mod net;
 pub mod pointer;
