@@ -1,33 +1,69 @@
 //! The one mapping from failures to HTTP: `application/problem+json` (RFC 9457).
 //!
-//! Every rejection says what and where. Unexpected failures become an opaque 500 that is
-//! logged once here, with its cause, and never shows internal text to the client.
+//! [`problem`] is the table of every public problem type: one entry per cause, each with its
+//! status and title, so that clients can branch on `type` and `docs/errors.md` can list them
+//! all (a test holds the two together). [`ApiError`] maps every [`ServiceError`] with an
+//! exhaustive match. Unexpected failures become an opaque 500 that is logged once here, with
+//! its cause, and never shows internal text to the client.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use questline_core::pointer::{FieldError, ValidationErrors};
-use questline_store::StoreError;
+use questline_service::ServiceError;
 use serde::Serialize;
 
-/// Stable problem `type` URIs; documented in docs/errors.md.
-pub mod kind {
-    pub const MALFORMED: &str = "https://questline.dev/problems/malformed-request";
-    pub const VALIDATION: &str = "https://questline.dev/problems/validation";
-    pub const UNAUTHORIZED: &str = "https://questline.dev/problems/unauthorized";
-    pub const FORBIDDEN: &str = "https://questline.dev/problems/forbidden";
-    pub const NOT_FOUND: &str = "https://questline.dev/problems/not-found";
-    pub const CONFLICT: &str = "https://questline.dev/problems/conflict";
-    pub const TOO_LARGE: &str = "https://questline.dev/problems/payload-too-large";
-    pub const UNSUPPORTED_MEDIA_TYPE: &str = "https://questline.dev/problems/unsupported-media-type";
-    pub const METHOD_NOT_ALLOWED: &str = "https://questline.dev/problems/method-not-allowed";
-    pub const UNAVAILABLE: &str = "https://questline.dev/problems/unavailable";
-    pub const INTERNAL: &str = "https://questline.dev/problems/internal";
+/// The prefix of every problem `type` URI.
+pub const TYPE_BASE: &str = "https://questline.dev/problems/";
+
+/// One public problem type: a stable slug (the end of its `type` URI), a status and a title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType {
+    pub slug: &'static str,
+    pub status: StatusCode,
+    pub title: &'static str,
+}
+
+macro_rules! problem_types {
+    ($($name:ident = ($slug:literal, $status:ident, $title:literal);)*) => {
+        /// Every problem type questline answers with. Documented in `docs/errors.md`.
+        pub mod problem {
+            use super::ProblemType;
+            use axum::http::StatusCode;
+            $(pub const $name: ProblemType = ProblemType { slug: $slug, status: StatusCode::$status, title: $title };)*
+            /// The whole table, for documentation and its test.
+            pub const ALL: &[ProblemType] = &[$($name),*];
+        }
+    };
+}
+
+problem_types! {
+    MALFORMED_REQUEST = ("malformed-request", BAD_REQUEST, "Malformed request");
+    UNAUTHORIZED = ("unauthorized", UNAUTHORIZED, "Unauthorized");
+    FORBIDDEN = ("forbidden", FORBIDDEN, "Forbidden");
+    NOT_FOUND = ("not-found", NOT_FOUND, "Not found");
+    MISSION_NOT_FOUND = ("mission-not-found", NOT_FOUND, "No such mission");
+    KEY_NOT_FOUND = ("key-not-found", NOT_FOUND, "No such API key");
+    METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed");
+    MISSION_ID_TAKEN = ("mission-id-taken", CONFLICT, "Mission id taken");
+    RULES_IMMUTABLE = ("rules-immutable", CONFLICT, "Rules are immutable");
+    INVALID_TRANSITION = ("invalid-transition", CONFLICT, "Status change not allowed");
+    STALE_WRITE = ("stale-write", CONFLICT, "Changed meanwhile");
+    NOT_A_DRAFT = ("not-a-draft", CONFLICT, "Not a draft");
+    LAST_ADMIN_KEY = ("last-admin-key", CONFLICT, "Last admin key");
+    PAYLOAD_TOO_LARGE = ("payload-too-large", PAYLOAD_TOO_LARGE, "Payload too large");
+    UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type");
+    VALIDATION = ("validation", UNPROCESSABLE_ENTITY, "Invalid request");
+    INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
+    DATABASE_BUSY = ("database-busy", SERVICE_UNAVAILABLE, "Database busy");
+    SHUTTING_DOWN = ("shutting-down", SERVICE_UNAVAILABLE, "Shutting down");
+    NOT_READY = ("not-ready", SERVICE_UNAVAILABLE, "Not ready");
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `https://questline.dev/problems/<slug>`, one per cause (see docs/errors.md).
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
@@ -52,26 +88,27 @@ pub enum ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn problem(status: StatusCode, kind: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
         ApiError::Problem(Box::new(Problem {
-            kind,
-            title,
-            status: status.as_u16(),
+            kind: format!("{TYPE_BASE}{}", kind.slug),
+            title: kind.title,
+            status: kind.status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
         }))
     }
 
     pub fn malformed(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::BAD_REQUEST, kind::MALFORMED, "Malformed request", detail)
+        Self::new(problem::MALFORMED_REQUEST, detail)
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
         let detail = match errors.as_slice() {
+            [] => "invalid request".to_owned(),
             [one] => one.to_string(),
             many => format!("{} problems, first: {}", many.len(), many[0]),
         };
-        let mut e = Self::problem(StatusCode::UNPROCESSABLE_ENTITY, kind::VALIDATION, "Invalid request", detail);
+        let mut e = Self::new(problem::VALIDATION, detail);
         if let ApiError::Problem(p) = &mut e {
             p.errors = errors.into_iter().map(|e| PointerError { pointer: e.pointer, detail: e.detail }).collect();
         }
@@ -83,45 +120,11 @@ impl ApiError {
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::UNAUTHORIZED, kind::UNAUTHORIZED, "Unauthorized", detail)
+        Self::new(problem::UNAUTHORIZED, detail)
     }
 
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::FORBIDDEN, kind::FORBIDDEN, "Forbidden", detail)
-    }
-
-    pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::NOT_FOUND, kind::NOT_FOUND, "Not found", detail)
-    }
-
-    pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::CONFLICT, kind::CONFLICT, "Conflict", detail)
-    }
-
-    pub fn too_large(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::PAYLOAD_TOO_LARGE, kind::TOO_LARGE, "Payload too large", detail)
-    }
-
-    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
-        Self::problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            kind::UNSUPPORTED_MEDIA_TYPE,
-            "Unsupported media type",
-            detail,
-        )
-    }
-
-    pub fn method_not_allowed() -> Self {
-        Self::problem(
-            StatusCode::METHOD_NOT_ALLOWED,
-            kind::METHOD_NOT_ALLOWED,
-            "Method not allowed",
-            "this path does not accept that method",
-        )
-    }
-
-    pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::SERVICE_UNAVAILABLE, kind::UNAVAILABLE, "Unavailable", detail)
+        Self::new(problem::FORBIDDEN, detail)
     }
 
     pub fn internal(cause: impl std::fmt::Display) -> Self {
@@ -143,30 +146,28 @@ impl From<ValidationErrors> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict(what) => ApiError::conflict(what),
-            // Only reaches a client once the business layer's own retries are spent.
-            StoreError::Retryable(_) => ApiError::unavailable("the database is busy with conflicting work; retry"),
-            StoreError::Database(_)
-            | StoreError::Migrate(_)
-            | StoreError::Corrupt(_)
-            | StoreError::UnsupportedUrl(_) => ApiError::internal(e),
-        }
-    }
-}
-
-impl From<crate::service::ingest::IngestError> for ApiError {
-    fn from(e: crate::service::ingest::IngestError) -> Self {
-        use crate::service::ingest::IngestError;
-        match e {
-            IngestError::ShuttingDown => ApiError::unavailable("the server is shutting down; retry elsewhere"),
-            IngestError::Store(e) => match &*e {
-                StoreError::Retryable(_) => ApiError::unavailable("the database is busy with conflicting work; retry"),
-                other => ApiError::internal(other),
-            },
-        }
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let detail = e.to_string();
+        let kind = match e {
+            ServiceError::Invalid(errors) => return ApiError::validation(errors.0),
+            ServiceError::MissionNotFound(_) => problem::MISSION_NOT_FOUND,
+            ServiceError::KeyNotFound(_) => problem::KEY_NOT_FOUND,
+            ServiceError::MissionIdTaken(_) => problem::MISSION_ID_TAKEN,
+            ServiceError::RulesImmutable { .. } => problem::RULES_IMMUTABLE,
+            ServiceError::InvalidTransition { .. } => problem::INVALID_TRANSITION,
+            ServiceError::StaleWrite => problem::STALE_WRITE,
+            ServiceError::NotADraft => problem::NOT_A_DRAFT,
+            ServiceError::LastAdminKey => problem::LAST_ADMIN_KEY,
+            ServiceError::UnknownKey => problem::UNAUTHORIZED,
+            ServiceError::Busy => problem::DATABASE_BUSY,
+            ServiceError::ShuttingDown => problem::SHUTTING_DOWN,
+            // Start-up only: never the answer to a request.
+            ServiceError::AdminKeyNotAdmin | ServiceError::Store(_) | ServiceError::Internal(_) => {
+                return ApiError::Internal(detail);
+            }
+        };
+        ApiError::new(kind, detail)
     }
 }
 
@@ -177,8 +178,8 @@ impl IntoResponse for ApiError {
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 Problem {
-                    kind: kind::INTERNAL,
-                    title: "Internal error",
+                    kind: format!("{TYPE_BASE}{}", problem::INTERNAL.slug),
+                    title: problem::INTERNAL.title,
                     status: 500,
                     detail: "an unexpected error occurred; it has been logged".into(),
                     errors: Vec::new(),
@@ -189,5 +190,22 @@ impl IntoResponse for ApiError {
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn slugs_are_unique_and_every_one_is_documented() {
+        let doc = include_str!("../../../docs/errors.md");
+        let mut seen = HashSet::new();
+        for kind in problem::ALL {
+            assert!(seen.insert(kind.slug), "{} twice in the table", kind.slug);
+            let row = format!("| {} | `{}` |", kind.status.as_u16(), kind.slug);
+            assert!(doc.contains(&row), "docs/errors.md has no row starting {row:?}");
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The `questline` service: configuration, HTTP API, auth and the business layer around the
-//! pure engine (`questline-core`) and the store (`questline-store`).
+//! The `questline` binary's library: configuration, the HTTP API (axum), authentication
+//! extractors, the roles and the demo, over the business layer (`questline-service`).
 //!
 //! Entry points for the binary, tests and the demo: [`Config::load`], [`build_state`],
 //! [`router`], [`serve::run`].
@@ -12,7 +12,6 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod serve;
-pub mod service;
 pub mod state;
 
 pub use config::Config;

@@ -5,12 +5,12 @@
 //! `admin key (shown once): ql_…` when a key was generated, then
 //! `questline listening on http://ADDR` once the socket is bound.
 
-use crate::auth::{Authenticator, BootstrapError};
+use crate::auth::UserTokens;
 use crate::config::Config;
-use crate::service::index::MissionIndex;
-use crate::service::ingest::{BatchConfig, Ingestor};
 use crate::state::AppState;
 use metrics_exporter_prometheus::PrometheusHandle;
+use questline_service::ingest::BatchConfig;
+use questline_service::{Service, ServiceError, SystemClock};
 use questline_store::StoreError;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ pub enum StartError {
     #[error("could not open the database: {0}")]
     Store(#[from] StoreError),
     #[error("could not create the admin key: {0}")]
-    Bootstrap(#[from] BootstrapError),
+    Bootstrap(#[from] ServiceError),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot listen for shutdown signals: {0}")]
@@ -42,20 +42,20 @@ pub enum StartError {
 /// metrics recorder: the caller sets `metrics` if it installed one.
 pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let store = questline_store::connect(&config.database_url).await?;
-    let missions = Arc::new(MissionIndex::new(store.clone()));
     // SQLite has one writer: one lane. PostgreSQL applies batches in parallel; lanes keyed by
     // user keep each user's events in order, and its per-user locks keep processes apart.
     let lanes = if config.database_url.starts_with("postgres") { 4 } else { 1 };
-    let ingestor =
-        Arc::new(Ingestor::new(store.clone(), missions.clone(), BatchConfig { lanes, ..BatchConfig::default() }));
-    let auth = Arc::new(Authenticator::new(store.clone(), config.jwt_secret.as_deref()));
-    Ok(AppState { store, missions, ingestor, auth, metrics: None })
+    let batches = BatchConfig { lanes, ..BatchConfig::default() };
+    let service = Arc::new(Service::new(store, batches, Arc::new(SystemClock)));
+    let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));
+    Ok(AppState { service, user_tokens, metrics: None })
 }
 
 /// A server that is bound and ready to serve: what `questline serve` runs, and what the demo
 /// or a test can run in-process (bind on port 0, read [`Server::local_addr`], spawn
 /// [`Server::serve`], cancel [`Server::shutdown_token`] to stop).
 pub struct Server {
+    service: Arc<Service>,
     listener: tokio::net::TcpListener,
     app: axum::Router,
     addr: SocketAddr,
@@ -70,13 +70,14 @@ impl Server {
     pub async fn bind(config: &Config, metrics: Option<PrometheusHandle>) -> Result<Server, StartError> {
         let mut state = build_state(config).await?;
         state.metrics = metrics.clone();
-        let generated_admin_key = state.auth.bootstrap(config.admin_key.as_deref()).await?;
+        let generated_admin_key = state.service.bootstrap(config.admin_key.as_deref()).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let service = state.service.clone();
         let app = crate::http::router(state);
-        Ok(Server { listener, app, addr, generated_admin_key, shutdown: CancellationToken::new(), metrics })
+        Ok(Server { service, listener, app, addr, generated_admin_key, shutdown: CancellationToken::new(), metrics })
     }
 
     /// The bound address (with the real port when bound on port 0).
@@ -97,7 +98,7 @@ impl Server {
     /// Serves until the shutdown token is cancelled, then lets in-flight requests finish
     /// (for up to [`SHUTDOWN_GRACE`]) and returns.
     pub async fn serve(self) -> Result<(), StartError> {
-        let Server { listener, app, addr, shutdown, metrics, .. } = self;
+        let Server { service, listener, app, addr, shutdown, metrics, .. } = self;
         if let Some(handle) = metrics {
             tokio::spawn(metrics_upkeep(handle, shutdown.clone()));
         }
@@ -111,6 +112,8 @@ impl Server {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight requests did not finish in time; stopping anyway");
             }
         }
+        // Requests are answered; what the lanes still hold is committed before we return.
+        service.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -1,18 +1,15 @@
 //! What every handler can reach. Passed explicitly; no globals.
 
-use crate::auth::Authenticator;
-use crate::service::index::MissionIndex;
-use crate::service::ingest::Ingestor;
-use questline_store::Store;
+use crate::auth::UserTokens;
+use questline_service::Service;
 use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    /// Active missions by event type, compiled once, refreshed when their revision moves.
-    pub missions: Arc<MissionIndex>,
-    pub ingestor: Arc<Ingestor>,
-    pub auth: Arc<Authenticator>,
+    /// The business layer: every handler calls exactly one of its functions.
+    pub service: Arc<Service>,
+    /// Verifies the app's user tokens (`/v1/me/…`); `None` when no secret is configured.
+    pub user_tokens: Option<Arc<UserTokens>>,
     /// Renders `/metrics`; `None` when no recorder is installed (e.g. several servers in one
     /// test process).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,

@@ -6,14 +6,14 @@ use crate::http::extract::JsonValue;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use questline_core::event::Event;
+use questline_core::pointer::FieldError;
+use questline_service::ingest::Outcome;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Most events in one request.
-pub const MAX_BATCH: usize = 1000;
+pub use questline_service::ingest::MAX_BATCH;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(ingest))
@@ -51,7 +51,6 @@ async fn ingest(
     caller: IngestCaller,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<IngestResponse>> {
-    let now = jiff::Timestamp::now();
     let (raw, single) = match body {
         Value::Object(mut obj) if obj.contains_key("events") => match obj.remove("events") {
             Some(Value::Array(items)) if obj.is_empty() => (items, false),
@@ -61,28 +60,27 @@ async fn ingest(
         Value::Object(obj) => (vec![Value::Object(obj)], true),
         _ => return Err(ApiError::invalid("", "expected {\"events\": [...]} or one event object")),
     };
-    if raw.is_empty() || raw.len() > MAX_BATCH {
-        return Err(ApiError::invalid("/events", format!("must hold 1 to {MAX_BATCH} events, got {}", raw.len())));
-    }
-    let mut events = Vec::with_capacity(raw.len());
-    let mut rejected = Vec::new();
-    for (index, v) in raw.iter().enumerate() {
-        match Event::parse(v, now) {
-            Ok(e) => events.push(e),
-            Err(error) => {
-                let id = v.get("id").and_then(Value::as_str).map(str::to_owned);
-                rejected.push(Rejection { index, id, error });
+    let outcomes = state.service.ingest(&caller.tenant, &raw).await?;
+    let mut response = IngestResponse { accepted: 0, duplicates: 0, rejected: Vec::new() };
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Accepted => response.accepted += 1,
+            Outcome::Duplicate => response.duplicates += 1,
+            // A single event is the whole request: its problem is the request's.
+            Outcome::Rejected(error) if single => return Err(ApiError::validation(vec![error])),
+            Outcome::Rejected(error) => {
+                let id = raw[index].get("id").and_then(Value::as_str).map(str::to_owned);
+                response.rejected.push(Rejection { index, id, error: reason(&error) });
             }
         }
     }
-    if single && !rejected.is_empty() {
-        let error = &rejected[0].error;
-        let (field, detail) = error.split_once(": ").unwrap_or(("", error));
-        return Err(ApiError::invalid(&format!("/{}", field.replace('.', "/")), detail));
-    }
-    metrics::counter!("questline_events_rejected_total").increment(rejected.len() as u64);
-    let valid = events.len();
-    let new = state.ingestor.ingest(&caller.tenant, events, now).await?;
-    let accepted = new.iter().filter(|n| **n).count();
-    Ok(Json(IngestResponse { accepted, duplicates: valid - accepted, rejected }))
+    Ok(Json(response))
+}
+
+/// `occurred_at: required`, the batch answer's form of a field error (`attributes.amount`
+/// for a nested field).
+fn reason(error: &FieldError) -> String {
+    let field = error.pointer.trim_start_matches('/').replace('/', ".");
+    let field = if field.is_empty() { "event" } else { &field };
+    format!("{field}: {}", error.detail)
 }

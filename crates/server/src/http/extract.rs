@@ -8,7 +8,7 @@
 //! - [`Pagination`]: `?limit=` (default 50, 1..=500) and `?cursor=`, an opaque token made by
 //!   [`encode_cursor`] from the last id of the previous page.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, problem};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -59,7 +59,7 @@ pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<By
     check_json_content_type(req.headers())?;
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large("the request body is larger than this endpoint accepts")
+            ApiError::new(problem::PAYLOAD_TOO_LARGE, "the request body is larger than this endpoint accepts")
         } else {
             ApiError::malformed("the request body could not be read")
         }
@@ -71,7 +71,7 @@ pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<By
 pub fn check_json_content_type(headers: &HeaderMap) -> ApiResult<()> {
     let expected = "expected Content-Type: application/json";
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::unsupported_media_type(format!("missing Content-Type; {expected}")));
+        return Err(ApiError::new(problem::UNSUPPORTED_MEDIA_TYPE, format!("missing Content-Type; {expected}")));
     };
     let essence = value
         .to_str()
@@ -84,7 +84,7 @@ pub fn check_json_content_type(headers: &HeaderMap) -> ApiResult<()> {
     if is_json {
         Ok(())
     } else {
-        Err(ApiError::unsupported_media_type(format!("unsupported Content-Type; {expected}")))
+        Err(ApiError::new(problem::UNSUPPORTED_MEDIA_TYPE, format!("unsupported Content-Type; {expected}")))
     }
 }
 
@@ -124,21 +124,7 @@ pub fn from_object<T: DeserializeOwned>(value: serde_json::Value) -> ApiResult<T
 }
 
 /// The JSON pointer (RFC 6901) of a serde path: `/steps/0/filters/1/op`.
-pub fn pointer_of(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut pointer = String::new();
-    for segment in path {
-        match segment {
-            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
-            Segment::Map { key } => {
-                pointer.push('/');
-                pointer.push_str(&escape(key));
-            }
-            Segment::Enum { .. } | Segment::Unknown => {}
-        }
-    }
-    pointer
-}
+pub use questline_service::parse::pointer_of;
 
 fn shape_error(path: &serde_path_to_error::Path, message: &str) -> ApiError {
     let mut at = pointer_of(path);

@@ -1,8 +1,8 @@
 //! `/v1/keys`: API keys, administered by admin keys. A key's secret is answered once, at
 //! creation, and is never listed.
 
-use crate::auth::{AdminCaller, DeletedKey};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::auth::AdminCaller;
+use crate::error::{ApiResult, Problem};
 use crate::http::extract::{JsonValue, Paginated, from_object};
 use crate::state::AppState;
 use axum::Json;
@@ -141,9 +141,9 @@ async fn create_key(
     JsonValue(body): JsonValue,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let new = NewKey::try_from(from_object::<CreateKeyRequest>(body)?)?;
-    let created = state.auth.create_key(&caller.tenant, &new.name, new.role).await?;
+    let created = state.service.create_key(&caller.tenant, &new.name, new.role).await?;
     let key = created.key;
-    tracing::info!(key_id = %key.id, role = key.role.as_str(), by = %caller.key_id, "API key created");
+    tracing::info!(key_id = %key.id, by = %caller.key_id, "created by");
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {
@@ -170,7 +170,7 @@ async fn list_keys(
     State(state): State<AppState>,
     AdminCaller(caller): AdminCaller,
 ) -> ApiResult<Json<Paginated<KeyInfo>>> {
-    let keys = state.store.list_keys(&caller.tenant).await?;
+    let keys = state.service.list_keys(&caller.tenant).await?;
     Ok(Json(Paginated::all(keys.into_iter().map(KeyInfo::from).collect())))
 }
 
@@ -194,13 +194,7 @@ async fn delete_key(
     AdminCaller(caller): AdminCaller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    match state.auth.delete_key(&caller.tenant, &id).await? {
-        DeletedKey::Deleted => {}
-        DeletedKey::NotFound => return Err(ApiError::not_found(format!("no API key with id {id:?}"))),
-        DeletedKey::LastAdmin => {
-            return Err(ApiError::conflict("this is the last admin key; create another admin key before deleting it"));
-        }
-    }
-    tracing::info!(key_id = %id, by = %caller.key_id, "API key deleted");
+    state.service.delete_key(&caller.tenant, &id).await?;
+    tracing::info!(key_id = %id, by = %caller.key_id, "deleted by");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,14 +1,14 @@
-//! `/v1/missions`: thin handlers over `service::missions`.
+//! `/v1/missions`: thin handlers over the service's mission functions.
 
 use crate::auth::{AdminCaller, ReadCaller};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::{JsonValue, Pagination};
-use crate::service::missions::{self, Simulation};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use questline_core::mission::{Mission, MissionStatus};
+use questline_service::missions::Simulation;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,7 +38,7 @@ async fn create(
     caller: AdminCaller,
     JsonValue(body): JsonValue,
 ) -> ApiResult<(StatusCode, Json<Mission>)> {
-    let mission = missions::create(&*state.store, &caller.tenant, body, jiff::Timestamp::now()).await?;
+    let mission = state.service.create_mission(&caller.tenant, body).await?;
     Ok((StatusCode::CREATED, Json(mission)))
 }
 
@@ -62,7 +62,7 @@ async fn list(
         })?),
     };
     let after = page.after()?;
-    let found = state.store.list_missions(&caller.tenant, status, after.as_deref(), page.limit()).await?;
+    let found = state.service.list_missions(&caller.tenant, status, after.as_deref(), page.limit()).await?;
     Ok(Json(MissionList { items: found.items, next_cursor: found.next_after.as_deref().map(Pagination::cursor_for) }))
 }
 
@@ -73,7 +73,7 @@ async fn get_one(
     caller: ReadCaller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Mission>> {
-    Ok(Json(missions::get(&*state.store, &caller.tenant, &id).await?))
+    Ok(Json(state.service.mission(&caller.tenant, &id).await?))
 }
 
 /// Change a mission with a JSON merge patch (RFC 7386): status, name, reward, budget… The
@@ -87,14 +87,14 @@ async fn patch(
     Path(id): Path<String>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<Mission>> {
-    Ok(Json(missions::patch(&*state.store, &caller.tenant, &id, body, jiff::Timestamp::now()).await?))
+    Ok(Json(state.service.patch_mission(&caller.tenant, &id, body).await?))
 }
 
 /// Delete a draft. Other missions are ended with `PATCH {"status": "ended"}`.
 #[utoipa::path(delete, path = "/v1/missions/{id}", tag = "missions",
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)), security(("api_key" = [])))]
 async fn delete(State(state): State<AppState>, caller: AdminCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    missions::delete(&*state.store, &caller.tenant, &id).await?;
+    state.service.delete_mission(&caller.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -108,5 +108,5 @@ async fn simulate(
     Path(id): Path<String>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<Simulation>> {
-    Ok(Json(missions::simulate(&*state.store, &caller.tenant, &id, body, jiff::Timestamp::now()).await?))
+    Ok(Json(state.service.simulate(&caller.tenant, &id, body).await?))
 }

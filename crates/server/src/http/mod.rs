@@ -13,7 +13,7 @@ pub mod openapi;
 pub mod ops;
 pub mod progress;
 
-use crate::error::{ApiError, Problem};
+use crate::error::{ApiError, Problem, problem};
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
@@ -51,11 +51,11 @@ fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S>
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+    ApiError::new(problem::NOT_FOUND, format!("no route for {method} {}", uri.path()))
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::method_not_allowed()
+    ApiError::new(problem::METHOD_NOT_ALLOWED, "this path does not accept that method")
 }
 
 /// A panic is a bug: logged with its message, answered with an opaque 500.
@@ -118,17 +118,15 @@ async fn problem_details(req: Request, next: Next) -> Response {
         StatusCode::BAD_REQUEST => ApiError::malformed(detail),
         StatusCode::UNAUTHORIZED => ApiError::unauthorized(detail),
         StatusCode::FORBIDDEN => ApiError::forbidden(detail),
-        StatusCode::NOT_FOUND => ApiError::not_found(detail),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(),
-        StatusCode::CONFLICT => ApiError::conflict(detail),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(detail),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::unsupported_media_type(detail),
+        StatusCode::NOT_FOUND => ApiError::new(problem::NOT_FOUND, detail),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(problem::METHOD_NOT_ALLOWED, detail),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(problem::PAYLOAD_TOO_LARGE, detail),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(problem::UNSUPPORTED_MEDIA_TYPE, detail),
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("", detail),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::unavailable("the service is unavailable; try again later"),
         // Never show a server error's text: it may be internal.
         s if s.is_server_error() => ApiError::internal(format!("{s} without a problem body: {detail}")),
         s => ApiError::Problem(Box::new(Problem {
-            kind: "about:blank",
+            kind: "about:blank".to_owned(),
             title: s.canonical_reason().unwrap_or("Error"),
             status: s.as_u16(),
             detail,

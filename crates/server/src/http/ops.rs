@@ -1,7 +1,7 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document.
 //! None of them needs a key: they say nothing about any tenant's data.
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem, problem};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -42,9 +42,9 @@ async fn healthz() -> Json<Status> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Status>> {
-    state.store.ping().await.map_err(|e| {
+    state.service.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::unavailable("the database is not reachable")
+        ApiError::new(problem::NOT_READY, "the database is not reachable")
     })?;
     Ok(Json(Status { status: "ok" }))
 }
@@ -59,7 +59,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Status>> {
 )]
 async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let Some(handle) = &state.metrics else {
-        return Err(ApiError::not_found("metrics are not recorded by this process"));
+        return Err(ApiError::new(problem::NOT_FOUND, "metrics are not recorded by this process"));
     };
     let mut response = handle.render().into_response();
     response

@@ -4,7 +4,6 @@
 use crate::auth::{ReadCaller, UserCaller};
 use crate::error::{ApiResult, Problem};
 use crate::http::extract::Pagination;
-use crate::service::progress as service;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -61,7 +60,7 @@ async fn user_missions(
     Path(user_id): Path<String>,
     page: Pagination,
 ) -> ApiResult<Json<ProgressList>> {
-    let items = service::user_missions(&*state.store, &caller.tenant, &user_id, jiff::Timestamp::now()).await?;
+    let items = state.service.user_missions(&caller.tenant, &user_id).await?;
     Ok(Json(ProgressList::page(items, &page)))
 }
 
@@ -73,8 +72,7 @@ async fn user_mission(
     caller: ReadCaller,
     Path((user_id, mission_id)): Path<(String, String)>,
 ) -> ApiResult<Json<ProgressView>> {
-    let now = jiff::Timestamp::now();
-    Ok(Json(service::user_mission(&*state.store, &caller.tenant, &user_id, &mission_id, now).await?))
+    Ok(Json(state.service.user_mission(&caller.tenant, &user_id, &mission_id).await?))
 }
 
 /// A user's rewards, newest first.
@@ -86,7 +84,7 @@ async fn user_rewards(
     Path(user_id): Path<String>,
     page: Pagination,
 ) -> ApiResult<Json<RewardList>> {
-    let items = service::user_rewards(&*state.store, &caller.tenant, &user_id).await?;
+    let items = state.service.user_rewards(&caller.tenant, &user_id).await?;
     Ok(Json(RewardList::page(items, &page)))
 }
 
@@ -98,7 +96,7 @@ async fn my_missions(
     user: UserCaller,
     page: Pagination,
 ) -> ApiResult<Json<ProgressList>> {
-    let items = service::user_missions(&*state.store, &user.tenant, &user.user_id, jiff::Timestamp::now()).await?;
+    let items = state.service.user_missions(&user.tenant, &user.user_id).await?;
     Ok(Json(ProgressList::page(items, &page)))
 }
 
@@ -110,13 +108,12 @@ async fn my_mission(
     user: UserCaller,
     Path(mission_id): Path<String>,
 ) -> ApiResult<Json<ProgressView>> {
-    let now = jiff::Timestamp::now();
-    Ok(Json(service::user_mission(&*state.store, &user.tenant, &user.user_id, &mission_id, now).await?))
+    Ok(Json(state.service.user_mission(&user.tenant, &user.user_id, &mission_id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/me/rewards", tag = "me",
     params(Pagination), responses((status = 200, body = RewardList), (status = 401, body = Problem)), security(("user_jwt" = [])))]
 async fn my_rewards(State(state): State<AppState>, user: UserCaller, page: Pagination) -> ApiResult<Json<RewardList>> {
-    let items = service::user_rewards(&*state.store, &user.tenant, &user.user_id).await?;
+    let items = state.service.user_rewards(&user.tenant, &user.user_id).await?;
     Ok(Json(RewardList::page(items, &page)))
 }

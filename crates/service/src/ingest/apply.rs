@@ -16,7 +16,7 @@
 //!    deadlocking).
 //! 6. Save the changed progress in one statement and commit. Only then do callers hear back.
 
-use crate::service::index::{MissionIndex, Snapshot};
+use crate::index::{MissionIndex, Snapshot};
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::mission::CompiledMission;
@@ -43,7 +43,7 @@ pub struct Applied {
 /// Applies `events` (already validated) for `tenant` and commits, running the batch again
 /// if it lost a race with another process (the conflict rolled it back whole, so a rerun is
 /// safe).
-pub async fn apply(
+pub async fn apply_batch(
     store: &dyn Store,
     missions: &MissionIndex,
     tenant: &str,

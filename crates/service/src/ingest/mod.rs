@@ -1,0 +1,292 @@
+//! Ingest: validation at the edge, then micro-batching in front of the
+//! one-transaction-per-batch apply ([`apply_batch`]).
+//!
+//! [`Service::ingest`] parses each event (rejecting bad ones with a reason, by index), splits
+//! the valid ones by lane (a hash of the user id, so each user's events stay in one lane, in
+//! arrival order) and waits. Each lane is a task that takes the first waiting request,
+//! gathers whatever else arrives within a short linger up to a size cap, applies them all in
+//! ONE transaction, and answers every request only after the commit. Many small concurrent
+//! requests so cost one commit (one fsync) instead of one each.
+//!
+//! Shutdown drains: the lanes stop taking requests, finish every batch already queued and
+//! answer it, and only then does [`Service::shutdown`] return.
+
+mod apply;
+
+pub use apply::{Applied, apply_batch};
+
+use super::index::MissionIndex;
+use crate::{Result, Service, ServiceError};
+use jiff::Timestamp;
+use questline_core::event::Event;
+use questline_core::pointer::FieldError;
+use questline_store::{Store, StoreError};
+use serde_json::Value;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Most events in one request.
+pub const MAX_BATCH: usize = 1000;
+
+/// How micro-batches are formed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Parallel lanes; each applies its own transactions. SQLite has one writer, so more
+    /// than one lane only adds contention there.
+    pub lanes: usize,
+    /// Most events in one transaction (a request is never split across transactions).
+    pub max_events: usize,
+    /// How long a lane waits for more requests after the first, when they are few.
+    pub linger: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { lanes: 1, max_events: 5000, linger: Duration::from_millis(1) }
+    }
+}
+
+/// What became of each event of a request, in input order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: recorded in the ledger and applied.
+    Accepted,
+    /// Its id was seen before (earlier, or earlier in this request): no effect.
+    Duplicate,
+    /// Invalid; nothing of it was recorded. The pointer is relative to the event.
+    Rejected(FieldError),
+}
+
+/// Why a batch failed, shared by every request in it. Nothing of a failed batch is committed.
+#[derive(Debug, Clone)]
+enum BatchFailure {
+    Busy,
+    Internal(String),
+}
+
+impl From<BatchFailure> for ServiceError {
+    fn from(f: BatchFailure) -> Self {
+        match f {
+            BatchFailure::Busy => ServiceError::Busy,
+            BatchFailure::Internal(why) => ServiceError::Internal(why),
+        }
+    }
+}
+
+/// One request's share of a lane's batch.
+struct Job {
+    tenant: String,
+    events: Vec<Event>,
+    now: Timestamp,
+    reply: oneshot::Sender<std::result::Result<Vec<bool>, BatchFailure>>,
+}
+
+pub(crate) struct Ingestor {
+    lanes: Vec<mpsc::Sender<Job>>,
+    stopping: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Service {
+    /// Validates `raw` events and applies the valid ones for `tenant`; answers only after
+    /// they are committed. At most [`MAX_BATCH`] events.
+    pub async fn ingest(&self, tenant: &str, raw: &[Value]) -> Result<Vec<Outcome>> {
+        let now = self.clock.now();
+        if raw.is_empty() || raw.len() > MAX_BATCH {
+            return Err(ServiceError::invalid(
+                "/events",
+                format!("must hold 1 to {MAX_BATCH} events, got {}", raw.len()),
+            ));
+        }
+        let mut outcomes = Vec::with_capacity(raw.len());
+        let mut events = Vec::with_capacity(raw.len());
+        for v in raw {
+            match Event::parse(v, now) {
+                Ok(e) => {
+                    events.push(e);
+                    outcomes.push(Outcome::Accepted);
+                }
+                Err(reason) => outcomes.push(Outcome::Rejected(reason_to_field(&reason))),
+            }
+        }
+        let rejected = outcomes.len() - events.len();
+        metrics::counter!("questline_events_rejected_total").increment(rejected as u64);
+        if events.is_empty() {
+            return Ok(outcomes);
+        }
+        let new = self.ingestor.ingest(tenant, events, now).await?;
+        let mut new = new.into_iter();
+        for outcome in outcomes.iter_mut().filter(|o| **o == Outcome::Accepted) {
+            if !new.next().unwrap_or(false) {
+                *outcome = Outcome::Duplicate;
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+/// `field.sub: reason` (how `Event::parse` reports) as a pointer relative to the event.
+fn reason_to_field(reason: &str) -> FieldError {
+    let (field, detail) = reason.split_once(": ").unwrap_or(("", reason));
+    let pointer =
+        if field.is_empty() || field == "event" { String::new() } else { format!("/{}", field.replace('.', "/")) };
+    FieldError::new(pointer, detail)
+}
+
+impl Ingestor {
+    /// Starts the lanes (tasks on the current runtime).
+    pub(crate) fn new(store: Arc<dyn Store>, missions: Arc<MissionIndex>, config: BatchConfig) -> Self {
+        let stopping = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let lanes = (0..config.lanes.max(1))
+            .map(|_| {
+                // Bounded: a lane that falls behind pushes back on its callers.
+                let (tx, rx) = mpsc::channel(1024);
+                let lane = Lane { store: store.clone(), missions: missions.clone(), config, tasks: tasks.clone() };
+                tasks.spawn(lane.run(rx, stopping.clone()));
+                tx
+            })
+            .collect();
+        Ingestor { lanes, stopping, tasks }
+    }
+
+    /// Applies `events` (already validated) for `tenant`; returns, per event in input order,
+    /// whether it was new. Returns only after everything is committed.
+    async fn ingest(&self, tenant: &str, events: Vec<Event>, now: Timestamp) -> Result<Vec<bool>> {
+        if self.stopping.is_cancelled() {
+            return Err(ServiceError::ShuttingDown);
+        }
+        let n = self.lanes.len();
+        let mut parts: Vec<(Vec<usize>, Vec<Event>)> = vec![(Vec::new(), Vec::new()); n];
+        for (i, e) in events.into_iter().enumerate() {
+            let lane = if n == 1 { 0 } else { lane_of(&e.user_id, n) };
+            parts[lane].0.push(i);
+            parts[lane].1.push(e);
+        }
+        let mut waiting = Vec::new();
+        for (lane, (positions, events)) in parts.into_iter().enumerate().filter(|(_, (p, _))| !p.is_empty()) {
+            let (reply, answer) = oneshot::channel();
+            let job = Job { tenant: tenant.to_owned(), events, now, reply };
+            self.lanes[lane].send(job).await.map_err(|_| ServiceError::ShuttingDown)?;
+            waiting.push((positions, answer));
+        }
+        let total = waiting.iter().map(|(p, _)| p.len()).sum();
+        let mut new = vec![false; total];
+        for (positions, answer) in waiting {
+            let flags = answer.await.map_err(|_| ServiceError::ShuttingDown)??;
+            for (p, flag) in positions.into_iter().zip(flags) {
+                new[p] = flag;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Stops taking requests and waits for every lane to finish what it had queued.
+    pub(crate) async fn shutdown(&self) {
+        self.stopping.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+fn lane_of(user: &str, lanes: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    user.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+struct Lane {
+    store: Arc<dyn Store>,
+    missions: Arc<MissionIndex>,
+    config: BatchConfig,
+    tasks: TaskTracker,
+}
+
+impl Lane {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, stopping: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                job = rx.recv() => job,
+                () = stopping.cancelled() => {
+                    // Take no more, but apply what callers already handed over.
+                    rx.close();
+                    rx.recv().await
+                }
+            };
+            let Some(first) = first else { return };
+            let mut jobs = vec![first];
+            let mut size = jobs[0].events.len();
+            let deadline = tokio::time::Instant::now() + self.config.linger;
+            while size < self.config.max_events {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => {
+                        size += job.events.len();
+                        jobs.push(job);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            metrics::histogram!("questline_batch_events").record(size as f64);
+            // Tenants never share a transaction.
+            while !jobs.is_empty() {
+                let tenant = jobs[0].tenant.clone();
+                let (mine, rest): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.tenant == tenant);
+                jobs = rest;
+                self.apply_jobs(&tenant, mine).await;
+            }
+        }
+    }
+
+    /// Applies several requests' events as one batch and answers each.
+    async fn apply_jobs(&self, tenant: &str, jobs: Vec<Job>) {
+        // Every job carries its request's instant; the batch is as late as the latest.
+        let Some(now) = jobs.iter().map(|j| j.now).max() else { return };
+        let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
+        let mut bounds = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let start = events.len();
+            events.extend(job.events);
+            bounds.push(start..events.len());
+            replies.push(job.reply);
+        }
+        let n = events.len();
+        // Its own task, so that a bug that panics fails this batch (rolled back, answered
+        // 500) rather than the lane and every batch after it.
+        let (store, missions, tenant_owned) = (self.store.clone(), self.missions.clone(), tenant.to_owned());
+        let task = self.tasks.spawn(async move { apply_batch(&*store, &missions, &tenant_owned, &events, now).await });
+        let result = match task.await {
+            Ok(Ok(applied)) => Ok(applied),
+            Ok(Err(StoreError::Retryable(why))) => {
+                tracing::warn!(%why, events = n, "batch kept conflicting; nothing of it was committed");
+                Err(BatchFailure::Busy)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, events = n, "batch failed; nothing of it was committed");
+                Err(BatchFailure::Internal(e.to_string()))
+            }
+            Err(join) => {
+                tracing::error!(error = %join, events = n, "applying a batch panicked; nothing of it was committed");
+                Err(BatchFailure::Internal(format!("applying a batch panicked: {join}")))
+            }
+        };
+        match result {
+            Ok(applied) => {
+                for (range, reply) in bounds.into_iter().zip(replies) {
+                    // A caller that went away still had its events committed.
+                    let _ = reply.send(Ok(applied.new[range].to_vec()));
+                }
+            }
+            Err(failure) => {
+                for reply in replies {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! questline's business layer: the functions every entry point calls — HTTP handlers today,
+//! broker sources and workers next — with no HTTP in sight.
+//!
+//! A [`Service`] owns the store, the index of active missions, the ingest lanes and the
+//! clock. Its methods are the business functions, grouped by concern: [`missions`]
+//! (lifecycle, simulation), [`keys`] (API keys: bootstrap, authentication, administration),
+//! [`progress`] (what users achieved), [`ingest`] (micro-batching lanes in front of
+//! [`ingest::apply_batch`], the one-transaction apply). Each returns a [`ServiceError`], whose
+//! variants name one cause each; the HTTP layer maps them to problem types exhaustively.
+//!
+//! Architecture invariant: ids and timestamps are made here. The clock is read once, at the
+//! entry of a public method, and passed down; handlers never read it, and `core` never does.
+
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod keys;
+pub mod missions;
+pub mod parse;
+pub mod progress;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{Result, ServiceError};
+
+use index::MissionIndex;
+use ingest::{BatchConfig, Ingestor};
+use questline_store::Store;
+use std::sync::Arc;
+
+/// The business layer, shared by every entry point of one process.
+pub struct Service {
+    store: Arc<dyn Store>,
+    ingestor: Ingestor,
+    keys: keys::KeyUse,
+    clock: Arc<dyn Clock>,
+}
+
+impl Service {
+    /// Starts the ingest lanes (tasks on the current runtime); [`Service::shutdown`] drains them.
+    pub fn new(store: Arc<dyn Store>, batches: BatchConfig, clock: Arc<dyn Clock>) -> Self {
+        let missions = Arc::new(MissionIndex::new(store.clone()));
+        let ingestor = Ingestor::new(store.clone(), missions, batches);
+        Service { store, ingestor, keys: keys::KeyUse::default(), clock }
+    }
+
+    /// Whether the database answers.
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Stops taking events and waits until every batch already handed to a lane is committed
+    /// (or failed) and answered.
+    pub async fn shutdown(&self) {
+        self.ingestor.shutdown().await;
+    }
+
+    /// The store, for what only configuration and tests need (migrations, benchmarks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
