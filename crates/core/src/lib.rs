@@ -12,6 +12,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch;
+pub mod budget;
 pub mod decimal;
 pub mod event;
 pub mod id;
