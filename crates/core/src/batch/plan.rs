@@ -205,7 +205,7 @@ impl BatchPlan {
             .get(user)
             .into_iter()
             .flat_map(|w| &w.originals)
-            .filter(|e| mission.event_types.iter().any(|t| *t == e.event_type))
+            .filter(|e| mission.event_types.contains(&e.event_type))
     }
 
     /// A pair is refolded from the ledger when a reversal changed an event of a type its
