@@ -9,9 +9,19 @@
 //! originals and their reversals into the *net* events; a [`mission::CompiledMission`] folds
 //! net events, in `(occurred_at, id)` order, into a [`progress::ProgressState`], reporting
 //! each [`progress::Completion`]; [`progress::ProgressView`] renders a state for readers.
+//!
+//! Live ingest decides a whole batch here, in phases the caller interleaves with loading
+//! (see [`batch`]): [`batch::plan`] finds the (mission, user) pairs the batch's new events
+//! touch among the [`batch::ActiveMissions`] and what to load; [`batch::BatchPlan::needs_ledger`]
+//! says whose ledger a refold needs; [`batch::decide`] returns every effect — changed progress,
+//! new completions, [`batch::Grant`]s, [`batch::Revoke`]s, [`batch::Effect`]s — and
+//! [`budget::take_budgets`] decides which grants the budgets allow and which take ends a
+//! mission. The service only loads, calls and saves.
 
 #![forbid(unsafe_code)]
 
+pub mod batch;
+pub mod budget;
 pub mod decimal;
 pub mod event;
 pub mod id;

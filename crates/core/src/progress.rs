@@ -1,10 +1,10 @@
 //! Progress: a user's state in one mission, as a left fold over their net events in
 //! `(occurred_at, id)` order.
 //!
-//! The fold is the only place progress is computed. Live ingest folds new events onto the
-//! stored state when they sort after everything folded so far, and refolds from the ledger
-//! otherwise (a late event, a reversal of a counted event); `simulate` folds given events
-//! onto an empty state. Because all three run this code, replaying the ledger yields the
+//! The fold is the only place progress is computed. Live ingest ([`crate::batch::decide`])
+//! folds new events onto the stored state when they sort after everything folded so far,
+//! and refolds from the ledger otherwise (a late event, a reversal of a counted event);
+//! `simulate` folds given events onto an empty state. Because all three run this code, replaying the ledger yields the
 //! stored progress (invariant 5).
 
 use crate::event::{Event, EventKey};

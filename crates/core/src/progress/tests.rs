@@ -256,27 +256,14 @@ fn to_event(input: &Input) -> Event {
     }
 }
 
-/// What live ingest does, in memory: events arrive one at a time in `order`; a new original
-/// that sorts after the state is folded on, anything else refolds the ledger's net events.
-fn ingest_in_order(m: &CompiledMission, events: &[Event]) -> ProgressState {
-    let mut ledger: Vec<Event> = Vec::new();
-    let mut state = ProgressState::new(m);
+/// What live ingest does: events arrive one batch each, in `events` order, through the real
+/// batch phases (`crate::batch`), with an in-memory store that only loads and saves.
+fn ingest_in_order(m: &Arc<CompiledMission>, events: &[Event]) -> ProgressState {
+    let mut world = crate::batch::testing::World::new([(m.clone(), None)]);
     for e in events {
-        if ledger.iter().any(|l| l.id == e.id) {
-            continue; // duplicate
-        }
-        ledger.push(e.clone());
-        let reversals: Vec<Event> = ledger.iter().filter(|l| l.reverses.is_some()).cloned().collect();
-        let reverses_known = e.reverses.as_ref().is_some_and(|r| ledger.iter().any(|l| &l.id == r));
-        if e.reverses.is_none() && state.can_append(e) {
-            if let Some(net) = net_events([e], &reversals).first() {
-                state.apply(m, net);
-            }
-        } else if reverses_known || e.reverses.is_none() {
-            state = replay(m, &net_events(&ledger, &reversals)).0;
-        }
+        world.ingest(std::slice::from_ref(e));
     }
-    state
+    world.state(&m.id, "u")
 }
 
 proptest! {
@@ -306,6 +293,7 @@ proptest! {
         let reversals: Vec<Event> = events.iter().filter(|e| e.reverses.is_some()).cloned().collect();
         let (expected, _) = replay(&m, &net_events(&originals, &reversals));
         let got = ingest_in_order(&m, &arrival);
+        prop_assert_eq!(&got, &expected);
         prop_assert_eq!(&got.steps, &expected.steps);
         prop_assert_eq!(got.completions, expected.completions);
         prop_assert_eq!(got.window, expected.window);
