@@ -12,5 +12,6 @@ mod keys;
 mod missions;
 mod multiprocess;
 mod ops;
+mod problems;
 mod progress;
 mod properties;
