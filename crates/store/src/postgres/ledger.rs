@@ -1,40 +1,27 @@
 //! The event ledger: idempotent inserts and the lookups a batch (or a recomputation) needs.
 //!
 //! Lists of ids travel as one array parameter (`= ANY($2)`, `UNNEST`), so no statement is
-//! chunked and each lookup is one round trip. Every result comes back in fold order,
-//! `(occurred_at, id)`, with ids compared bytewise (`COLLATE "C"` in the schema) exactly as
-//! Rust and SQLite compare them.
+//! chunked and each lookup is one round trip. What is the same on both backends (repeats
+//! within a slice, empty lists, the fold order of results) is settled in `shared::events`.
 
-use super::rows::{EVENT_COLUMNS, EventRow, attributes_json, events_from};
 use crate::Result;
-use jiff::Timestamp;
+use crate::rows::{EVENT_COLUMNS, EventRow, attributes_json};
+use crate::sql::EventLookup;
 use questline_core::event::Event;
 use sqlx::PgConnection;
-use std::collections::HashSet;
 
-/// See [`crate::IngestTx::insert_events`].
-pub(super) async fn insert_events(
-    conn: &mut PgConnection,
-    tenant: &str,
-    events: &[Event],
-    received_at: Timestamp,
-) -> Result<Vec<bool>> {
-    // Repeats within the slice are settled here, so that the database only ever sees each
-    // id once and "new" is simply "the INSERT returned it".
-    let mut seen = HashSet::with_capacity(events.len());
-    let mut firsts: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
-    if firsts.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Records `events` (unique ids), received `at` (microseconds); returns the ids that were new.
+pub(super) async fn insert(conn: &mut PgConnection, tenant: &str, events: &[&Event], at: i64) -> Result<Vec<String>> {
+    let mut events = events.to_vec();
     // Inserting in id order gives every transaction the same order of index-entry waits,
     // so two batches sharing ids queue instead of deadlocking.
-    firsts.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    events.sort_unstable_by(|a, b| a.id.cmp(&b.id));
 
-    let n = firsts.len();
+    let n = events.len();
     let (mut ids, mut types, mut users) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut occurred, mut attributes, mut reverses) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for e in firsts {
+    for e in events {
         ids.push(e.id.as_str());
         types.push(e.event_type.as_str());
         users.push(e.user_id.as_str());
@@ -45,7 +32,7 @@ pub(super) async fn insert_events(
     // DO NOTHING rows are not RETURNed: the ids that come back are exactly the new ones. An
     // id a concurrent transaction inserted and has not committed yet makes this wait for it,
     // then count as new only if that one rolled back.
-    let new: Vec<String> = sqlx::query_scalar(
+    let new = sqlx::query_scalar(
         "INSERT INTO events (tenant_id, id, type, user_id, occurred_at, attributes, reverses, received_at) \
          SELECT $1, e.id, e.type, e.user_id, e.occurred_at, e.attributes, e.reverses, $8 \
          FROM UNNEST($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[]) \
@@ -59,91 +46,41 @@ pub(super) async fn insert_events(
     .bind(&occurred)
     .bind(&attributes)
     .bind(&reverses)
-    .bind(received_at.as_microsecond())
+    .bind(at)
     .fetch_all(conn)
     .await?;
-
-    // `remove` marks the first occurrence new and makes any later repeat a duplicate.
-    let mut inserted: HashSet<String> = new.into_iter().collect();
-    Ok(events.iter().map(|e| inserted.remove(&e.id)).collect())
+    Ok(new)
 }
 
-/// See [`crate::IngestTx::events_by_id`].
-pub(super) async fn events_by_id(conn: &mut PgConnection, tenant: &str, ids: &[String]) -> Result<Vec<Event>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = ANY($2) ORDER BY occurred_at, id"
-    ))
-    .bind(tenant)
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    events_from(rows)
-}
-
-/// See [`crate::IngestTx::reversals_of`].
-pub(super) async fn reversals_of(conn: &mut PgConnection, tenant: &str, ids: &[String]) -> Result<Vec<Event>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // `IS NOT NULL` spelled out: the partial index is only usable if the query implies it.
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE tenant_id = $1 AND reverses IS NOT NULL AND reverses = ANY($2) ORDER BY occurred_at, id"
-    ))
-    .bind(tenant)
-    .bind(ids)
-    .fetch_all(conn)
-    .await?;
-    events_from(rows)
-}
-
-/// See [`crate::IngestTx::user_originals`].
-pub(super) async fn user_originals(
-    conn: &mut PgConnection,
-    tenant: &str,
-    user_id: &str,
-    types: &[String],
-) -> Result<Vec<Event>> {
-    if types.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE tenant_id = $1 AND user_id = $2 AND reverses IS NULL AND type = ANY($3) ORDER BY occurred_at, id"
-    ))
-    .bind(tenant)
-    .bind(user_id)
-    .bind(types)
-    .fetch_all(conn)
-    .await?;
-    events_from(rows)
-}
-
-/// Every reversal of the originals [`user_originals`] returns, in one statement: a heavy
-/// user may have many thousands of originals.
-pub(super) async fn reversals_of_user_originals(
-    conn: &mut PgConnection,
-    tenant: &str,
-    user_id: &str,
-    types: &[String],
-) -> Result<Vec<Event>> {
-    if types.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT r.id, r.type AS event_type, r.user_id, r.occurred_at, r.attributes, r.reverses, r.received_at \
-         FROM events AS o \
-         JOIN events AS r ON r.tenant_id = o.tenant_id AND r.reverses = o.id AND r.reverses IS NOT NULL \
-         WHERE o.tenant_id = $1 AND o.user_id = $2 AND o.reverses IS NULL AND o.type = ANY($3) \
-         ORDER BY r.occurred_at, r.id",
-    )
-    .bind(tenant)
-    .bind(user_id)
-    .bind(types)
-    .fetch_all(conn)
-    .await?;
-    events_from(rows)
+/// The events a lookup names, in no particular order: each list travels as one array.
+pub(super) async fn fetch(conn: &mut PgConnection, tenant: &str, lookup: EventLookup<'_>) -> Result<Vec<EventRow>> {
+    let rows = match lookup {
+        EventLookup::ById(ids) => {
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND id = ANY($2)");
+            sqlx::query_as(&sql).bind(tenant).bind(ids).fetch_all(conn).await?
+        }
+        EventLookup::ReversalsOf(ids) => {
+            // `IS NOT NULL` spelled out: the partial index is only usable if the query implies it.
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND reverses IS NOT NULL AND reverses = ANY($2)"
+            );
+            sqlx::query_as(&sql).bind(tenant).bind(ids).fetch_all(conn).await?
+        }
+        EventLookup::UserOriginals { user, types } => {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events \
+                 WHERE tenant_id = $1 AND user_id = $2 AND reverses IS NULL AND type = ANY($3)"
+            );
+            sqlx::query_as(&sql).bind(tenant).bind(user.as_str()).bind(types).fetch_all(conn).await?
+        }
+        // One statement however many originals the user has.
+        EventLookup::UserReversals { user, types } => {
+            let sql = "SELECT r.id, r.type AS event_type, r.user_id, r.occurred_at, r.attributes, r.reverses, \
+                       r.received_at FROM events AS o \
+                       JOIN events AS r ON r.tenant_id = o.tenant_id AND r.reverses = o.id AND r.reverses IS NOT NULL \
+                       WHERE o.tenant_id = $1 AND o.user_id = $2 AND o.reverses IS NULL AND o.type = ANY($3)";
+            sqlx::query_as(sql).bind(tenant).bind(user.as_str()).bind(types).fetch_all(conn).await?
+        }
+    };
+    Ok(rows)
 }

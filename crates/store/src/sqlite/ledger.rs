@@ -1,39 +1,59 @@
 //! The event ledger: idempotent inserts and the lookups a batch (or a recomputation) needs.
 //!
-//! Functions take a bare connection so that the same SQL serves the ingest transaction on
-//! the writer and read-only snapshots on the reader pool.
+//! Functions take a bare connection so that the same SQL serves a unit of work on the
+//! writer and read-only snapshots on the reader pool. What is the same on both backends
+//! (repeats within a slice, empty lists, the fold order of results) is settled in
+//! `shared::events`.
 //!
 //! Batches are up to 1000 events, so statements are multi-row and chunked: one round trip to
 //! SQLite's worker thread per chunk rather than per event, and well under SQLite's limit of
 //! 32766 bound parameters per statement.
 
-use super::rows::{EVENT_COLUMNS, EventRow, attributes_json, events_from};
 use crate::Result;
-use jiff::Timestamp;
+use crate::rows::{EVENT_COLUMNS, EventRow, attributes_json};
+use crate::sql::EventLookup;
 use questline_core::event::Event;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use std::collections::HashSet;
 
 /// Rows per multi-row INSERT (8 parameters each).
 const INSERT_CHUNK: usize = 500;
 /// Ids per `IN (...)` list.
-pub(super) const ID_CHUNK: usize = 500;
+const ID_CHUNK: usize = 500;
 
-/// See [`crate::IngestTx::insert_events`].
-pub(super) async fn insert_events(
+/// The events a lookup names, in no particular order. Id lists are chunked.
+pub(super) async fn fetch(conn: &mut SqliteConnection, tenant: &str, lookup: EventLookup<'_>) -> Result<Vec<EventRow>> {
+    let mut rows = Vec::new();
+    match lookup {
+        EventLookup::ById(ids) => {
+            for chunk in ids.chunks(ID_CHUNK) {
+                rows.extend(by_id_query(tenant, chunk).build_query_as().fetch_all(&mut *conn).await?);
+            }
+        }
+        EventLookup::ReversalsOf(ids) => {
+            for chunk in ids.chunks(ID_CHUNK) {
+                rows.extend(reversals_query(tenant, chunk).build_query_as().fetch_all(&mut *conn).await?);
+            }
+        }
+        // A mission has a handful of steps, so type lists are short: no chunking.
+        EventLookup::UserOriginals { user, types } => {
+            rows = originals_query(tenant, user.as_str(), types).build_query_as().fetch_all(conn).await?;
+        }
+        EventLookup::UserReversals { user, types } => {
+            rows = user_reversals_query(tenant, user.as_str(), types).build_query_as().fetch_all(conn).await?;
+        }
+    }
+    Ok(rows)
+}
+
+/// Records `events` (unique ids), received `at` (microseconds); returns the ids that were new.
+pub(super) async fn insert(
     conn: &mut SqliteConnection,
     tenant: &str,
-    events: &[Event],
-    received_at: Timestamp,
-) -> Result<Vec<bool>> {
-    // Repeats within the slice are settled here, so that the database only ever sees each
-    // id once and "new" is simply "the INSERT returned it".
-    let mut seen = HashSet::with_capacity(events.len());
-    let firsts: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
-
-    let received_at = received_at.as_microsecond();
-    let mut inserted: HashSet<String> = HashSet::with_capacity(firsts.len());
-    for chunk in firsts.chunks(INSERT_CHUNK) {
+    events: &[&Event],
+    at: i64,
+) -> Result<Vec<String>> {
+    let mut inserted = Vec::with_capacity(events.len());
+    for chunk in events.chunks(INSERT_CHUNK) {
         let attributes = chunk.iter().map(|e| attributes_json(e)).collect::<Result<Vec<_>>>()?;
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO events (tenant_id, id, type, user_id, occurred_at, attributes, reverses, received_at) ",
@@ -46,63 +66,13 @@ pub(super) async fn insert_events(
                 .push_bind(e.occurred_at.as_microsecond())
                 .push_bind(attributes)
                 .push_bind(e.reverses.as_deref())
-                .push_bind(received_at);
+                .push_bind(at);
         });
         // DO NOTHING rows are not RETURNed: the ids that come back are exactly the new ones.
         qb.push(" ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id");
-        let ids: Vec<String> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
-        inserted.extend(ids);
+        inserted.extend(qb.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
     }
-
-    // `remove` marks the first occurrence new and makes any later repeat a duplicate.
-    Ok(events.iter().map(|e| inserted.remove(&e.id)).collect())
-}
-
-/// See [`crate::IngestTx::events_by_id`]. Ordered by `(occurred_at, id)`.
-pub(super) async fn events_by_id(conn: &mut SqliteConnection, tenant: &str, ids: &[String]) -> Result<Vec<Event>> {
-    let mut events = Vec::new();
-    for chunk in ids.chunks(ID_CHUNK) {
-        events.extend(fetch(conn, by_id_query(tenant, chunk)).await?);
-    }
-    sort(&mut events);
-    Ok(events)
-}
-
-/// See [`crate::IngestTx::reversals_of`]. Ordered by `(occurred_at, id)`.
-pub(super) async fn reversals_of(conn: &mut SqliteConnection, tenant: &str, ids: &[String]) -> Result<Vec<Event>> {
-    let mut events = Vec::new();
-    for chunk in ids.chunks(ID_CHUNK) {
-        events.extend(fetch(conn, reversals_query(tenant, chunk)).await?);
-    }
-    sort(&mut events);
-    Ok(events)
-}
-
-/// See [`crate::IngestTx::user_originals`]. Ordered by `(occurred_at, id)`.
-pub(super) async fn user_originals(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    user_id: &str,
-    types: &[String],
-) -> Result<Vec<Event>> {
-    if types.is_empty() {
-        return Ok(Vec::new());
-    }
-    fetch(conn, originals_query(tenant, user_id, types)).await
-}
-
-/// Every reversal of the originals [`user_originals`] returns, in one statement: a heavy
-/// user may have far more originals than fit in an `IN` list. Ordered by `(occurred_at, id)`.
-pub(super) async fn reversals_of_user_originals(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    user_id: &str,
-    types: &[String],
-) -> Result<Vec<Event>> {
-    if types.is_empty() {
-        return Ok(Vec::new());
-    }
-    fetch(conn, user_reversals_query(tenant, user_id, types)).await
+    Ok(inserted)
 }
 
 // The queries, apart from their execution so that `plans` can check how SQLite runs them.
@@ -135,10 +105,9 @@ pub(super) fn originals_query<'a>(tenant: &'a str, user_id: &'a str, types: &'a 
     let mut qb =
         QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_user WHERE tenant_id = "));
     qb.push_bind(tenant).push(" AND user_id = ").push_bind(user_id);
-    // A mission has a handful of steps, so the type list is short: no chunking.
     qb.push(" AND reverses IS NULL AND type IN (");
     push_list(&mut qb, types);
-    qb.push(") ORDER BY occurred_at, id");
+    qb.push(")");
     qb
 }
 
@@ -158,12 +127,8 @@ pub(super) fn user_reversals_query<'a>(
     qb.push_bind(tenant).push(" AND o.user_id = ").push_bind(user_id);
     qb.push(" AND o.reverses IS NULL AND o.type IN (");
     push_list(&mut qb, types);
-    qb.push(") ORDER BY r.occurred_at, r.id");
+    qb.push(")");
     qb
-}
-
-async fn fetch(conn: &mut SqliteConnection, mut qb: QueryBuilder<'_, Sqlite>) -> Result<Vec<Event>> {
-    events_from(qb.build_query_as::<EventRow>().fetch_all(conn).await?)
 }
 
 fn push_list<'a>(qb: &mut QueryBuilder<'a, Sqlite>, items: &'a [String]) {
@@ -171,9 +136,4 @@ fn push_list<'a>(qb: &mut QueryBuilder<'a, Sqlite>, items: &'a [String]) {
     for item in items {
         list.push_bind(item.as_str());
     }
-}
-
-/// Chunked queries come back in chunk order; callers get the fold order.
-fn sort(events: &mut [Event]) {
-    events.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
 }

@@ -3,34 +3,35 @@
 //! Two pools share the file. The **writer** pool has exactly one connection: SQLite admits
 //! one writer at a time anyway, and queueing writers in-process (rather than letting them
 //! collide on the file lock) avoids `SQLITE_BUSY` and makes ledger duplicate detection and
-//! budget takes exact under concurrent requests. Every write — ingest batches, missions,
-//! keys — goes through it. The **reader** pool serves reads from WAL snapshots without
+//! budget counts exact under concurrent requests. Every unit of work — ingest batches,
+//! missions, keys — runs on it, as does `touch_key`. The **reader** pool serves reads from WAL snapshots without
 //! waiting for the writer.
 //!
 //! Durability: WAL with `synchronous = FULL`, so a committed (acknowledged) batch survives
 //! `kill -9` and power loss, not only a process crash.
 //!
-//! Codemap: `ingest` (the [`IngestTx`]), `ledger` (events), `missions`, `keys`, `reads`
-//! (user-facing reads), `rows` (row <-> domain conversions).
+//! Codemap: `ledger` (events: chunked `IN` lists, `INDEXED BY`) and `batch` (progress and
+//! live rewards by (mission, user) pairs, chunked `VALUES` joins) hold the SQL only SQLite
+//! speaks; everything else is `crate::shared`'s, compiled here with `Db = Sqlite`. `plans`
+//! pins the query plans of the hot lookups.
 
-mod ingest;
-mod keys;
+mod batch;
 mod ledger;
-mod missions;
-mod reads;
-mod rows;
+#[allow(clippy::duplicate_mod, reason = "the shared SQL, compiled once per backend")]
+#[path = "../shared/mod.rs"]
+mod shared;
 
-use crate::keys::{ApiKey, NewApiKey, Role};
-use crate::{IngestTx, Page, Result, Store, StoredProgress};
-use async_trait::async_trait;
-use jiff::Timestamp;
-use questline_core::event::Event;
-use questline_core::mission::{Mission, MissionStatus};
-use questline_core::reward::Reward;
-use sqlx::SqlitePool;
+use crate::Result;
+use crate::sql::Dialect;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
+
+// What `shared` compiles against.
+type Db = Sqlite;
+type Backend = SqliteStore;
 
 /// Reader connections. Reads are short; more than a few buys little on a small machine.
 const READERS: u32 = 4;
@@ -87,94 +88,18 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
+impl Dialect for Sqlite {
+    /// IMMEDIATE takes the write lock now, so a unit that reads before it writes cannot
+    /// fail to upgrade if another process wrote meanwhile; `busy_timeout` covers the wait.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// In WAL mode a read transaction is one snapshot from its first read on.
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN";
+    /// Nothing: the single writer connection already excludes every other unit of work.
+    const LOCK_ROWS: &'static str = "";
 
-    async fn insert_key(&self, tenant: &str, key: &NewApiKey) -> Result<ApiKey> {
-        keys::insert(&self.writer, tenant, key).await
-    }
-
-    async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<(String, ApiKey)>> {
-        keys::by_hash(&self.reader, secret_hash).await
-    }
-
-    async fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
-        keys::list(&self.reader, tenant).await
-    }
-
-    async fn delete_key(&self, tenant: &str, id: &str) -> Result<bool> {
-        keys::delete(&self.writer, tenant, id).await
-    }
-
-    async fn touch_key(&self, tenant: &str, id: &str, at: Timestamp) -> Result<()> {
-        keys::touch(&self.writer, tenant, id, at).await
-    }
-
-    async fn count_keys(&self, tenant: &str, role: Role) -> Result<u64> {
-        keys::count(&self.reader, tenant, role).await
-    }
-
-    async fn insert_mission(&self, tenant: &str, mission: &Mission) -> Result<()> {
-        missions::insert(&self.writer, tenant, mission).await
-    }
-
-    async fn get_mission(&self, tenant: &str, id: &str) -> Result<Option<Mission>> {
-        missions::get(&self.reader, tenant, id).await
-    }
-
-    async fn list_missions(
-        &self,
-        tenant: &str,
-        status: Option<MissionStatus>,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<Mission>> {
-        missions::list(&self.reader, tenant, status, after, limit).await
-    }
-
-    async fn update_mission(&self, tenant: &str, mission: &Mission, expected_updated_at: Timestamp) -> Result<bool> {
-        missions::update(&self.writer, tenant, mission, expected_updated_at).await
-    }
-
-    async fn delete_draft_mission(&self, tenant: &str, id: &str) -> Result<bool> {
-        missions::delete_draft(&self.writer, tenant, id).await
-    }
-
-    async fn active_missions(&self, tenant: &str) -> Result<Vec<Mission>> {
-        missions::active(&self.reader, tenant).await
-    }
-
-    async fn missions_revision(&self, tenant: &str) -> Result<i64> {
-        let mut conn = self.reader.acquire().await?;
-        missions::revision(&mut conn, tenant).await
-    }
-
-    async fn user_progress(
-        &self,
-        tenant: &str,
-        user_id: &str,
-        mission_id: Option<&str>,
-    ) -> Result<Vec<StoredProgress>> {
-        reads::user_progress(&self.reader, tenant, user_id, mission_id).await
-    }
-
-    async fn user_rewards(&self, tenant: &str, user_id: &str) -> Result<Vec<Reward>> {
-        reads::user_rewards(&self.reader, tenant, user_id).await
-    }
-
-    async fn user_ledger(&self, tenant: &str, user_id: &str, types: &[String]) -> Result<(Vec<Event>, Vec<Event>)> {
-        reads::user_ledger(&self.reader, tenant, user_id, types).await
-    }
-
-    async fn begin(&self) -> Result<Box<dyn IngestTx>> {
-        // IMMEDIATE takes the write lock now, so a batch that reads before it writes cannot
-        // fail to upgrade if another process wrote meanwhile; `busy_timeout` covers the wait.
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Box::new(ingest::SqliteIngestTx { tx }))
+    /// SQLite takes `?` as written.
+    fn sql(text: &str) -> Cow<'_, str> {
+        Cow::Borrowed(text)
     }
 }
 

@@ -3,8 +3,10 @@
 //! a tenant's ledger or progress. The plan text is stable because SQLite is bundled.
 
 use super::SqliteStore;
-use super::ingest::progress_query;
+use super::batch::pairs_query;
 use super::ledger::{by_id_query, originals_query, reversals_query, user_reversals_query};
+use crate::sql::{LIVE_REWARDS, PROGRESS, PairQuery};
+use questline_core::id::{MissionId, UserId};
 use sqlx::{QueryBuilder, Sqlite};
 
 async fn plan(store: &SqliteStore, qb: QueryBuilder<'_, Sqlite>) -> Vec<String> {
@@ -30,8 +32,7 @@ async fn hot_queries_search_indexes() {
     let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("plans.db").display())).await.unwrap();
     let ids = vec!["a".to_owned(), "b".to_owned()];
     let types = vec!["payment".to_owned(), "login".to_owned()];
-    let pairs = [("m".to_owned(), "u".to_owned()), ("m".to_owned(), "v".to_owned())];
-    let pairs: Vec<&(String, String)> = pairs.iter().collect();
+    let pairs = [(MissionId::from("m"), UserId::from("u")), (MissionId::from("m"), UserId::from("v"))];
 
     let by_id = plan(&store, by_id_query("t", &ids)).await;
     assert_searches(&by_id, &["USING PRIMARY KEY (tenant_id=? AND id=?)"]);
@@ -44,7 +45,17 @@ async fn hot_queries_search_indexes() {
         &user_reversals,
         &["events_by_user (tenant_id=? AND user_id=? AND type=?)", "events_by_reversed (tenant_id=? AND reverses=?)"],
     );
-    let progress = plan(&store, progress_query("t", &pairs)).await;
+    let progress = plan(&store, {
+        let q = PairQuery::new(PROGRESS, "t", &pairs);
+        pairs_query(&q, &q.keys)
+    })
+    .await;
     assert_searches(&progress, &["SEARCH p USING"]);
     assert!(progress.iter().any(|l| l.contains("mission_id=?") && l.contains("user_id=?")), "{progress:#?}");
+    let live = plan(&store, {
+        let q = PairQuery::new(LIVE_REWARDS, "t", &pairs);
+        pairs_query(&q, &q.keys)
+    })
+    .await;
+    assert_searches(&live, &["SEARCH p USING INDEX rewards_live (tenant_id=? AND mission_id=? AND user_id=?)"]);
 }

@@ -1,8 +1,16 @@
 //! Missions: conflicts, pagination, optimistic updates, draft deletion, revisions.
 
-use crate::{T, TestDb, mission, ts};
+use crate::{T, TestDb, insert_mission, mid, mission, tenant, ts, uid, update_mission};
+use questline_core::id::{MissionId, TenantId};
 use questline_core::mission::MissionStatus;
-use questline_store::StoreError;
+use questline_store::{Store, StoreError};
+
+async fn delete_draft(store: &dyn Store, tenant: &TenantId, id: &MissionId) -> bool {
+    let mut unit = store.begin().await.unwrap();
+    let deleted = unit.delete_draft_mission(tenant, id).await.unwrap();
+    unit.commit().await.unwrap();
+    deleted
+}
 
 pub async fn insert_round_trips_and_a_taken_id_conflicts(db: &TestDb) {
     let store = db.open().await;
@@ -11,56 +19,56 @@ pub async fn insert_round_trips_and_a_taken_id_conflicts(db: &TestDb) {
     m.spec.steps[0].target = "512.30".parse().unwrap();
     m.created_at = ts("2024-03-01T12:00:00.123456789Z");
     m.updated_at = m.created_at;
-    store.insert_mission(T, &m).await.unwrap();
-    let back = store.get_mission(T, "m1").await.unwrap().unwrap();
+    insert_mission(&*store, &T, &m).await.unwrap();
+    let back = store.get_mission(&T, &mid("m1")).await.unwrap().unwrap();
     assert_eq!(back, m);
     assert_eq!(back.spec.steps[0].target.to_string(), "512.30");
 
-    let revision = store.missions_revision(T).await.unwrap();
-    let err = store.insert_mission(T, &mission("m1", MissionStatus::Active, None)).await.unwrap_err();
+    let revision = store.missions_revision(&T).await.unwrap();
+    let err = insert_mission(&*store, &T, &mission("m1", MissionStatus::Active, None)).await.unwrap_err();
     assert!(matches!(&err, StoreError::Conflict(msg) if msg.contains("m1")), "{err:?}");
-    assert_eq!(store.missions_revision(T).await.unwrap(), revision, "a failed insert bumps nothing");
-    assert_eq!(store.get_mission(T, "m1").await.unwrap().unwrap(), m, "the original is untouched");
-    assert_eq!(store.get_mission(T, "nope").await.unwrap(), None);
+    assert_eq!(store.missions_revision(&T).await.unwrap(), revision, "a failed insert bumps nothing");
+    assert_eq!(store.get_mission(&T, &mid("m1")).await.unwrap().unwrap(), m, "the original is untouched");
+    assert_eq!(store.get_mission(&T, &mid("nope")).await.unwrap(), None);
 }
 
 pub async fn tenants_are_separate_and_created_on_first_write(db: &TestDb) {
     let store = db.open().await;
-    assert_eq!(store.missions_revision("acme").await.unwrap(), 0);
-    store.insert_mission("acme", &mission("m1", MissionStatus::Active, None)).await.unwrap();
+    assert_eq!(store.missions_revision(&tenant("acme")).await.unwrap(), 0);
+    insert_mission(&*store, &tenant("acme"), &mission("m1", MissionStatus::Active, None)).await.unwrap();
     // The same id in another tenant is no conflict.
-    store.insert_mission(T, &mission("m1", MissionStatus::Draft, None)).await.unwrap();
-    assert_eq!(store.missions_revision("acme").await.unwrap(), 1);
-    assert_eq!(store.active_missions("acme").await.unwrap().len(), 1);
-    assert!(store.active_missions(T).await.unwrap().is_empty());
-    assert_eq!(store.get_mission("acme", "m1").await.unwrap().unwrap().status, MissionStatus::Active);
+    insert_mission(&*store, &T, &mission("m1", MissionStatus::Draft, None)).await.unwrap();
+    assert_eq!(store.missions_revision(&tenant("acme")).await.unwrap(), 1);
+    assert_eq!(store.active_missions(&tenant("acme")).await.unwrap().len(), 1);
+    assert!(store.active_missions(&T).await.unwrap().is_empty());
+    assert_eq!(store.get_mission(&tenant("acme"), &mid("m1")).await.unwrap().unwrap().status, MissionStatus::Active);
 }
 
 pub async fn lists_page_by_id(db: &TestDb) {
     let store = db.open().await;
     for (i, id) in ["e", "a", "d", "b", "c"].into_iter().enumerate() {
         let status = if i % 2 == 0 { MissionStatus::Active } else { MissionStatus::Draft };
-        store.insert_mission(T, &mission(id, status, None)).await.unwrap();
+        insert_mission(&*store, &T, &mission(id, status, None)).await.unwrap();
     }
     let ids = |page: &questline_store::Page<_>| {
         page.items.iter().map(|m: &questline_core::mission::Mission| m.id.clone()).collect::<Vec<_>>()
     };
 
-    let first = store.list_missions(T, None, None, 2).await.unwrap();
+    let first = store.list_missions(&T, None, None, 2).await.unwrap();
     assert_eq!((ids(&first), first.next_after.as_deref()), (vec!["a".into(), "b".into()], Some("b")));
-    let second = store.list_missions(T, None, first.next_after.as_deref(), 2).await.unwrap();
+    let second = store.list_missions(&T, None, first.next_after.as_deref(), 2).await.unwrap();
     assert_eq!((ids(&second), second.next_after.as_deref()), (vec!["c".into(), "d".into()], Some("d")));
-    let last = store.list_missions(T, None, second.next_after.as_deref(), 2).await.unwrap();
+    let last = store.list_missions(&T, None, second.next_after.as_deref(), 2).await.unwrap();
     assert_eq!((ids(&last), last.next_after), (vec!["e".into()], None));
     // Exactly a page left: no promise of another.
-    let exact = store.list_missions(T, None, Some("c"), 2).await.unwrap();
+    let exact = store.list_missions(&T, None, Some("c"), 2).await.unwrap();
     assert_eq!((ids(&exact), exact.next_after), (vec!["d".into(), "e".into()], None));
 
-    let active = store.list_missions(T, Some(MissionStatus::Active), None, 10).await.unwrap();
+    let active = store.list_missions(&T, Some(MissionStatus::Active), None, 10).await.unwrap();
     assert_eq!((ids(&active), active.next_after), (vec!["c".into(), "d".into(), "e".into()], None));
-    let drafts = store.list_missions(T, Some(MissionStatus::Draft), Some("a"), 10).await.unwrap();
+    let drafts = store.list_missions(&T, Some(MissionStatus::Draft), Some("a"), 10).await.unwrap();
     assert_eq!(ids(&drafts), vec!["b".to_owned()]);
-    let active_ids: Vec<_> = store.active_missions(T).await.unwrap().into_iter().map(|m| m.id).collect();
+    let active_ids: Vec<_> = store.active_missions(&T).await.unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(active_ids, ["c", "d", "e"]);
 }
 
@@ -70,15 +78,15 @@ pub async fn ids_sort_bytewise_whatever_the_locale(db: &TestDb) {
     let store = db.open().await;
     let bytewise = ["A", "B", "a", "a-b", "a_b", "ab", "z", "\u{e9}"];
     for id in ["z", "a_b", "B", "\u{e9}", "a", "ab", "A", "a-b"] {
-        store.insert_mission(T, &mission(id, MissionStatus::Active, None)).await.unwrap();
+        insert_mission(&*store, &T, &mission(id, MissionStatus::Active, None)).await.unwrap();
     }
     let listed: Vec<String> =
-        store.list_missions(T, None, None, 100).await.unwrap().items.into_iter().map(|m| m.id).collect();
+        store.list_missions(&T, None, None, 100).await.unwrap().items.into_iter().map(|m| m.id).collect();
     assert_eq!(listed, bytewise);
     let after: Vec<String> =
-        store.list_missions(T, None, Some("a"), 2).await.unwrap().items.into_iter().map(|m| m.id).collect();
+        store.list_missions(&T, None, Some("a"), 2).await.unwrap().items.into_iter().map(|m| m.id).collect();
     assert_eq!(after, ["a-b", "a_b"]);
-    let active: Vec<String> = store.active_missions(T).await.unwrap().into_iter().map(|m| m.id).collect();
+    let active: Vec<String> = store.active_missions(&T).await.unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(active, bytewise);
 
     // Events at the same instant fold in id order.
@@ -87,8 +95,8 @@ pub async fn ids_sort_bytewise_whatever_the_locale(db: &TestDb) {
         .into_iter()
         .map(|id| crate::event(id, "u", "payment", 7))
         .collect();
-    tx.insert_events(T, &events, crate::at(8)).await.unwrap();
-    let originals = tx.user_originals(T, "u", &["payment".into()]).await.unwrap();
+    tx.insert_events(&T, &events, crate::at(8)).await.unwrap();
+    let originals = tx.user_originals(&T, &uid("u"), &["payment".into()]).await.unwrap();
     assert_eq!(originals.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), bytewise);
     tx.commit().await.unwrap();
 }
@@ -96,11 +104,11 @@ pub async fn ids_sort_bytewise_whatever_the_locale(db: &TestDb) {
 pub async fn updates_are_optimistic_and_never_touch_the_grant_count(db: &TestDb) {
     let store = db.open().await;
     let original = mission("m", MissionStatus::Draft, Some(3));
-    store.insert_mission(T, &original).await.unwrap();
+    insert_mission(&*store, &T, &original).await.unwrap();
     let mut tx = store.begin().await.unwrap();
-    assert!(tx.take_budget(T, "m", crate::at(1)).await.unwrap());
+    tx.set_budget(&T, &mid("m"), 1, None).await.unwrap();
     tx.commit().await.unwrap();
-    let revision = store.missions_revision(T).await.unwrap();
+    let revision = store.missions_revision(&T).await.unwrap();
 
     let mut edited = original.clone();
     edited.status = MissionStatus::Active;
@@ -108,27 +116,27 @@ pub async fn updates_are_optimistic_and_never_touch_the_grant_count(db: &TestDb)
     edited.rewards_granted = 99;
     edited.activated_at = Some(ts("2024-02-01T00:00:00Z"));
     edited.updated_at = ts("2024-02-01T00:00:00.5Z");
-    assert!(store.update_mission(T, &edited, original.updated_at).await.unwrap());
-    assert_eq!(store.missions_revision(T).await.unwrap(), revision + 1);
-    let stored = store.get_mission(T, "m").await.unwrap().unwrap();
+    assert!(update_mission(&*store, &T, &edited, original.updated_at).await.unwrap());
+    assert_eq!(store.missions_revision(&T).await.unwrap(), revision + 1);
+    let stored = store.get_mission(&T, &mid("m")).await.unwrap().unwrap();
     assert_eq!(stored, with_grants(&edited, 1));
 
     // A second writer holding the old version loses.
     let mut stale = original.clone();
     stale.spec.name = "stale".into();
     stale.updated_at = ts("2024-02-02T00:00:00Z");
-    assert!(!store.update_mission(T, &stale, original.updated_at).await.unwrap());
-    assert_eq!(store.missions_revision(T).await.unwrap(), revision + 1);
-    assert_eq!(store.get_mission(T, "m").await.unwrap().unwrap().spec.name, edited.spec.name);
+    assert!(!update_mission(&*store, &T, &stale, original.updated_at).await.unwrap());
+    assert_eq!(store.missions_revision(&T).await.unwrap(), revision + 1);
+    assert_eq!(store.get_mission(&T, &mid("m")).await.unwrap().unwrap().spec.name, edited.spec.name);
     // A vanished mission is "changed meanwhile" too.
-    assert!(!store.update_mission(T, &mission("gone", MissionStatus::Draft, None), original.updated_at).await.unwrap());
+    assert!(
+        !update_mission(&*store, &T, &mission("gone", MissionStatus::Draft, None), original.updated_at).await.unwrap()
+    );
 
-    // The budget column follows the spec: with the budget removed, takes are unlimited.
+    // The budget column follows the spec: with the budget removed, it is unlimited.
     let mut tx = store.begin().await.unwrap();
-    for i in 0..5 {
-        assert!(tx.take_budget(T, "m", crate::at(10 + i)).await.unwrap());
-    }
-    tx.commit().await.unwrap();
+    let budgets = tx.lock_budgets(&T, &[mid("m")]).await.unwrap();
+    assert_eq!((budgets[0].granted, budgets[0].max_rewards), (1, None));
 }
 
 fn with_grants(m: &questline_core::mission::Mission, granted: u64) -> questline_core::mission::Mission {
@@ -137,17 +145,17 @@ fn with_grants(m: &questline_core::mission::Mission, granted: u64) -> questline_
 
 pub async fn only_drafts_are_deleted(db: &TestDb) {
     let store = db.open().await;
-    store.insert_mission(T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
-    store.insert_mission(T, &mission("live", MissionStatus::Active, None)).await.unwrap();
-    let revision = store.missions_revision(T).await.unwrap();
+    insert_mission(&*store, &T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
+    insert_mission(&*store, &T, &mission("live", MissionStatus::Active, None)).await.unwrap();
+    let revision = store.missions_revision(&T).await.unwrap();
 
-    assert!(!store.delete_draft_mission(T, "live").await.unwrap());
-    assert!(!store.delete_draft_mission(T, "nope").await.unwrap());
-    assert_eq!(store.missions_revision(T).await.unwrap(), revision);
-    assert!(store.delete_draft_mission(T, "draft").await.unwrap());
-    assert_eq!(store.missions_revision(T).await.unwrap(), revision + 1);
-    assert_eq!(store.get_mission(T, "draft").await.unwrap(), None);
-    assert!(store.get_mission(T, "live").await.unwrap().is_some());
+    assert!(!delete_draft(&*store, &T, &mid("live")).await);
+    assert!(!delete_draft(&*store, &T, &mid("nope")).await);
+    assert_eq!(store.missions_revision(&T).await.unwrap(), revision);
+    assert!(delete_draft(&*store, &T, &mid("draft")).await);
+    assert_eq!(store.missions_revision(&T).await.unwrap(), revision + 1);
+    assert_eq!(store.get_mission(&T, &mid("draft")).await.unwrap(), None);
+    assert!(store.get_mission(&T, &mid("live")).await.unwrap().is_some());
     // The id is free again.
-    store.insert_mission(T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
+    insert_mission(&*store, &T, &mission("draft", MissionStatus::Draft, None)).await.unwrap();
 }

@@ -2,11 +2,12 @@
 //! processes have) on one database. SQLite cannot be run this way: it has one writer.
 
 use crate::backend::TestStore;
-use crate::{Backend, T, TestDb, at, event, mission};
+use crate::{Backend, T, TestDb, at, event, insert_mission, mid, mission, uid};
 use questline_core::event::{Event, EventKey};
+use questline_core::id::{MissionId, UserId};
 use questline_core::mission::MissionStatus;
 use questline_core::progress::{ProgressState, StepState};
-use questline_store::{StoreError, StoredProgress};
+use questline_store::{BudgetRow, StoreError, StoredProgress, UnitOfWork};
 use rust_decimal::Decimal;
 use sqlx::Connection;
 use std::collections::BTreeMap;
@@ -43,18 +44,18 @@ async fn count_batch(store: &TestStore, batch: &[Event]) -> usize {
 
 async fn count_batch_once(store: &TestStore, batch: &[Event]) -> Result<usize, StoreError> {
     let mut tx = store.begin().await?;
-    let mut users: Vec<String> = batch.iter().map(|e| e.user_id.clone()).collect();
+    let mut users: Vec<UserId> = batch.iter().map(|e| uid(&e.user_id)).collect();
     users.sort();
     users.dedup();
-    tx.lock_users(T, &users).await?;
-    let new = tx.insert_events(T, batch, at(0)).await?;
+    tx.lock_users(&T, &users).await?;
+    let new = tx.insert_events(&T, batch, at(0)).await?;
     let mut per_user: BTreeMap<&str, i64> = BTreeMap::new();
     for (e, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
         *per_user.entry(&e.user_id).or_default() += 1;
     }
-    let keys: Vec<(String, String)> = per_user.keys().map(|u| ("m".to_owned(), (*u).to_owned())).collect();
-    let stored: BTreeMap<String, Decimal> =
-        tx.load_progress(T, &keys).await?.into_iter().map(|p| (p.user_id, p.state.steps[0].value)).collect();
+    let keys: Vec<(MissionId, UserId)> = per_user.keys().map(|u| (mid("m"), uid(u))).collect();
+    let stored: BTreeMap<UserId, Decimal> =
+        tx.load_progress(&T, &keys).await?.into_iter().map(|p| (p.user_id, p.state.steps[0].value)).collect();
     let rows: Vec<StoredProgress> = per_user
         .iter()
         .map(|(user, n)| {
@@ -62,7 +63,7 @@ async fn count_batch_once(store: &TestStore, batch: &[Event]) -> Result<usize, S
             counter("m", user, value)
         })
         .collect();
-    tx.save_progress(T, &rows).await?;
+    tx.save_progress(&T, &rows).await?;
     tx.commit().await?;
     Ok(new.iter().filter(|&&n| n).count())
 }
@@ -106,35 +107,41 @@ async fn overlapping_batches_from_many_pools_count_each_event_once() {
 
     for u in 0..10 {
         let user = format!("u{u}");
-        let progress = stores[u % 4].user_progress(T, &user, Some("m")).await.unwrap();
+        let progress = stores[u % 4].user_progress(&T, &uid(&user), Some(&mid("m"))).await.unwrap();
         assert_eq!(progress[0].state.steps[0].value, Decimal::from(20), "{user} has 20 events");
-        let (originals, _) = stores[0].user_ledger(T, &user, &["payment".into()]).await.unwrap();
+        let (originals, _) = stores[0].user_ledger(&T, &uid(&user), &["payment".into()]).await.unwrap();
         assert_eq!(originals.len(), 20);
     }
     db.finish().await;
 }
 
-/// 16 takes of a budget of 5 from 4 stores: exactly 5 succeed, and the last one ends it.
+/// 16 takes of a budget of 5 from 4 stores, each locking the budget, counting and writing
+/// back as the engine does: exactly 5 succeed, and the last one ends the mission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_takes_from_many_pools_spend_the_budget_exactly() {
     let Some((db, stores)) = stores(4).await else { return };
-    stores[0].insert_mission(T, &mission("m", MissionStatus::Active, Some(5))).await.unwrap();
-    let revision = stores[0].missions_revision(T).await.unwrap();
+    insert_mission(&**stores[0], &T, &mission("m", MissionStatus::Active, Some(5))).await.unwrap();
+    let revision = stores[0].missions_revision(&T).await.unwrap();
     let mut tasks = JoinSet::new();
     for i in 0..16 {
         let store = stores[i % 4].clone();
         tasks.spawn(async move {
             let mut tx = store.begin().await.unwrap();
-            let taken = tx.take_budget(T, "m", at(100 + i as i64)).await.unwrap();
+            let BudgetRow { granted, max_rewards, .. } = tx.lock_budgets(&T, &[mid("m")]).await.unwrap().remove(0);
+            let taken = max_rewards.is_none_or(|max| granted < max);
+            if taken {
+                let end = (max_rewards == Some(granted + 1)).then(|| at(100 + i as i64));
+                tx.set_budget(&T, &mid("m"), granted + 1, end).await.unwrap();
+            }
             tx.commit().await.unwrap();
             taken
         });
     }
     let taken = tasks.join_all().await.into_iter().filter(|&t| t).count();
     assert_eq!(taken, 5);
-    let m = stores[3].get_mission(T, "m").await.unwrap().unwrap();
+    let m = stores[3].get_mission(&T, &mid("m")).await.unwrap().unwrap();
     assert_eq!((m.status, m.rewards_granted), (MissionStatus::Ended, 5));
-    assert_eq!(stores[2].missions_revision(T).await.unwrap(), revision + 1, "only the ending take bumps");
+    assert_eq!(stores[2].missions_revision(&T).await.unwrap(), revision + 1, "only the ending take bumps");
     db.finish().await;
 }
 
@@ -144,18 +151,18 @@ async fn concurrent_takes_from_many_pools_spend_the_budget_exactly() {
 async fn lock_users_serializes_batches_of_a_user() {
     let Some((db, stores)) = stores(2).await else { return };
     let mut first = stores[0].begin().await.unwrap();
-    first.lock_users(T, &["u".into()]).await.unwrap();
-    assert_eq!(first.insert_events(T, &[event("e1", "u", "payment", 1)], at(2)).await.unwrap(), vec![true]);
+    first.lock_users(&T, &[uid("u")]).await.unwrap();
+    assert_eq!(first.insert_events(&T, &[event("e1", "u", "payment", 1)], at(2)).await.unwrap(), vec![true]);
 
     let (locked_tx, mut locked_rx) = tokio::sync::oneshot::channel();
     let store = stores[1].clone();
     let second = tokio::spawn(async move {
         let mut tx = store.begin().await.unwrap();
-        tx.lock_users(T, &["t".into(), "u".into()]).await.unwrap();
+        tx.lock_users(&T, &[uid("t"), uid("u")]).await.unwrap();
         let _ = locked_tx.send(());
         // The first batch committed before this lock was granted: its event is there.
-        let seen = tx.user_originals(T, "u", &["payment".into()]).await.unwrap();
-        let again = tx.insert_events(T, &[event("e1", "u", "payment", 1)], at(3)).await.unwrap();
+        let seen = tx.user_originals(&T, &uid("u"), &["payment".into()]).await.unwrap();
+        let again = tx.insert_events(&T, &[event("e1", "u", "payment", 1)], at(3)).await.unwrap();
         tx.commit().await.unwrap();
         (seen.len(), again)
     });
@@ -163,7 +170,7 @@ async fn lock_users_serializes_batches_of_a_user() {
     wait_for_advisory_waiters(&db, 1).await;
     // Another user's batch is not held up.
     let mut other = stores[1].begin().await.unwrap();
-    tokio::time::timeout(DEADLINE, other.lock_users(T, &["v".into()])).await.expect("v is free").unwrap();
+    tokio::time::timeout(DEADLINE, other.lock_users(&T, &[uid("v")])).await.expect("v is free").unwrap();
     other.commit().await.unwrap();
     assert!(locked_rx.try_recv().is_err(), "the second batch must wait for the first");
 
@@ -183,13 +190,13 @@ async fn overlapping_user_sets_never_deadlock() {
         let store = stores[t % 4].clone();
         tasks.spawn(async move {
             for round in 0..25_usize {
-                let mut users: Vec<String> =
-                    (0..5).map(|k| format!("user-{}", (t * 3 + round * 7 + k * 11) % 23)).collect();
+                let mut users: Vec<UserId> =
+                    (0..5).map(|k| uid(&format!("user-{}", (t * 3 + round * 7 + k * 11) % 23))).collect();
                 users.sort();
                 users.dedup();
                 let mut tx = store.begin().await.unwrap();
                 // Any error here, a deadlock included, fails the test.
-                tx.lock_users(T, &users).await.unwrap();
+                tx.lock_users(&T, &users).await.unwrap();
                 tx.commit().await.unwrap();
             }
         });
@@ -205,10 +212,10 @@ async fn a_deadlock_is_retryable() {
     let Some((db, stores)) = stores(2).await else { return };
     let mut one = stores[0].begin().await.unwrap();
     let mut two = stores[1].begin().await.unwrap();
-    one.lock_users(T, &["a".into()]).await.unwrap();
-    two.lock_users(T, &["b".into()]).await.unwrap();
-    let cross = |mut tx: Box<dyn questline_store::IngestTx>, user: &'static str| async move {
-        match tx.lock_users(T, &[user.to_owned()]).await {
+    one.lock_users(&T, &[uid("a")]).await.unwrap();
+    two.lock_users(&T, &[uid("b")]).await.unwrap();
+    let cross = |mut tx: Box<dyn UnitOfWork>, user: &'static str| async move {
+        match tx.lock_users(&T, &[uid(user)]).await {
             Ok(()) => tx.commit().await,
             // Dropping the transaction rolls it back and releases its locks.
             Err(e) => Err(e),
@@ -220,6 +227,7 @@ async fn a_deadlock_is_retryable() {
     let outcomes = [r1, r2];
     assert_eq!(outcomes.iter().filter(|r| r.is_ok()).count(), 1, "{outcomes:?}");
     let err = outcomes.into_iter().find_map(Result::err).unwrap();
+    assert!(err.is_retryable(), "{err:?}");
     assert!(matches!(err, StoreError::Retryable(_)), "{err:?}");
     db.finish().await;
 }
@@ -230,10 +238,10 @@ async fn a_deadlock_is_retryable() {
 async fn concurrent_first_starts_migrate_once() {
     let Some(db) = TestDb::fresh(Backend::Postgres).await else { return };
     let (a, b) = tokio::join!(db.open(), db.open());
-    a.insert_mission(T, &mission("m", MissionStatus::Active, None)).await.unwrap();
-    let err = b.insert_mission(T, &mission("m", MissionStatus::Active, None)).await.unwrap_err();
+    insert_mission(&*a, &T, &mission("m", MissionStatus::Active, None)).await.unwrap();
+    let err = insert_mission(&*b, &T, &mission("m", MissionStatus::Active, None)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(b.missions_revision(T).await.unwrap(), 1);
+    assert_eq!(b.missions_revision(&T).await.unwrap(), 1);
     a.close().await;
     b.close().await;
     db.finish().await;

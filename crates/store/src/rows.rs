@@ -1,4 +1,8 @@
-//! Rows as SQLite holds them, and their conversion to and from domain types.
+//! Rows as both backends hold them, and their conversion to and from domain types.
+//!
+//! The two schemas store the same values in the same shapes (TEXT timestamps, TEXT JSON,
+//! 64-bit integers) and the derived `FromRow`s are generic over the database, so this one
+//! module decodes the rows of SQLite and of PostgreSQL alike.
 //!
 //! Every decode failure becomes [`StoreError::Corrupt`] naming the table, the row and the
 //! column, because a value we wrote ourselves that no longer decodes is a bug or a
@@ -11,9 +15,10 @@
 //! `...:00Z` sorts after `...:00.5Z` as text.
 
 use crate::keys::{ApiKey, Role};
-use crate::{Result, StoreError, StoredProgress};
+use crate::{BudgetRow, Result, StoreError, StoredProgress};
 use jiff::Timestamp;
 use questline_core::event::Event;
+use questline_core::id::TenantId;
 use questline_core::mission::spec::RewardKind;
 use questline_core::mission::{Mission, MissionSpec, MissionStatus};
 use questline_core::progress::ProgressState;
@@ -23,21 +28,21 @@ use serde_json::{Map, Value};
 use std::fmt::Display;
 
 /// The columns [`EventRow`] reads, for `SELECT {EVENT_COLUMNS} FROM events`.
-pub(super) const EVENT_COLUMNS: &str =
+pub(crate) const EVENT_COLUMNS: &str =
     "id, type AS event_type, user_id, occurred_at, attributes, reverses, received_at";
-pub(super) const MISSION_COLUMNS: &str =
+pub(crate) const MISSION_COLUMNS: &str =
     "id, status, spec, rewards_granted, activated_at, active_periods, created_at, updated_at";
-pub(super) const PROGRESS_COLUMNS: &str = "mission_id, user_id, state, updated_at";
-pub(super) const REWARD_COLUMNS: &str =
+pub(crate) const PROGRESS_COLUMNS: &str = "mission_id, user_id, state, updated_at";
+pub(crate) const REWARD_COLUMNS: &str =
     "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, created_at, updated_at";
-pub(super) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
+pub(crate) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
 
-pub(super) fn corrupt(what: impl Display, err: impl Display) -> StoreError {
+pub(crate) fn corrupt(what: impl Display, err: impl Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {err}"))
 }
 
 /// An instant as stored in TEXT columns: RFC 3339, UTC, always nine fractional digits.
-pub(super) fn ts_text(t: Timestamp) -> String {
+pub(crate) fn ts_text(t: Timestamp) -> String {
     format!("{t:.9}")
 }
 
@@ -51,18 +56,14 @@ fn parse_opt_ts(text: Option<&str>, what: impl Display) -> Result<Option<Timesta
 
 /// SQLite integers are signed; a count past `i64::MAX` cannot happen in practice, and a
 /// budget that large is as good as none, so saturating is the honest reading.
-pub(super) fn to_i64(n: u64) -> i64 {
+pub(crate) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 // --- events ---
 
 #[derive(sqlx::FromRow)]
-pub(super) struct EventRow {
+pub(crate) struct EventRow {
     id: String,
     event_type: String,
     user_id: String,
@@ -73,7 +74,7 @@ pub(super) struct EventRow {
 }
 
 impl EventRow {
-    pub(super) fn into_event(self) -> Result<Event> {
+    pub(crate) fn into_event(self) -> Result<Event> {
         let what = |col: &str| format!("events {:?} {col}", self.id);
         let occurred_at = Timestamp::from_microsecond(self.occurred_at).map_err(|e| corrupt(what("occurred_at"), e))?;
         let attributes: Map<String, Value> =
@@ -91,11 +92,11 @@ impl EventRow {
     }
 }
 
-pub(super) fn events_from(rows: Vec<EventRow>) -> Result<Vec<Event>> {
+pub(crate) fn events_from(rows: Vec<EventRow>) -> Result<Vec<Event>> {
     rows.into_iter().map(EventRow::into_event).collect()
 }
 
-pub(super) fn attributes_json(event: &Event) -> Result<String> {
+pub(crate) fn attributes_json(event: &Event) -> Result<String> {
     serde_json::to_string(&event.attributes)
         .map_err(|e| corrupt(format!("cannot encode attributes of event {:?}", event.id), e))
 }
@@ -103,7 +104,7 @@ pub(super) fn attributes_json(event: &Event) -> Result<String> {
 // --- missions ---
 
 #[derive(sqlx::FromRow)]
-pub(super) struct MissionRow {
+pub(crate) struct MissionRow {
     id: String,
     status: String,
     spec: String,
@@ -115,7 +116,7 @@ pub(super) struct MissionRow {
 }
 
 impl MissionRow {
-    pub(super) fn into_mission(self) -> Result<Mission> {
+    pub(crate) fn into_mission(self) -> Result<Mission> {
         let what = |col: &str| format!("missions {:?} {col}", self.id);
         let status = MissionStatus::parse(&self.status).ok_or_else(|| corrupt(what("status"), &self.status))?;
         let spec: MissionSpec = serde_json::from_str(&self.spec).map_err(|e| corrupt(what("spec"), e))?;
@@ -134,25 +135,43 @@ impl MissionRow {
     }
 }
 
-pub(super) fn spec_json(mission: &Mission) -> Result<String> {
+pub(crate) fn spec_json(mission: &Mission) -> Result<String> {
     serde_json::to_string(&mission.spec)
         .map_err(|e| corrupt(format!("cannot encode spec of mission {:?}", mission.id), e))
 }
 
-pub(super) fn active_periods_json(mission: &Mission) -> Result<String> {
+pub(crate) fn active_periods_json(mission: &Mission) -> Result<String> {
     serde_json::to_string(&mission.active_periods)
         .map_err(|e| corrupt(format!("cannot encode active periods of mission {:?}", mission.id), e))
 }
 
-/// The `max_rewards` column mirrors the spec's budget so that a budget take is one UPDATE.
-pub(super) fn max_rewards(mission: &Mission) -> Option<i64> {
+/// The `max_rewards` column mirrors the spec's budget, so that [`BudgetRow`]s come from one
+/// row lock without decoding the spec.
+pub(crate) fn max_rewards(mission: &Mission) -> Option<i64> {
     mission.spec.budget.as_ref().map(|b| to_i64(b.max_rewards))
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct BudgetRecord {
+    id: String,
+    rewards_granted: i64,
+    max_rewards: Option<i64>,
+}
+
+impl BudgetRecord {
+    pub(crate) fn into_budget(self) -> Result<BudgetRow> {
+        let what = |col: &str| format!("missions {:?} {col}", self.id);
+        let granted = u64::try_from(self.rewards_granted).map_err(|e| corrupt(what("rewards_granted"), e))?;
+        let max_rewards =
+            self.max_rewards.map(u64::try_from).transpose().map_err(|e| corrupt(what("max_rewards"), e))?;
+        Ok(BudgetRow { mission_id: self.id.into(), granted, max_rewards })
+    }
 }
 
 // --- progress ---
 
 #[derive(sqlx::FromRow)]
-pub(super) struct ProgressRow {
+pub(crate) struct ProgressRow {
     mission_id: String,
     user_id: String,
     state: String,
@@ -160,27 +179,28 @@ pub(super) struct ProgressRow {
 }
 
 impl ProgressRow {
-    pub(super) fn into_progress(self) -> Result<StoredProgress> {
+    pub(crate) fn into_progress(self) -> Result<StoredProgress> {
         let what = |col: &str| format!("progress ({:?}, {:?}) {col}", self.mission_id, self.user_id);
         let state: ProgressState = serde_json::from_str(&self.state).map_err(|e| corrupt(what("state"), e))?;
         let updated_at = parse_ts(&self.updated_at, what("updated_at"))?;
-        Ok(StoredProgress { mission_id: self.mission_id, user_id: self.user_id, state, updated_at })
+        Ok(StoredProgress { mission_id: self.mission_id.into(), user_id: self.user_id.into(), state, updated_at })
     }
 }
 
-pub(super) fn progress_from(rows: Vec<ProgressRow>) -> Result<Vec<StoredProgress>> {
+pub(crate) fn progress_from(rows: Vec<ProgressRow>) -> Result<Vec<StoredProgress>> {
     rows.into_iter().map(ProgressRow::into_progress).collect()
 }
 
-pub(super) fn state_json(row: &StoredProgress) -> Result<String> {
-    serde_json::to_string(&row.state)
-        .map_err(|e| corrupt(format!("cannot encode progress ({:?}, {:?})", row.mission_id, row.user_id), e))
+pub(crate) fn state_json(row: &StoredProgress) -> Result<String> {
+    serde_json::to_string(&row.state).map_err(|e| {
+        corrupt(format!("cannot encode progress ({:?}, {:?})", row.mission_id.as_str(), row.user_id.as_str()), e)
+    })
 }
 
 // --- rewards ---
 
 #[derive(sqlx::FromRow)]
-pub(super) struct RewardRow {
+pub(crate) struct RewardRow {
     id: String,
     mission_id: String,
     user_id: String,
@@ -196,7 +216,7 @@ pub(super) struct RewardRow {
 }
 
 impl RewardRow {
-    pub(super) fn into_reward(self) -> Result<Reward> {
+    pub(crate) fn into_reward(self) -> Result<Reward> {
         let what = |col: &str| format!("rewards {:?} {col}", self.id);
         let amount = match &self.amount {
             // Decimal text, never a float: `from_str_exact` refuses to round.
@@ -220,7 +240,7 @@ impl RewardRow {
     }
 }
 
-pub(super) fn rewards_from(rows: Vec<RewardRow>) -> Result<Vec<Reward>> {
+pub(crate) fn rewards_from(rows: Vec<RewardRow>) -> Result<Vec<Reward>> {
     rows.into_iter().map(RewardRow::into_reward).collect()
 }
 
@@ -240,7 +260,7 @@ fn parse_kind(s: &str) -> Option<RewardKind> {
 // --- API keys ---
 
 #[derive(sqlx::FromRow)]
-pub(super) struct KeyRow {
+pub(crate) struct KeyRow {
     tenant_id: String,
     id: String,
     name: String,
@@ -251,7 +271,7 @@ pub(super) struct KeyRow {
 
 impl KeyRow {
     /// The key with the tenant it belongs to.
-    pub(super) fn into_key(self) -> Result<(String, ApiKey)> {
+    pub(crate) fn into_key(self) -> Result<(TenantId, ApiKey)> {
         let what = |col: &str| format!("api_keys {:?} {col}", self.id);
         let key = ApiKey {
             role: Role::parse(&self.role).ok_or_else(|| corrupt(what("role"), &self.role))?,
@@ -260,7 +280,7 @@ impl KeyRow {
             id: self.id,
             name: self.name,
         };
-        Ok((self.tenant_id, key))
+        Ok((self.tenant_id.into(), key))
     }
 }
 

@@ -1,0 +1,243 @@
+//! What the store offers, in narrow traits, one per concern.
+//!
+//! Reads are served by the pool-level [`Store`] ([`KeyReads`], [`MissionReads`],
+//! [`UserReads`]) and never wait for a writer. Every write goes through a [`UnitOfWork`]:
+//! one transaction, opened by [`Store::begin`], committed by [`UnitOfWork::commit`], rolled
+//! back when dropped. A caller takes the narrowest trait that does its job; the service's
+//! batch orchestration is written once against these traits, and a backend only answers
+//! narrow questions in SQL.
+//!
+//! Ids: the tenant is always a [`TenantId`]; where a mission and a user meet in one
+//! signature they are [`MissionId`] and [`UserId`]. Event ids and reward ids stay `String`s,
+//! as the core's `Event` and `Reward` carry them.
+
+use crate::Result;
+use crate::keys::{ApiKey, NewApiKey, Role};
+use async_trait::async_trait;
+use jiff::Timestamp;
+use questline_core::event::Event;
+use questline_core::id::{MissionId, TenantId, UserId};
+use questline_core::mission::{Mission, MissionStatus};
+use questline_core::progress::ProgressState;
+use questline_core::reward::Reward;
+
+/// A user's stored progress in one mission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredProgress {
+    pub mission_id: MissionId,
+    pub user_id: UserId,
+    pub state: ProgressState,
+    pub updated_at: Timestamp,
+}
+
+/// One page of a list, ordered by id.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The cursor to pass as `after` for the next page, if there may be one.
+    pub next_after: Option<String>,
+}
+
+/// A mission's budget as stored, read under lock by [`BudgetTx::lock_budgets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub mission_id: MissionId,
+    /// Rewards granted so far.
+    pub granted: u64,
+    /// The budget; `None` is unlimited.
+    pub max_rewards: Option<u64>,
+}
+
+/// The connection a unit of work runs on, for SQL the store does not know (another crate's
+/// tables, e.g. a job queue) that must commit or roll back with the unit.
+pub enum Connection<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+impl<'a> From<&'a mut sqlx::SqliteConnection> for Connection<'a> {
+    fn from(conn: &'a mut sqlx::SqliteConnection) -> Self {
+        Self::Sqlite(conn)
+    }
+}
+
+impl<'a> From<&'a mut sqlx::PgConnection> for Connection<'a> {
+    fn from(conn: &'a mut sqlx::PgConnection) -> Self {
+        Self::Postgres(conn)
+    }
+}
+
+// --- the pool ---
+
+/// A database: reads on their own connections, writes through [`Store::begin`].
+#[async_trait]
+pub trait Store: KeyReads + MissionReads + UserReads + Send + Sync + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Starts a unit of work: ONE write transaction (SQLite: `BEGIN IMMEDIATE` on the single
+    /// writer connection, so at most one is open per store and a second `begin` waits for
+    /// it; PostgreSQL: READ COMMITTED on a writer connection). Do not call a write of the
+    /// pool ([`KeyReads::touch_key`]) or a second `begin` while holding one on SQLite: it
+    /// would wait for the very connection the unit holds.
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>>;
+}
+
+/// API keys, looked up on every request.
+#[async_trait]
+pub trait KeyReads: Send + Sync {
+    /// The key whose secret hashes to `secret_hash`, with its tenant.
+    async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<(TenantId, ApiKey)>>;
+    /// A tenant's keys, oldest first.
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>>;
+    async fn count_keys(&self, tenant: &TenantId, role: Role) -> Result<u64>;
+    /// Records when a key was last used: a best-effort write of its own (autocommit) on each
+    /// request, deliberately outside any unit of work.
+    async fn touch_key(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<()>;
+}
+
+/// Missions as committed.
+#[async_trait]
+pub trait MissionReads: Send + Sync {
+    async fn get_mission(&self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>>;
+    /// A page of missions by id, of one status or all; `after` is a [`Page::next_after`].
+    async fn list_missions(
+        &self,
+        tenant: &TenantId,
+        status: Option<MissionStatus>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Mission>>;
+    /// The tenant's active missions, by id.
+    async fn active_missions(&self, tenant: &TenantId) -> Result<Vec<Mission>>;
+    /// Bumped by every mission write; 0 for a tenant that never had a mission.
+    async fn missions_revision(&self, tenant: &TenantId) -> Result<i64>;
+}
+
+/// What the user-facing API and recomputations read.
+#[async_trait]
+pub trait UserReads: Send + Sync {
+    /// A user's progress rows, all of them (by mission) or for one mission.
+    async fn user_progress(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        mission: Option<&MissionId>,
+    ) -> Result<Vec<StoredProgress>>;
+    /// A user's rewards, newest first.
+    async fn user_rewards(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Reward>>;
+    /// Every original event of a user of the given types with every reversal of them (the
+    /// input to a recomputation), from one snapshot, outside any unit of work.
+    async fn user_ledger(&self, tenant: &TenantId, user: &UserId, types: &[String])
+    -> Result<(Vec<Event>, Vec<Event>)>;
+}
+
+// --- the unit of work ---
+
+/// One write transaction. Nothing is visible to others until [`UnitOfWork::commit`];
+/// dropping it rolls back everything it did, the foreign SQL run on
+/// [`UnitOfWork::connection`] included.
+#[async_trait]
+pub trait UnitOfWork: LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + Send {
+    /// The transaction's connection, for rows of other crates that must commit with this
+    /// unit. Leave the transaction itself alone (no `COMMIT`, `ROLLBACK` or `SAVEPOINT`).
+    fn connection(&mut self) -> Connection<'_>;
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// The event ledger.
+#[async_trait]
+pub trait LedgerTx: Send {
+    /// Records events in the ledger. Returns, for each event, whether it was new; an id seen
+    /// before (in an earlier unit, or earlier in this one) is a duplicate and is not written.
+    async fn insert_events(&mut self, tenant: &TenantId, events: &[Event], received_at: Timestamp)
+    -> Result<Vec<bool>>;
+    /// The stored events with these ids, by `(occurred_at, id)`.
+    async fn events_by_id(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>>;
+    /// Every stored reversal of any of these ids, by `(occurred_at, id)`.
+    async fn reversals_of(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>>;
+    /// Every stored original (not reversal) event of a user with one of these types, by
+    /// `(occurred_at, id)`.
+    async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>>;
+    /// Serializes units per user across processes: held until commit. `users` is sorted
+    /// and unique, so that two units lock in the same order. Call it before anything else
+    /// that writes. (SQLite has one writer, so there it does nothing.)
+    async fn lock_users(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<()>;
+}
+
+/// Progress rows.
+#[async_trait]
+pub trait ProgressTx: Send {
+    /// Stored progress for these (mission, user) pairs, in no particular order; pairs
+    /// without a row are left out.
+    async fn load_progress(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<StoredProgress>>;
+    /// Upserts; if `rows` repeats a pair, the later row wins.
+    async fn save_progress(&mut self, tenant: &TenantId, rows: &[StoredProgress]) -> Result<()>;
+}
+
+/// Rewards.
+#[async_trait]
+pub trait RewardTx: Send {
+    /// The live (not revoked) rewards of these (mission, user) pairs, in one query, ordered
+    /// by (mission, user, completion).
+    async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>>;
+    /// Fails with `Conflict` if the id is taken or the completion has a live reward; the
+    /// unit stays usable.
+    async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()>;
+    /// Marks those of these rewards revoked that are still `pending` (a granted reward has
+    /// been paid out and stays). Returns how many were revoked.
+    async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<u64>;
+}
+
+/// Mission budgets. The engine decides the counts; the store only locks and writes them.
+#[async_trait]
+pub trait BudgetTx: Send {
+    /// The budgets of these missions, locked until commit (PostgreSQL: `FOR UPDATE`, in id
+    /// order whatever the order given, so concurrent units lock in one order; SQLite: the
+    /// single writer already excludes everyone). Unknown missions are left out; the rows
+    /// come back by id.
+    async fn lock_budgets(&mut self, tenant: &TenantId, missions: &[MissionId]) -> Result<Vec<BudgetRow>>;
+    /// Writes a mission's grant count; with `end_mission_at`, also ends it (status `ended`,
+    /// `updated_at` moved to that instant) and bumps the tenant's missions revision.
+    async fn set_budget(
+        &mut self,
+        tenant: &TenantId,
+        mission: &MissionId,
+        granted: u64,
+        end_mission_at: Option<Timestamp>,
+    ) -> Result<()>;
+}
+
+/// Mission writes. Each one that changes a mission bumps the tenant's missions revision in
+/// the same transaction.
+#[async_trait]
+pub trait MissionTx: Send {
+    /// Creates the tenant's row if missing. Fails with `Conflict` if the id is taken (and
+    /// bumps nothing); the unit stays usable.
+    async fn insert_mission(&mut self, tenant: &TenantId, mission: &Mission) -> Result<()>;
+    /// Replaces a mission if it is unchanged since `expected_updated_at` (optimistic
+    /// concurrency). Returns false if it changed or vanished meanwhile. `rewards_granted` is
+    /// never written here: only [`BudgetTx::set_budget`] moves it.
+    async fn update_mission(
+        &mut self,
+        tenant: &TenantId,
+        mission: &Mission,
+        expected_updated_at: Timestamp,
+    ) -> Result<bool>;
+    /// Deletes a mission only while it is a draft. Returns whether one was deleted.
+    async fn delete_draft_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<bool>;
+    /// The revision as this unit sees it (its own bumps included).
+    async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64>;
+    /// The mission as this unit sees it.
+    async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>>;
+}
+
+/// API key writes.
+#[async_trait]
+pub trait KeyTx: Send {
+    /// Creates the tenant's row if missing. Fails with `Conflict` if the id (or the secret's
+    /// hash) is taken.
+    async fn insert_key(&mut self, tenant: &TenantId, key: &NewApiKey) -> Result<ApiKey>;
+    /// Returns whether a key was deleted.
+    async fn delete_key(&mut self, tenant: &TenantId, id: &str) -> Result<bool>;
+}

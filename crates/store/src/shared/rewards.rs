@@ -1,0 +1,63 @@
+//! Reward writes inside a unit of work.
+
+use super::{Conn, Db, LIST_CHUNK, sql};
+use crate::rows::ts_text;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use questline_core::id::TenantId;
+use questline_core::reward::Reward;
+use sqlx::QueryBuilder;
+
+pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, reward: &Reward) -> Result<()> {
+    // DO NOTHING instead of catching the unique violation: on PostgreSQL an error would
+    // abort the whole unit of work, and the caller may go on with it after a `Conflict`.
+    let inserted = sqlx::query(&sql(
+        "INSERT INTO rewards (tenant_id, id, mission_id, user_id, completion, kind, amount, currency, code, name, \
+         status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    ))
+    .bind(tenant.as_str())
+    .bind(&reward.id)
+    .bind(&reward.mission_id)
+    .bind(&reward.user_id)
+    .bind(i64::from(reward.completion))
+    .bind(reward.kind.as_str())
+    // Decimal text keeps every digit and the scale ("0.30" stays "0.30").
+    .bind(reward.amount.map(|a| a.to_string()))
+    .bind(&reward.currency)
+    .bind(&reward.code)
+    .bind(&reward.name)
+    .bind(reward.status.as_str())
+    .bind(ts_text(reward.created_at))
+    .bind(ts_text(reward.updated_at))
+    .execute(conn)
+    .await?
+    .rows_affected()
+        > 0;
+    if inserted {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "reward {:?} or a live reward for completion {} of mission {:?} by user {:?} exists",
+            reward.id, reward.completion, reward.mission_id, reward.user_id
+        )))
+    }
+}
+
+/// Only pending rewards: one already granted has been paid out, and marking it revoked
+/// here would make the books disagree with what the user received.
+pub(super) async fn revoke(conn: &mut Conn, tenant: &TenantId, ids: &[String], at: Timestamp) -> Result<u64> {
+    let at = ts_text(at);
+    let mut revoked = 0;
+    for chunk in ids.chunks(LIST_CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE rewards SET status = 'revoked', updated_at = ");
+        qb.push_bind(at.as_str()).push(" WHERE tenant_id = ").push_bind(tenant.as_str());
+        qb.push(" AND status = 'pending' AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        qb.push(")");
+        revoked += qb.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(revoked)
+}

@@ -1,0 +1,95 @@
+//! The pool-level traits: reads on the reader pool, units of work on the writer pool.
+
+use super::unit::Unit;
+use super::{BEGIN_WRITE, Backend, keys, missions, reads};
+use crate::keys::{ApiKey, Role};
+use crate::{KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads};
+use async_trait::async_trait;
+use jiff::Timestamp;
+use questline_core::event::Event;
+use questline_core::id::{MissionId, TenantId, UserId};
+use questline_core::mission::{Mission, MissionStatus};
+use questline_core::reward::Reward;
+
+#[async_trait]
+impl Store for Backend {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>> {
+        let tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        Ok(Box::new(Unit { tx }))
+    }
+}
+
+#[async_trait]
+impl KeyReads for Backend {
+    async fn key_by_hash(&self, secret_hash: &str) -> Result<Option<(TenantId, ApiKey)>> {
+        keys::by_hash(&mut *self.reader.acquire().await?, secret_hash).await
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>> {
+        keys::list(&mut *self.reader.acquire().await?, tenant).await
+    }
+
+    async fn count_keys(&self, tenant: &TenantId, role: Role) -> Result<u64> {
+        keys::count(&mut *self.reader.acquire().await?, tenant, role).await
+    }
+
+    async fn touch_key(&self, tenant: &TenantId, id: &str, at: Timestamp) -> Result<()> {
+        // A write, so the writer pool (readers are read-only), in a statement of its own.
+        keys::touch(&mut *self.writer.acquire().await?, tenant, id, at).await
+    }
+}
+
+#[async_trait]
+impl MissionReads for Backend {
+    async fn get_mission(&self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>> {
+        missions::get(&mut *self.reader.acquire().await?, tenant, id).await
+    }
+
+    async fn list_missions(
+        &self,
+        tenant: &TenantId,
+        status: Option<MissionStatus>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<Mission>> {
+        missions::list(&mut *self.reader.acquire().await?, tenant, status, after, limit).await
+    }
+
+    async fn active_missions(&self, tenant: &TenantId) -> Result<Vec<Mission>> {
+        missions::active(&mut *self.reader.acquire().await?, tenant).await
+    }
+
+    async fn missions_revision(&self, tenant: &TenantId) -> Result<i64> {
+        missions::revision(&mut *self.reader.acquire().await?, tenant).await
+    }
+}
+
+#[async_trait]
+impl UserReads for Backend {
+    async fn user_progress(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        mission: Option<&MissionId>,
+    ) -> Result<Vec<StoredProgress>> {
+        reads::user_progress(&mut *self.reader.acquire().await?, tenant, user, mission).await
+    }
+
+    async fn user_rewards(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Reward>> {
+        reads::user_rewards(&mut *self.reader.acquire().await?, tenant, user).await
+    }
+
+    async fn user_ledger(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        types: &[String],
+    ) -> Result<(Vec<Event>, Vec<Event>)> {
+        reads::user_ledger(&self.reader, tenant, user, types).await
+    }
+}

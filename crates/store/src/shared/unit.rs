@@ -1,0 +1,149 @@
+//! The [`UnitOfWork`]: one transaction on a writer connection, and every write the store
+//! knows, as narrow traits over it.
+//!
+//! The transaction is begun by the backend's `BEGIN_WRITE` (see there for why each backend
+//! starts it as it does). Dropping the unit drops the transaction, which rolls it back.
+
+use super::{Db, batch, events, keys, missions, rewards};
+use crate::keys::{ApiKey, NewApiKey};
+use crate::rows::{progress_from, rewards_from};
+use crate::sql::{EventLookup, LIVE_REWARDS, PROGRESS, PairQuery};
+use crate::{
+    BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, StoredProgress,
+    UnitOfWork,
+};
+use async_trait::async_trait;
+use jiff::Timestamp;
+use questline_core::event::Event;
+use questline_core::id::{MissionId, TenantId, UserId};
+use questline_core::mission::Mission;
+use questline_core::reward::Reward;
+use sqlx::Transaction;
+
+pub(super) struct Unit {
+    pub(super) tx: Transaction<'static, Db>,
+}
+
+#[async_trait]
+impl UnitOfWork for Unit {
+    fn connection(&mut self) -> Connection<'_> {
+        Connection::from(&mut *self.tx)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+#[async_trait]
+impl LedgerTx for Unit {
+    async fn insert_events(
+        &mut self,
+        tenant: &TenantId,
+        events: &[Event],
+        received_at: Timestamp,
+    ) -> Result<Vec<bool>> {
+        events::insert(&mut self.tx, tenant, events, received_at).await
+    }
+
+    async fn events_by_id(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>> {
+        events::find(&mut self.tx, tenant, EventLookup::ById(ids)).await
+    }
+
+    async fn reversals_of(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>> {
+        events::find(&mut self.tx, tenant, EventLookup::ReversalsOf(ids)).await
+    }
+
+    async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>> {
+        events::find(&mut self.tx, tenant, EventLookup::UserOriginals { user, types }).await
+    }
+
+    async fn lock_users(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<()> {
+        batch::lock_users(&mut self.tx, tenant, users).await
+    }
+}
+
+#[async_trait]
+impl ProgressTx for Unit {
+    async fn load_progress(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<StoredProgress>> {
+        progress_from(batch::fetch_pairs(&mut self.tx, PairQuery::new(PROGRESS, tenant.as_str(), keys)).await?)
+    }
+
+    async fn save_progress(&mut self, tenant: &TenantId, rows: &[StoredProgress]) -> Result<()> {
+        batch::save_progress(&mut self.tx, tenant, rows).await
+    }
+}
+
+#[async_trait]
+impl RewardTx for Unit {
+    async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>> {
+        let mut live =
+            rewards_from(batch::fetch_pairs(&mut self.tx, PairQuery::new(LIVE_REWARDS, tenant.as_str(), keys)).await?)?;
+        live.sort_by(|a, b| (&a.mission_id, &a.user_id, a.completion).cmp(&(&b.mission_id, &b.user_id, b.completion)));
+        Ok(live)
+    }
+
+    async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
+        rewards::insert(&mut self.tx, tenant, reward).await
+    }
+
+    async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<u64> {
+        rewards::revoke(&mut self.tx, tenant, reward_ids, at).await
+    }
+}
+
+#[async_trait]
+impl BudgetTx for Unit {
+    async fn lock_budgets(&mut self, tenant: &TenantId, missions: &[MissionId]) -> Result<Vec<BudgetRow>> {
+        missions::lock_budgets(&mut self.tx, tenant, missions).await
+    }
+
+    async fn set_budget(
+        &mut self,
+        tenant: &TenantId,
+        mission: &MissionId,
+        granted: u64,
+        end_mission_at: Option<Timestamp>,
+    ) -> Result<()> {
+        missions::set_budget(&mut self.tx, tenant, mission, granted, end_mission_at).await
+    }
+}
+
+#[async_trait]
+impl MissionTx for Unit {
+    async fn insert_mission(&mut self, tenant: &TenantId, mission: &Mission) -> Result<()> {
+        missions::insert(&mut self.tx, tenant, mission).await
+    }
+
+    async fn update_mission(
+        &mut self,
+        tenant: &TenantId,
+        mission: &Mission,
+        expected_updated_at: Timestamp,
+    ) -> Result<bool> {
+        missions::update(&mut self.tx, tenant, mission, expected_updated_at).await
+    }
+
+    async fn delete_draft_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<bool> {
+        missions::delete_draft(&mut self.tx, tenant, id).await
+    }
+
+    async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64> {
+        missions::revision(&mut self.tx, tenant).await
+    }
+
+    async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>> {
+        missions::get(&mut self.tx, tenant, id).await
+    }
+}
+
+#[async_trait]
+impl KeyTx for Unit {
+    async fn insert_key(&mut self, tenant: &TenantId, key: &NewApiKey) -> Result<ApiKey> {
+        keys::insert(&mut self.tx, tenant, key).await
+    }
+
+    async fn delete_key(&mut self, tenant: &TenantId, id: &str) -> Result<bool> {
+        keys::delete(&mut self.tx, tenant, id).await
+    }
+}
