@@ -90,6 +90,7 @@ pub async fn run(db: &FreshDb, workload: &Workload, missions: &[BenchMission], p
     })?;
     let base = format!("http://{}", server.local_addr());
     let shutdown = server.shutdown_token();
+    #[expect(clippy::disallowed_methods, reason = "the handle is awaited at the end of the phase")]
     let serving = tokio::spawn(server.serve());
 
     let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(MAX_IN_FLIGHT).build()?;
@@ -122,6 +123,7 @@ pub async fn run(db: &FreshDb, workload: &Workload, missions: &[BenchMission], p
 
     let stop_sampling = CancellationToken::new();
     let soak = plan.duration.is_some();
+    #[expect(clippy::disallowed_methods, reason = "the handle is awaited at the end of the phase")]
     let sampling = tokio::spawn(sampler::sample(
         load.acked.clone(),
         Duration::from_secs(1),

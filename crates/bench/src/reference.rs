@@ -149,6 +149,7 @@ pub async fn run(
     let progress_rows = Arc::new(AtomicU64::new(0));
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?));
     let stop = CancellationToken::new();
+    #[expect(clippy::disallowed_methods, reason = "the handle is awaited at the end of the phase")]
     let sampling = tokio::spawn(sampler::sample(done.clone(), Duration::from_secs(1), stop.clone(), |_| {}));
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use questline_core::DEFAULT_TENANT;
+use questline_core::id::{TenantId, UserId};
 use questline_store::Role;
 use serde::Deserialize;
 
@@ -25,8 +25,8 @@ pub use questline_service::keys::Caller;
 /// An end user, authenticated by the app's JWT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserCaller {
-    pub tenant: String,
-    pub user_id: String,
+    pub tenant: TenantId,
+    pub user_id: UserId,
 }
 
 /// Any key with the `admin` role.
@@ -182,7 +182,7 @@ impl FromRequestParts<AppState> for UserCaller {
         };
         let token = bearer(parts.headers.get(header::AUTHORIZATION), "a user token (JWT)")?;
         let user_id = tokens.verify(token)?;
-        Ok(UserCaller { tenant: DEFAULT_TENANT.to_owned(), user_id })
+        Ok(UserCaller { tenant: TenantId::default_tenant(), user_id: UserId::new(user_id) })
     }
 }
 

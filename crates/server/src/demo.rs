@@ -219,6 +219,7 @@ pub async fn run(
         (None, None) => return Err("the demo server started without an admin key".into()),
     };
     let shutdown = server.shutdown_token();
+    #[expect(clippy::disallowed_methods, reason = "the handle is awaited once the demo is done")]
     let serving = tokio::spawn(server.serve());
 
     println!("questline demo: serving {base} on a temporary database ({})", dir.path().display());

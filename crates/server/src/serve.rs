@@ -99,9 +99,11 @@ impl Server {
     /// (for up to [`SHUTDOWN_GRACE`]) and returns.
     pub async fn serve(self) -> Result<(), StartError> {
         let Server { service, listener, app, addr, shutdown, metrics, .. } = self;
+        let upkeep = tokio_util::task::TaskTracker::new();
         if let Some(handle) = metrics {
-            tokio::spawn(metrics_upkeep(handle, shutdown.clone()));
+            upkeep.spawn(metrics_upkeep(handle, shutdown.clone()));
         }
+        upkeep.close();
         tracing::info!(%addr, "listening");
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = std::future::IntoFuture::into_future(server);
@@ -114,6 +116,8 @@ impl Server {
         }
         // Requests are answered; what the lanes still hold is committed before we return.
         service.shutdown().await;
+        shutdown.cancel();
+        upkeep.wait().await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -155,6 +159,7 @@ pub fn on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    #[expect(clippy::disallowed_methods, reason = "ends when the shutdown token is cancelled, by it or by anyone")]
     tokio::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
@@ -168,6 +173,7 @@ pub fn on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 pub fn on_signal(shutdown: CancellationToken) -> std::io::Result<()> {
+    #[expect(clippy::disallowed_methods, reason = "lives as long as the process listens for Ctrl-C")]
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             tracing::info!("Ctrl-C received; shutting down");

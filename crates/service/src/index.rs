@@ -5,52 +5,34 @@
 //! revision, so a mission activated by any process (or ended by a spent budget) is seen by
 //! the next batch, without re-reading and re-compiling missions per batch.
 
+use questline_core::batch::ActiveMissions;
+use questline_core::id::TenantId;
 use questline_core::mission::CompiledMission;
 use questline_store::{Result, Store};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The active missions of one tenant at one revision.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub revision: i64,
-    by_type: HashMap<String, Vec<Arc<CompiledMission>>>,
+    active: ActiveMissions,
 }
 
 impl Snapshot {
     pub fn new(revision: i64, missions: impl IntoIterator<Item = Arc<CompiledMission>>) -> Self {
-        let mut by_type: HashMap<String, Vec<Arc<CompiledMission>>> = HashMap::new();
-        for m in missions {
-            for t in &m.event_types {
-                by_type.entry(t.clone()).or_default().push(m.clone());
-            }
-        }
-        Snapshot { revision, by_type }
+        Snapshot { revision, active: ActiveMissions::new(missions) }
     }
 
-    /// The active missions with a step listening to `event_type`.
-    pub fn for_type(&self, event_type: &str) -> &[Arc<CompiledMission>] {
-        self.by_type.get(event_type).map_or(&[], Vec::as_slice)
-    }
-
-    /// Every event type some active mission listens to.
-    pub fn event_types(&self) -> impl Iterator<Item = &str> {
-        self.by_type.keys().map(String::as_str)
-    }
-
-    /// The active missions listening to any of `types` (a mission may appear more than once).
-    pub fn for_type_any<'a>(&'a self, types: &'a BTreeSet<String>) -> impl Iterator<Item = &'a Arc<CompiledMission>> {
-        types.iter().flat_map(|t| self.for_type(t))
-    }
-
-    pub fn listens_to(&self, event_type: &str) -> bool {
-        self.by_type.contains_key(event_type)
+    /// The missions, indexed by the event types they listen to.
+    pub fn active(&self) -> &ActiveMissions {
+        &self.active
     }
 }
 
 pub struct MissionIndex {
     store: Arc<dyn Store>,
-    snapshots: RwLock<HashMap<String, Arc<Snapshot>>>,
+    snapshots: RwLock<HashMap<TenantId, Arc<Snapshot>>>,
 }
 
 impl MissionIndex {
@@ -60,7 +42,7 @@ impl MissionIndex {
 
     /// The tenant's active missions as of `revision`, reloading them if the cached snapshot
     /// is older.
-    pub async fn at(&self, tenant: &str, revision: i64) -> Result<Arc<Snapshot>> {
+    pub async fn at(&self, tenant: &TenantId, revision: i64) -> Result<Arc<Snapshot>> {
         if let Some(s) = self.cached(tenant).filter(|s| s.revision == revision) {
             return Ok(s);
         }
@@ -75,17 +57,17 @@ impl MissionIndex {
             }
         });
         let snapshot = Arc::new(Snapshot::new(revision, compiled));
-        self.snapshots.write().expect("index lock poisoned").insert(tenant.to_owned(), snapshot.clone());
+        self.snapshots.write().unwrap_or_else(|e| e.into_inner()).insert(tenant.clone(), snapshot.clone());
         Ok(snapshot)
     }
 
     /// The snapshot at the tenant's current revision.
-    pub async fn current(&self, tenant: &str) -> Result<Arc<Snapshot>> {
+    pub async fn current(&self, tenant: &TenantId) -> Result<Arc<Snapshot>> {
         let revision = self.store.missions_revision(tenant).await?;
         self.at(tenant, revision).await
     }
 
-    fn cached(&self, tenant: &str) -> Option<Arc<Snapshot>> {
-        self.snapshots.read().expect("index lock poisoned").get(tenant).cloned()
+    fn cached(&self, tenant: &TenantId) -> Option<Arc<Snapshot>> {
+        self.snapshots.read().unwrap_or_else(|e| e.into_inner()).get(tenant).cloned()
     }
 }

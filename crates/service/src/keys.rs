@@ -12,7 +12,7 @@ use crate::{Result, Service, ServiceError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::{SignedDuration, Timestamp};
-use questline_core::DEFAULT_TENANT;
+use questline_core::id::TenantId;
 use questline_store::{ApiKey, NewApiKey, Role, StoreError};
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -28,7 +28,7 @@ const TOUCH_EVERY: SignedDuration = SignedDuration::from_secs(60);
 /// An authenticated API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub tenant: String,
+    pub tenant: TenantId,
     pub key_id: String,
     pub role: Role,
 }
@@ -52,42 +52,42 @@ impl Service {
     /// secret returned, to be shown once; otherwise nothing changes and `None` is returned.
     pub async fn bootstrap(&self, admin_key: Option<&str>) -> Result<Option<String>> {
         let now = self.clock.now();
-        let tenant = DEFAULT_TENANT;
+        let tenant = TenantId::default_tenant();
         if let Some(secret) = admin_key {
             return match self.store.key_by_hash(&hash_secret(secret)).await? {
                 Some((owner, key)) if owner == tenant && key.role == Role::Admin => Ok(None),
                 Some(_) => Err(ServiceError::AdminKeyNotAdmin),
-                None => match self.store.insert_key(tenant, &new_key("bootstrap", Role::Admin, secret, now)).await {
+                None => match self.insert_key(&tenant, &new_key("bootstrap", Role::Admin, secret, now)).await {
                     // Another process starting at the same moment inserted it first.
-                    Ok(_) | Err(StoreError::Conflict(_)) => Ok(None),
-                    Err(e) => Err(e.into()),
+                    Ok(_) | Err(ServiceError::Store(StoreError::Conflict(_))) => Ok(None),
+                    Err(e) => Err(e),
                 },
             };
         }
-        if self.store.count_keys(tenant, Role::Admin).await? > 0 {
+        if self.store.count_keys(&tenant, Role::Admin).await? > 0 {
             return Ok(None);
         }
         let secret = generate_secret();
-        self.store.insert_key(tenant, &new_key("bootstrap", Role::Admin, &secret, now)).await?;
+        self.insert_key(&tenant, &new_key("bootstrap", Role::Admin, &secret, now)).await?;
         Ok(Some(secret))
     }
 
     /// Creates a key; its secret is in the answer and nowhere else.
-    pub async fn create_key(&self, tenant: &str, name: &str, role: Role) -> Result<CreatedKey> {
+    pub async fn create_key(&self, tenant: &TenantId, name: &str, role: Role) -> Result<CreatedKey> {
         let secret = generate_secret();
-        let key = self.store.insert_key(tenant, &new_key(name, role, &secret, self.clock.now())).await?;
+        let key = self.insert_key(tenant, &new_key(name, role, &secret, self.clock.now())).await?;
         tracing::info!(key_id = %key.id, role = key.role.as_str(), "API key created");
         Ok(CreatedKey { key, secret })
     }
 
     /// Every key of the tenant, oldest first (never a secret: the store has none).
-    pub async fn list_keys(&self, tenant: &str) -> Result<Vec<ApiKey>> {
+    pub async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>> {
         Ok(self.store.list_keys(tenant).await?)
     }
 
     /// Deletes a key; the tenant's last admin key is refused, since that would lock
     /// everyone out.
-    pub async fn delete_key(&self, tenant: &str, id: &str) -> Result<()> {
+    pub async fn delete_key(&self, tenant: &TenantId, id: &str) -> Result<()> {
         let keys = self.store.list_keys(tenant).await?;
         let Some(target) = keys.iter().find(|k| k.id == id) else {
             return Err(ServiceError::KeyNotFound(id.to_owned()));
@@ -95,9 +95,11 @@ impl Service {
         if target.role == Role::Admin && keys.iter().filter(|k| k.role == Role::Admin).count() <= 1 {
             return Err(ServiceError::LastAdminKey);
         }
-        if !self.store.delete_key(tenant, id).await? {
+        let mut unit = self.store.begin().await?;
+        if !unit.delete_key(tenant, id).await? {
             return Err(ServiceError::KeyNotFound(id.to_owned()));
         }
+        unit.commit().await?;
         self.keys.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         tracing::info!(key_id = %id, "API key deleted");
         Ok(())
@@ -112,7 +114,14 @@ impl Service {
         Ok(Caller { tenant, key_id: key.id, role: key.role })
     }
 
-    async fn touch(&self, tenant: &str, key_id: &str) {
+    async fn insert_key(&self, tenant: &TenantId, key: &NewApiKey) -> Result<ApiKey> {
+        let mut unit = self.store.begin().await?;
+        let key = unit.insert_key(tenant, key).await?;
+        unit.commit().await?;
+        Ok(key)
+    }
+
+    async fn touch(&self, tenant: &TenantId, key_id: &str) {
         let now = self.clock.now();
         {
             let mut touched = self.keys.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,7 +6,9 @@
 use crate::parse::pointer_of;
 use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
+use questline_core::budget;
 use questline_core::event::Event;
+use questline_core::id::{MissionId, TenantId};
 use questline_core::mission::compile::is_valid_mission_id;
 use questline_core::mission::{CompiledMission, Mission, MissionSpec, MissionStatus};
 use questline_core::net::net_events;
@@ -44,7 +46,7 @@ pub struct SimulatedCompletion {
 impl Service {
     /// Creates a mission from its JSON definition (a draft unless `status` says active); the
     /// id is generated when absent.
-    pub async fn create_mission(&self, tenant: &str, body: Value) -> Result<Mission> {
+    pub async fn create_mission(&self, tenant: &TenantId, body: Value) -> Result<Mission> {
         let now = self.clock.now();
         let Value::Object(mut obj) = body else {
             return Err(ServiceError::invalid("", "a mission must be a JSON object"));
@@ -89,22 +91,24 @@ impl Service {
             updated_at: now,
         };
         mission.set_status(status, now);
-        match self.store.insert_mission(tenant, &mission).await {
+        let mut unit = self.store.begin().await?;
+        match unit.insert_mission(tenant, &mission).await {
             Err(StoreError::Conflict(_)) => return Err(ServiceError::MissionIdTaken(mission.id)),
             other => other?,
         }
+        unit.commit().await?;
         tracing::info!(mission = %mission.id, status = mission.status.as_str(), "mission created");
         Ok(mission)
     }
 
-    pub async fn mission(&self, tenant: &str, id: &str) -> Result<Mission> {
-        self.store.get_mission(tenant, id).await?.ok_or_else(|| ServiceError::MissionNotFound(id.to_owned()))
+    pub async fn mission(&self, tenant: &TenantId, id: &MissionId) -> Result<Mission> {
+        self.store.get_mission(tenant, id).await?.ok_or_else(|| ServiceError::MissionNotFound(id.to_string()))
     }
 
     /// One page of the tenant's missions, by id, optionally of one status.
     pub async fn list_missions(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         status: Option<MissionStatus>,
         after: Option<&str>,
         limit: u32,
@@ -113,7 +117,7 @@ impl Service {
     }
 
     /// Applies a JSON merge patch (RFC 7386) to a mission.
-    pub async fn patch_mission(&self, tenant: &str, id: &str, patch: Value) -> Result<Mission> {
+    pub async fn patch_mission(&self, tenant: &TenantId, id: &MissionId, patch: Value) -> Result<Mission> {
         let now = self.clock.now();
         if !patch.is_object() {
             return Err(ServiceError::invalid("", "a merge patch must be a JSON object"));
@@ -152,32 +156,40 @@ impl Service {
             obj.remove(*field);
         }
         let spec = parse_spec(obj)?;
-        CompiledMission::compile(id, &spec)?;
+        CompiledMission::compile(id.as_str(), &spec)?;
         // A budget lowered to what is already granted is spent: the mission ends, as it would
         // have on its last grant.
-        let spent = spec.budget.as_ref().is_some_and(|b| b.max_rewards <= current.rewards_granted);
+        let spent = budget::is_spent(current.rewards_granted, spec.budget.as_ref().map(|b| b.max_rewards));
         let status = if spent && status != MissionStatus::Draft { MissionStatus::Ended } else { status };
         let now = now.max(current.updated_at + jiff::SignedDuration::from_micros(1));
         let mut mission = Mission { spec, updated_at: now, ..current.clone() };
         mission.set_status(status, now);
-        if !self.store.update_mission(tenant, &mission, current.updated_at).await? {
+        let mut unit = self.store.begin().await?;
+        if !unit.update_mission(tenant, &mission, current.updated_at).await? {
             return Err(ServiceError::StaleWrite);
         }
+        unit.commit().await?;
         tracing::info!(mission = %id, status = mission.status.as_str(), "mission updated");
         Ok(mission)
     }
 
     /// Deletes a draft; other missions are ended with a patch instead.
-    pub async fn delete_mission(&self, tenant: &str, id: &str) -> Result<()> {
+    pub async fn delete_mission(&self, tenant: &TenantId, id: &MissionId) -> Result<()> {
         let mission = self.mission(tenant, id).await?;
-        if mission.status != MissionStatus::Draft || !self.store.delete_draft_mission(tenant, id).await? {
+        if mission.status != MissionStatus::Draft {
             return Err(ServiceError::NotADraft);
         }
+        let mut unit = self.store.begin().await?;
+        // Activated since it was read: no longer a draft.
+        if !unit.delete_draft_mission(tenant, id).await? {
+            return Err(ServiceError::NotADraft);
+        }
+        unit.commit().await?;
         Ok(())
     }
 
     /// What given events alone would do for one user; writes nothing.
-    pub async fn simulate(&self, tenant: &str, id: &str, body: Value) -> Result<Simulation> {
+    pub async fn simulate(&self, tenant: &TenantId, id: &MissionId, body: Value) -> Result<Simulation> {
         let now = self.clock.now();
         let mission = self.mission(tenant, id).await?;
         let compiled = CompiledMission::compile(&mission.id, &mission.spec)?;
@@ -189,12 +201,7 @@ impl Service {
         for (i, v) in raw.iter().enumerate() {
             match Event::parse(v, now) {
                 Ok(e) => events.push(e),
-                Err(reason) => {
-                    let (field, detail) = reason.split_once(": ").unwrap_or(("", reason.as_str()));
-                    let field = field.replace('.', "/");
-                    errors
-                        .push(FieldError::new(format!("/events/{i}/{field}").trim_end_matches('/').to_owned(), detail));
-                }
+                Err(e) => errors.push(FieldError::new(format!("/events/{i}{}", e.pointer), e.detail)),
             }
         }
         if !errors.is_empty() {

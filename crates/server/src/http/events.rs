@@ -78,9 +78,14 @@ async fn ingest(
 }
 
 /// `occurred_at: required`, the batch answer's form of a field error (`attributes.amount`
-/// for a nested field).
+/// for a nested field, `event` for the event as a whole), as the API has always written it.
 fn reason(error: &FieldError) -> String {
-    let field = error.pointer.trim_start_matches('/').replace('/', ".");
-    let field = if field.is_empty() { "event" } else { &field };
+    let field: Vec<String> = error.pointer.split('/').skip(1).map(unescape).collect();
+    let field = if field.is_empty() { "event".to_owned() } else { field.join(".") };
     format!("{field}: {}", error.detail)
+}
+
+/// The inverse of `questline_core::pointer::escape`.
+fn unescape(token: &str) -> String {
+    token.replace("~1", "/").replace("~0", "~")
 }

@@ -7,6 +7,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use questline_core::id::MissionId;
 use questline_core::mission::{Mission, MissionStatus};
 use questline_service::missions::Simulation;
 use serde::{Deserialize, Serialize};
@@ -71,7 +72,7 @@ async fn list(
 async fn get_one(
     State(state): State<AppState>,
     caller: ReadCaller,
-    Path(id): Path<String>,
+    Path(id): Path<MissionId>,
 ) -> ApiResult<Json<Mission>> {
     Ok(Json(state.service.mission(&caller.tenant, &id).await?))
 }
@@ -84,7 +85,7 @@ async fn get_one(
 async fn patch(
     State(state): State<AppState>,
     caller: AdminCaller,
-    Path(id): Path<String>,
+    Path(id): Path<MissionId>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<Mission>> {
     Ok(Json(state.service.patch_mission(&caller.tenant, &id, body).await?))
@@ -93,7 +94,11 @@ async fn patch(
 /// Delete a draft. Other missions are ended with `PATCH {"status": "ended"}`.
 #[utoipa::path(delete, path = "/v1/missions/{id}", tag = "missions",
     responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)), security(("api_key" = [])))]
-async fn delete(State(state): State<AppState>, caller: AdminCaller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: AdminCaller,
+    Path(id): Path<MissionId>,
+) -> ApiResult<StatusCode> {
     state.service.delete_mission(&caller.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -105,7 +110,7 @@ async fn delete(State(state): State<AppState>, caller: AdminCaller, Path(id): Pa
 async fn simulate(
     State(state): State<AppState>,
     caller: AdminCaller,
-    Path(id): Path<String>,
+    Path(id): Path<MissionId>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<Simulation>> {
     Ok(Json(state.service.simulate(&caller.tenant, &id, body).await?))

@@ -7,6 +7,7 @@ use crate::http::extract::Pagination;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
+use questline_core::id::{MissionId, UserId};
 use questline_core::progress::ProgressView;
 use questline_core::reward::Reward;
 use serde::Serialize;
@@ -57,7 +58,7 @@ impl RewardList {
 async fn user_missions(
     State(state): State<AppState>,
     caller: ReadCaller,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
     page: Pagination,
 ) -> ApiResult<Json<ProgressList>> {
     let items = state.service.user_missions(&caller.tenant, &user_id).await?;
@@ -70,7 +71,7 @@ async fn user_missions(
 async fn user_mission(
     State(state): State<AppState>,
     caller: ReadCaller,
-    Path((user_id, mission_id)): Path<(String, String)>,
+    Path((user_id, mission_id)): Path<(UserId, MissionId)>,
 ) -> ApiResult<Json<ProgressView>> {
     Ok(Json(state.service.user_mission(&caller.tenant, &user_id, &mission_id).await?))
 }
@@ -81,7 +82,7 @@ async fn user_mission(
 async fn user_rewards(
     State(state): State<AppState>,
     caller: ReadCaller,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
     page: Pagination,
 ) -> ApiResult<Json<RewardList>> {
     let items = state.service.user_rewards(&caller.tenant, &user_id).await?;
@@ -106,7 +107,7 @@ async fn my_missions(
 async fn my_mission(
     State(state): State<AppState>,
     user: UserCaller,
-    Path(mission_id): Path<String>,
+    Path(mission_id): Path<MissionId>,
 ) -> ApiResult<Json<ProgressView>> {
     Ok(Json(state.service.user_mission(&user.tenant, &user.user_id, &mission_id).await?))
 }

@@ -138,6 +138,7 @@ impl TestServer {
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.stdout = Arc::default();
         let all = self.stdout.clone();
+        #[expect(clippy::disallowed_methods, reason = "ends with the child's standard output")]
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {

@@ -19,6 +19,7 @@ use super::index::MissionIndex;
 use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
 use questline_core::event::Event;
+use questline_core::id::TenantId;
 use questline_core::pointer::FieldError;
 use questline_store::{Store, StoreError};
 use serde_json::Value;
@@ -79,7 +80,7 @@ impl From<BatchFailure> for ServiceError {
 
 /// One request's share of a lane's batch.
 struct Job {
-    tenant: String,
+    tenant: TenantId,
     events: Vec<Event>,
     now: Timestamp,
     reply: oneshot::Sender<std::result::Result<Vec<bool>, BatchFailure>>,
@@ -94,7 +95,7 @@ pub(crate) struct Ingestor {
 impl Service {
     /// Validates `raw` events and applies the valid ones for `tenant`; answers only after
     /// they are committed. At most [`MAX_BATCH`] events.
-    pub async fn ingest(&self, tenant: &str, raw: &[Value]) -> Result<Vec<Outcome>> {
+    pub async fn ingest(&self, tenant: &TenantId, raw: &[Value]) -> Result<Vec<Outcome>> {
         let now = self.clock.now();
         if raw.is_empty() || raw.len() > MAX_BATCH {
             return Err(ServiceError::invalid(
@@ -110,7 +111,7 @@ impl Service {
                     events.push(e);
                     outcomes.push(Outcome::Accepted);
                 }
-                Err(reason) => outcomes.push(Outcome::Rejected(reason_to_field(&reason))),
+                Err(error) => outcomes.push(Outcome::Rejected(error)),
             }
         }
         let rejected = outcomes.len() - events.len();
@@ -127,14 +128,6 @@ impl Service {
         }
         Ok(outcomes)
     }
-}
-
-/// `field.sub: reason` (how `Event::parse` reports) as a pointer relative to the event.
-fn reason_to_field(reason: &str) -> FieldError {
-    let (field, detail) = reason.split_once(": ").unwrap_or(("", reason));
-    let pointer =
-        if field.is_empty() || field == "event" { String::new() } else { format!("/{}", field.replace('.', "/")) };
-    FieldError::new(pointer, detail)
 }
 
 impl Ingestor {
@@ -156,7 +149,7 @@ impl Ingestor {
 
     /// Applies `events` (already validated) for `tenant`; returns, per event in input order,
     /// whether it was new. Returns only after everything is committed.
-    async fn ingest(&self, tenant: &str, events: Vec<Event>, now: Timestamp) -> Result<Vec<bool>> {
+    async fn ingest(&self, tenant: &TenantId, events: Vec<Event>, now: Timestamp) -> Result<Vec<bool>> {
         if self.stopping.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
@@ -170,7 +163,7 @@ impl Ingestor {
         let mut waiting = Vec::new();
         for (lane, (positions, events)) in parts.into_iter().enumerate().filter(|(_, (p, _))| !p.is_empty()) {
             let (reply, answer) = oneshot::channel();
-            let job = Job { tenant: tenant.to_owned(), events, now, reply };
+            let job = Job { tenant: tenant.clone(), events, now, reply };
             self.lanes[lane].send(job).await.map_err(|_| ServiceError::ShuttingDown)?;
             waiting.push((positions, answer));
         }
@@ -243,7 +236,7 @@ impl Lane {
     }
 
     /// Applies several requests' events as one batch and answers each.
-    async fn apply_jobs(&self, tenant: &str, jobs: Vec<Job>) {
+    async fn apply_jobs(&self, tenant: &TenantId, jobs: Vec<Job>) {
         // Every job carries its request's instant; the batch is as late as the latest.
         let Some(now) = jobs.iter().map(|j| j.now).max() else { return };
         let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
@@ -258,7 +251,7 @@ impl Lane {
         let n = events.len();
         // Its own task, so that a bug that panics fails this batch (rolled back, answered
         // 500) rather than the lane and every batch after it.
-        let (store, missions, tenant_owned) = (self.store.clone(), self.missions.clone(), tenant.to_owned());
+        let (store, missions, tenant_owned) = (self.store.clone(), self.missions.clone(), tenant.clone());
         let task = self.tasks.spawn(async move { apply_batch(&*store, &missions, &tenant_owned, &events, now).await });
         let result = match task.await {
             Ok(Ok(applied)) => Ok(applied),

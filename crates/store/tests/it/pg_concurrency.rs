@@ -156,6 +156,7 @@ async fn lock_users_serializes_batches_of_a_user() {
 
     let (locked_tx, mut locked_rx) = tokio::sync::oneshot::channel();
     let store = stores[1].clone();
+    #[expect(clippy::disallowed_methods, reason = "the handle is awaited below")]
     let second = tokio::spawn(async move {
         let mut tx = store.begin().await.unwrap();
         tx.lock_users(&T, &[uid("t"), uid("u")]).await.unwrap();
