@@ -1,25 +1,24 @@
 //! Authentication and authorisation, end to end: API keys, roles, the admin bootstrap and
 //! user tokens.
 
-use crate::harness::{ADMIN_KEY, ServerOptions, TestServer, expect_problem, send};
+use crate::{start, start_with};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use questline_testkit::{ADMIN_KEY, Backend, ServerOptions, expect_problem, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn no_key_is_401_with_a_bearer_challenge() {
-    let server = TestServer::start().await;
+pub async fn no_key_is_401_with_a_bearer_challenge(backend: Backend) {
+    let server = start(backend).await;
     let response = send(server.anonymous(Method::GET, "/v1/keys")).await;
     assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"));
     let body = expect_problem(response, 401).await;
     assert!(body["detail"].as_str().unwrap().contains("Authorization"), "{body}");
 }
 
-#[tokio::test]
-async fn wrong_or_malformed_keys_are_401() {
-    let server = TestServer::start().await;
+pub async fn wrong_or_malformed_keys_are_401(backend: Backend) {
+    let server = start(backend).await;
     let wrong = send(server.with_key("ql_not-a-key-we-ever-issued-000000000000000", Method::GET, "/v1/keys")).await;
     assert!(wrong.headers().contains_key("www-authenticate"));
     expect_problem(wrong, 401).await;
@@ -29,9 +28,8 @@ async fn wrong_or_malformed_keys_are_401() {
     expect_problem(send(empty).await, 401).await;
 }
 
-#[tokio::test]
-async fn the_configured_admin_key_works_and_nothing_is_printed() {
-    let server = TestServer::start().await;
+pub async fn the_configured_admin_key_works_and_nothing_is_printed(backend: Backend) {
+    let server = start(backend).await;
     assert_eq!(server.printed_admin_key(), None, "{:?}", server.startup_lines);
     let response = send(server.get("/v1/keys")).await;
     assert_eq!(response.status(), 200);
@@ -41,9 +39,8 @@ async fn the_configured_admin_key_works_and_nothing_is_printed() {
     assert_eq!((items[0]["name"].as_str(), items[0]["role"].as_str()), (Some("bootstrap"), Some("admin")));
 }
 
-#[tokio::test]
-async fn roles_are_enforced_with_403() {
-    let server = TestServer::start().await;
+pub async fn roles_are_enforced_with_403(backend: Backend) {
+    let server = start(backend).await;
     let (_, read) = server.create_key("reader", "read").await;
     let (_, ingest) = server.create_key("pos", "ingest").await;
 
@@ -59,9 +56,8 @@ async fn roles_are_enforced_with_403() {
     assert_eq!(listed["items"].as_array().unwrap().len(), 3, "{listed}");
 }
 
-#[tokio::test]
-async fn without_a_configured_key_one_is_generated_printed_once_and_kept() {
-    let mut server = TestServer::start_with(ServerOptions::without_admin_key()).await;
+pub async fn without_a_configured_key_one_is_generated_printed_once_and_kept(backend: Backend) {
+    let mut server = start_with(ServerOptions::on(backend).without_admin_key()).await;
     let printed = server.printed_admin_key().expect("an admin key is printed").to_owned();
     assert!(printed.starts_with("ql_") && printed.len() == 46, "{printed}");
 
@@ -88,19 +84,17 @@ fn expiry() -> i64 {
     jiff::Timestamp::now().as_second() + 600
 }
 
-#[tokio::test]
-async fn user_tokens_are_refused_when_not_configured() {
-    let server = TestServer::start().await;
+pub async fn user_tokens_are_refused_when_not_configured(backend: Backend) {
+    let server = start(backend).await;
     let jwt = token(&json!({"sub": "u-1", "exp": expiry()}), "some-secret-some-secret");
     let response = send(server.with_key(&jwt, Method::GET, "/v1/me/missions")).await;
     let body = expect_problem(response, 401).await;
     assert!(body["detail"].as_str().unwrap().contains("not configured"), "{body}");
 }
 
-#[tokio::test]
-async fn user_tokens_must_be_valid_hs256() {
+pub async fn user_tokens_must_be_valid_hs256(backend: Backend) {
     const SECRET: &str = "jwt-secret-for-the-tests-0123456789";
-    let server = TestServer::start_with(ServerOptions::default().env("QUESTLINE_JWT_SECRET", SECRET)).await;
+    let server = start_with(ServerOptions::on(backend).env("QUESTLINE_JWT_SECRET", SECRET)).await;
 
     let good = token(&json!({"sub": "u-1", "exp": expiry()}), SECRET);
     let response = send(server.with_key(&good, Method::GET, "/v1/me/missions")).await;

@@ -1,12 +1,12 @@
 //! `POST /v1/events`: validation per event, exactly-once counting, reversals.
 
 use crate::fixtures::*;
-use crate::harness::{TestServer, expect_problem, send};
+use crate::start;
+use questline_testkit::{Backend, expect_problem, send};
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn one_bad_event_never_sinks_its_batch() {
-    let server = TestServer::start().await;
+pub async fn one_bad_event_never_sinks_its_batch(backend: Backend) {
+    let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     let future = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10)).to_string();
     let batch = [
@@ -43,9 +43,8 @@ async fn one_bad_event_never_sinks_its_batch() {
     assert_eq!(progress(&server, "u1", "swiggy-500").await["steps"][0]["value"], json!(300));
 }
 
-#[tokio::test]
-async fn batch_shape_is_checked() {
-    let server = TestServer::start().await;
+pub async fn batch_shape_is_checked(backend: Backend) {
+    let server = start(backend).await;
     let single = ok(server.post("/v1/events", &payment("solo", "u1", json!(1), 1))).await;
     assert_eq!(single["accepted"], 1);
     let p =
@@ -64,9 +63,8 @@ async fn batch_shape_is_checked() {
     expect_problem(send(not_json).await, 400).await;
 }
 
-#[tokio::test]
-async fn an_event_counts_once_however_often_it_arrives() {
-    let server = TestServer::start().await;
+pub async fn an_event_counts_once_however_often_it_arrives(backend: Backend) {
+    let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     let e = payment("p-1", "u1", json!(120), 2);
     let r = ingest(&server, &[e.clone(), e.clone()]).await;
@@ -91,9 +89,8 @@ async fn an_event_counts_once_however_often_it_arrives() {
     assert_eq!(rewards(&server, "u2").await.len(), 1);
 }
 
-#[tokio::test]
-async fn reversals_take_back_exactly_what_they_reverse() {
-    let server = TestServer::start().await;
+pub async fn reversals_take_back_exactly_what_they_reverse(backend: Backend) {
+    let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
 
     // Completed, then a full refund: back under the target, reward revoked.
@@ -138,9 +135,8 @@ async fn reversals_take_back_exactly_what_they_reverse() {
     assert_eq!(p["steps"][0]["value"], json!(200), "the 9-day-old payment's window lapsed: {p}");
 }
 
-#[tokio::test]
-async fn ten_tenths_reach_one() {
-    let server = TestServer::start().await;
+pub async fn ten_tenths_reach_one(backend: Backend) {
+    let server = start(backend).await;
     create_mission(
         &server,
         &json!({"id": "tenths", "name": "t", "status": "active",
@@ -158,9 +154,8 @@ async fn ten_tenths_reach_one() {
     assert_eq!(rewards(&server, "u").await[0]["amount"], json!(0.3));
 }
 
-#[tokio::test]
-async fn absurd_amounts_neither_fail_the_batch_nor_stop_ingest() {
-    let server = TestServer::start().await;
+pub async fn absurd_amounts_neither_fail_the_batch_nor_stop_ingest(backend: Backend) {
+    let server = start(backend).await;
     create_mission(
         &server,
         &json!({"id": "cashback", "name": "c", "status": "active",
@@ -176,9 +171,8 @@ async fn absurd_amounts_neither_fail_the_batch_nor_stop_ingest() {
     assert_eq!(progress(&server, "v", "cashback").await["steps"][0]["value"], json!(10));
 }
 
-#[tokio::test]
-async fn a_stray_reversal_by_another_user_hides_nothing() {
-    let server = TestServer::start().await;
+pub async fn a_stray_reversal_by_another_user_hides_nothing(backend: Backend) {
+    let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     ingest(&server, &[payment("big", "u", json!(600), 2)]).await;
     ingest(&server, &[refund("real", "u", "big", None), refund("stray", "v", "big", None)]).await;

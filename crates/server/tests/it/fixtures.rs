@@ -1,7 +1,7 @@
 //! Sample missions and events shared by the end-to-end tests.
 
-use crate::harness::{TestServer, send};
 use jiff::{SignedDuration, Timestamp};
+use questline_testkit::{TestServer, send};
 use serde_json::{Value, json};
 
 /// The README's Swiggy mission: sum of card payments ≥ 100 at Swiggy, 500 within 7 days.

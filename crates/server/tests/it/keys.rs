@@ -1,12 +1,12 @@
 //! `/v1/keys`: create, list, delete; validation and body errors.
 
-use crate::harness::{ADMIN_KEY, TestServer, expect_problem, send};
+use crate::start;
+use questline_testkit::{ADMIN_KEY, Backend, expect_problem, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn create_use_delete_and_the_key_stops_working_at_once() {
-    let server = TestServer::start().await;
+pub async fn create_use_delete_and_the_key_stops_working_at_once(backend: Backend) {
+    let server = start(backend).await;
     let response = send(server.post("/v1/keys", &json!({"name": "second admin", "role": "admin"}))).await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.unwrap();
@@ -39,9 +39,8 @@ fn fields(v: &Value) -> Vec<&str> {
     names
 }
 
-#[tokio::test]
-async fn the_list_never_shows_a_secret_or_hash_and_records_last_use() {
-    let server = TestServer::start().await;
+pub async fn the_list_never_shows_a_secret_or_hash_and_records_last_use(backend: Backend) {
+    let server = start(backend).await;
     let (id, secret) = server.create_key("pos-ingest", "ingest").await;
     let listed: Value = send(server.get("/v1/keys")).await.json().await.unwrap();
     let text = listed.to_string();
@@ -63,18 +62,16 @@ async fn the_list_never_shows_a_secret_or_hash_and_records_last_use() {
     assert!(mine["last_used_at"].is_string(), "{mine}");
 }
 
-#[tokio::test]
-async fn the_last_admin_key_cannot_be_deleted() {
-    let server = TestServer::start().await;
+pub async fn the_last_admin_key_cannot_be_deleted(backend: Backend) {
+    let server = start(backend).await;
     let listed: Value = send(server.get("/v1/keys")).await.json().await.unwrap();
     let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
     expect_problem(send(server.delete(&format!("/v1/keys/{id}"))).await, 409).await;
     assert_eq!(send(server.get("/v1/keys")).await.status(), 200, "still works");
 }
 
-#[tokio::test]
-async fn invalid_key_requests_are_422_with_pointers() {
-    let server = TestServer::start().await;
+pub async fn invalid_key_requests_are_422_with_pointers(backend: Backend) {
+    let server = start(backend).await;
     let cases = [
         (json!({"name": "", "role": "read"}), vec!["/name"]),
         (json!({"name": "x".repeat(101), "role": "read"}), vec!["/name"]),
@@ -96,9 +93,8 @@ async fn invalid_key_requests_are_422_with_pointers() {
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn malformed_json_is_400_with_a_position() {
-    let server = TestServer::start().await;
+pub async fn malformed_json_is_400_with_a_position(backend: Backend) {
+    let server = start(backend).await;
     let request = server
         .admin(Method::POST, "/v1/keys")
         .header("content-type", "application/json")
@@ -107,9 +103,8 @@ async fn malformed_json_is_400_with_a_position() {
     assert!(problem["detail"].as_str().unwrap().contains("line 2"), "{problem}");
 }
 
-#[tokio::test]
-async fn a_body_that_is_not_json_is_415() {
-    let server = TestServer::start().await;
+pub async fn a_body_that_is_not_json_is_415(backend: Backend) {
+    let server = start(backend).await;
     let body = r#"{"name": "x", "role": "read"}"#;
     let plain = server.admin(Method::POST, "/v1/keys").header("content-type", "text/plain").body(body);
     expect_problem(send(plain).await, 415).await;

@@ -1,13 +1,13 @@
 //! `/v1/missions`: lifecycle, validation with pointers, immutability, simulate.
 
 use crate::fixtures::*;
-use crate::harness::{TestServer, expect_problem, send};
+use crate::start;
+use questline_testkit::{Backend, expect_problem, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn lifecycle_create_get_list_patch_end_delete() {
-    let server = TestServer::start().await;
+pub async fn lifecycle_create_get_list_patch_end_delete(backend: Backend) {
+    let server = start(backend).await;
     let mut draft = swiggy("swiggy-500");
     draft.as_object_mut().unwrap().remove("status");
     let created = create_mission(&server, &draft).await;
@@ -48,9 +48,8 @@ async fn lifecycle_create_get_list_patch_end_delete() {
     expect_problem(send(server.get("/v1/missions/scratch")).await, 404).await;
 }
 
-#[tokio::test]
-async fn list_filters_by_status_and_paginates() {
-    let server = TestServer::start().await;
+pub async fn list_filters_by_status_and_paginates(backend: Backend) {
+    let server = start(backend).await;
     for i in 0..5 {
         let mut m = swiggy(&format!("m-{i}"));
         m["status"] = json!(if i % 2 == 0 { "active" } else { "draft" });
@@ -76,9 +75,8 @@ async fn list_filters_by_status_and_paginates() {
     expect_problem(send(server.get("/v1/missions?limit=501")).await, 422).await;
 }
 
-#[tokio::test]
-async fn validation_names_every_pointer() {
-    let server = TestServer::start().await;
+pub async fn validation_names_every_pointer(backend: Backend) {
+    let server = start(backend).await;
     let typo =
         json!({"name": "x", "steps": [{"event_type": "login", "target": 1, "tagret": 2}], "reward": {"kind": "badge"}});
     let p = expect_problem(send(server.post("/v1/missions", &typo)).await, 422).await;
@@ -108,9 +106,8 @@ async fn validation_names_every_pointer() {
     expect_problem(send(server.post("/v1/missions", &json!([1, 2]))).await, 422).await;
 }
 
-#[tokio::test]
-async fn simulate_runs_the_engine_and_writes_nothing() {
-    let server = TestServer::start().await;
+pub async fn simulate_runs_the_engine_and_writes_nothing(backend: Backend) {
+    let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     let events = json!({"events": [
         payment("s1", "sim-user", json!(300), 30),
@@ -134,9 +131,8 @@ async fn simulate_runs_the_engine_and_writes_nothing() {
     assert_eq!(p["errors"][0]["pointer"], "/events/0/occurred_at");
 }
 
-#[tokio::test]
-async fn patching_budget_repeat_and_status_edge_cases() {
-    let server = TestServer::start().await;
+pub async fn patching_budget_repeat_and_status_edge_cases(backend: Backend) {
+    let server = start(backend).await;
     let mut m = swiggy("budget");
     m["budget"] = json!({"max_rewards": 5});
     m["repeat"] = json!({"max_completions": 3});

@@ -3,8 +3,9 @@
 //! processes report the same progress — the one computed here from the distinct events.
 
 use crate::fixtures::{create_mission, ingest, ok, progress, rewards};
-use crate::harness::{PostgresDatabase, ServerOptions, TestServer};
+use crate::start_with;
 use jiff::{SignedDuration, Timestamp};
+use questline_testkit::{ServerOptions, TestServer, postgres};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -108,12 +109,16 @@ async fn client(server: Arc<TestServer>, halves: Arc<[Vec<Value>; 2]>, own: usiz
     (accepted, duplicates)
 }
 
+// PostgreSQL only, by nature: SQLite is one process's embedded file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_on_one_database_keep_every_invariant() {
-    let Some(db) = PostgresDatabase::create().await else { return };
+    if postgres::skipped("multiprocess::two_processes_on_one_database_keep_every_invariant") {
+        return;
+    }
+    let db = postgres::fresh_database().await;
     // One after the other: the second finds the first's admin key and migrations in place.
-    let a = Arc::new(TestServer::start_with(ServerOptions::default().database_url(&db.url)).await);
-    let b = Arc::new(TestServer::start_with(ServerOptions::default().database_url(&db.url)).await);
+    let a = Arc::new(start_with(ServerOptions::default().database_url(db.url())).await);
+    let b = Arc::new(start_with(ServerOptions::default().database_url(db.url())).await);
     let servers = [a.clone(), b.clone()];
 
     create_mission(
@@ -202,5 +207,5 @@ async fn two_processes_on_one_database_keep_every_invariant() {
 
     // Stop both processes before their database goes.
     drop((servers, a, b));
-    db.finish().await;
+    drop(db);
 }

@@ -1,13 +1,13 @@
 //! Operations endpoints, routing errors, body limits and process lifecycle.
 
-use crate::harness::{ADMIN_KEY, DEADLINE, TestServer, expect_problem, send};
+use crate::start;
+use questline_testkit::{ADMIN_KEY, Backend, DEADLINE, expect_problem, send};
 use reqwest::Method;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-#[tokio::test]
-async fn healthz_and_readyz_answer_ok_without_a_key() {
-    let server = TestServer::start().await;
+pub async fn healthz_and_readyz_answer_ok_without_a_key(backend: Backend) {
+    let server = start(backend).await;
     for path in ["/healthz", "/readyz"] {
         let response = send(server.anonymous(Method::GET, path)).await;
         assert_eq!(response.status(), 200, "{path}");
@@ -16,9 +16,8 @@ async fn healthz_and_readyz_answer_ok_without_a_key() {
     }
 }
 
-#[tokio::test]
-async fn openapi_document_describes_the_routes() {
-    let server = TestServer::start().await;
+pub async fn openapi_document_describes_the_routes(backend: Backend) {
+    let server = start(backend).await;
     let response = send(server.anonymous(Method::GET, "/openapi.json")).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
@@ -35,9 +34,8 @@ async fn openapi_document_describes_the_routes() {
     assert_eq!(schemes["user_jwt"]["bearerFormat"], "JWT", "{schemes}");
 }
 
-#[tokio::test]
-async fn metrics_count_requests_in_prometheus_text() {
-    let server = TestServer::start().await;
+pub async fn metrics_count_requests_in_prometheus_text(backend: Backend) {
+    let server = start(backend).await;
     assert_eq!(send(server.anonymous(Method::GET, "/healthz")).await.status(), 200);
     assert_eq!(send(server.anonymous(Method::GET, "/v1/keys")).await.status(), 401);
     let response = send(server.anonymous(Method::GET, "/metrics")).await;
@@ -50,9 +48,8 @@ async fn metrics_count_requests_in_prometheus_text() {
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
 }
 
-#[tokio::test]
-async fn unknown_paths_are_404_and_wrong_methods_405_problems() {
-    let server = TestServer::start().await;
+pub async fn unknown_paths_are_404_and_wrong_methods_405_problems(backend: Backend) {
+    let server = start(backend).await;
     let body = expect_problem(send(server.get("/v1/nothing-here")).await, 404).await;
     assert!(body["detail"].as_str().unwrap().contains("/v1/nothing-here"), "{body}");
 
@@ -63,9 +60,8 @@ async fn unknown_paths_are_404_and_wrong_methods_405_problems() {
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
 }
 
-#[tokio::test]
-async fn request_bodies_over_one_mebibyte_are_413() {
-    let server = TestServer::start().await;
+pub async fn request_bodies_over_one_mebibyte_are_413(backend: Backend) {
+    let server = start(backend).await;
     let big = serde_json::json!({"name": "x".repeat(1024 * 1024 + 1), "role": "read"});
     let body = expect_problem(send(server.post("/v1/keys", &big)).await, 413).await;
     assert!(body["detail"].as_str().unwrap().contains("larger"), "{body}");
@@ -73,9 +69,8 @@ async fn request_bodies_over_one_mebibyte_are_413() {
     assert_eq!(send(server.get("/v1/keys")).await.status(), 200);
 }
 
-#[tokio::test]
-async fn event_batches_may_be_larger_than_one_mebibyte() {
-    let server = TestServer::start().await;
+pub async fn event_batches_may_be_larger_than_one_mebibyte(backend: Backend) {
+    let server = start(backend).await;
     // 2 MiB: over the general limit, under the 16 MiB limit of POST /v1/events.
     let padding = "x".repeat(2 * 1024 * 1024);
     let body = serde_json::json!({"events": [], "padding": padding});
@@ -87,9 +82,8 @@ async fn event_batches_may_be_larger_than_one_mebibyte() {
     expect_problem(send(server.post("/v1/events", &too_big)).await, 413).await;
 }
 
-#[tokio::test]
-async fn sigterm_stops_the_server_promptly_with_status_0() {
-    let mut server = TestServer::start().await;
+pub async fn sigterm_stops_the_server_promptly_with_status_0(backend: Backend) {
+    let mut server = start(backend).await;
     // an open keep-alive connection must not hold the shutdown up
     assert_eq!(send(server.anonymous(Method::GET, "/healthz")).await.status(), 200);
     let started = Instant::now();
@@ -100,10 +94,9 @@ async fn sigterm_stops_the_server_promptly_with_status_0() {
     assert!(server.logs().contains("SIGTERM"), "{}", server.logs());
 }
 
-#[tokio::test]
-async fn sigterm_lets_an_in_flight_request_finish() {
+pub async fn sigterm_lets_an_in_flight_request_finish(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut server = TestServer::start().await;
+    let mut server = start(backend).await;
     let addr = server.base_url.trim_start_matches("http://").to_owned();
     let body = r#"{"name": "in-flight", "role": "read"}"#;
     let (first, rest) = body.split_at(10);
@@ -148,9 +141,8 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     assert!(status.success(), "exit status {status:?}; log:\n{}", server.logs());
 }
 
-#[tokio::test]
-async fn data_survives_a_crash_and_restart() {
-    let mut server = TestServer::start().await;
+pub async fn data_survives_a_crash_and_restart(backend: Backend) {
+    let mut server = start(backend).await;
     let (_, secret) = server.create_key("survivor", "read").await;
     server.kill();
     let status = server.wait(Duration::from_secs(10)).await.expect("SIGKILL ends it");

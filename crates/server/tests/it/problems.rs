@@ -1,9 +1,11 @@
 //! Every rejection path's problem body, pinned by one snapshot (`snapshots/`): the status,
 //! the content type and the whole body, so that a changed type, title, detail or pointer is
-//! a reviewed change (`cargo insta review`), never an accident.
+//! a reviewed change (`cargo insta review`), never an accident. Both backends compare
+//! against the same snapshot: the answers do not depend on the database.
 
 use crate::fixtures::{create_mission, swiggy};
-use crate::harness::{TestServer, send};
+use crate::start;
+use questline_testkit::{Backend, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -16,9 +18,8 @@ async fn case(name: &str, request: reqwest::RequestBuilder) -> (String, Value) {
     (name.to_owned(), json!({"status": status, "content_type": content_type, "body": body}))
 }
 
-#[tokio::test]
-async fn every_rejection_has_its_problem_type() {
-    let server = TestServer::start().await;
+pub async fn every_rejection_has_its_problem_type(backend: Backend) {
+    let server = start(backend).await;
     let (_, read_key) = server.create_key("reader", "read").await;
     create_mission(&server, &swiggy("live")).await;
     create_mission(

@@ -1,13 +1,13 @@
 //! Progress and rewards as readers see them, budgets under concurrency, and `/v1/me`.
 
 use crate::fixtures::*;
-use crate::harness::{ServerOptions, TestServer, expect_problem, send};
+use crate::{start, start_with};
+use questline_testkit::{Backend, ServerOptions, expect_problem, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn statuses_not_started_in_progress_completed_expired() {
-    let server = TestServer::start().await;
+pub async fn statuses_not_started_in_progress_completed_expired(backend: Backend) {
+    let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     let mut daily = swiggy("one-day");
     daily["window"] = json!({"kind": "rolling", "duration": "P1D"});
@@ -48,9 +48,8 @@ async fn statuses_not_started_in_progress_completed_expired() {
     );
 }
 
-#[tokio::test]
-async fn a_budget_is_never_overspent_and_ends_the_mission() {
-    let server = TestServer::start().await;
+pub async fn a_budget_is_never_overspent_and_ends_the_mission(backend: Backend) {
+    let server = start(backend).await;
     let mut m = swiggy("budgeted");
     m["budget"] = json!({"max_rewards": 3});
     create_mission(&server, &m).await;
@@ -76,10 +75,9 @@ async fn a_budget_is_never_overspent_and_ends_the_mission() {
     assert_eq!(progress(&server, "latecomer", "budgeted").await["status"], "not_started");
 }
 
-#[tokio::test]
-async fn users_read_their_own_progress_with_a_jwt() {
+pub async fn users_read_their_own_progress_with_a_jwt(backend: Backend) {
     const SECRET: &str = "a-jwt-secret-for-progress-tests-0123";
-    let server = TestServer::start_with(ServerOptions::default().env("QUESTLINE_JWT_SECRET", SECRET)).await;
+    let server = start_with(ServerOptions::on(backend).env("QUESTLINE_JWT_SECRET", SECRET)).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     ingest(&server, &[payment("m1", "u-7", json!(500), 1), payment("m2", "u-8", json!(200), 1)]).await;
 
@@ -102,9 +100,8 @@ async fn users_read_their_own_progress_with_a_jwt() {
     expect_problem(send(me("/v1/users/u-8/missions")).await, 401).await;
 }
 
-#[tokio::test]
-async fn events_count_only_if_received_while_the_mission_was_active() {
-    let server = TestServer::start().await;
+pub async fn events_count_only_if_received_while_the_mission_was_active(backend: Backend) {
+    let server = start(backend).await;
     let patch = |id: &str, status: &str| {
         server.admin(Method::PATCH, &format!("/v1/missions/{id}")).json(&json!({"status": status}))
     };
@@ -138,9 +135,8 @@ async fn events_count_only_if_received_while_the_mission_was_active() {
     assert!(rewards(&server, "w").await.is_empty());
 }
 
-#[tokio::test]
-async fn a_refund_after_the_budget_ended_the_mission_still_revokes() {
-    let server = TestServer::start().await;
+pub async fn a_refund_after_the_budget_ended_the_mission_still_revokes(backend: Backend) {
+    let server = start(backend).await;
     let mut m = swiggy("one-reward");
     m["budget"] = json!({"max_rewards": 1});
     create_mission(&server, &m).await;
@@ -151,9 +147,8 @@ async fn a_refund_after_the_budget_ended_the_mission_still_revokes() {
     assert_eq!(progress(&server, "u", "one-reward").await["steps"][0]["value"], json!(0));
 }
 
-#[tokio::test]
-async fn progress_and_reward_lists_are_paginated() {
-    let server = TestServer::start().await;
+pub async fn progress_and_reward_lists_are_paginated(backend: Backend) {
+    let server = start(backend).await;
     for i in 0..5 {
         let mut m = swiggy(&format!("m-{i}"));
         m["steps"][0]["target"] = json!(100);

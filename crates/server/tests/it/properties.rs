@@ -3,13 +3,14 @@
 //! gives for the net events alone (invariants 1, 2 and 5).
 
 use crate::fixtures::*;
-use crate::harness::TestServer;
+use crate::start;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use questline_core::event::Event;
 use questline_core::mission::{CompiledMission, MissionSpec};
 use questline_core::net::net_events;
 use questline_core::progress::replay;
+use questline_testkit::Backend;
 use serde_json::{Value, json};
 
 fn mission() -> Value {
@@ -51,11 +52,23 @@ fn events_of(case: &Case, user: &str) -> Vec<Value> {
     out
 }
 
-#[test]
-fn progress_equals_the_net_events_in_any_arrival_order() {
+/// Cases per backend: each is a user's whole history over HTTP, so a few dozen per backend
+/// keep the suite's time in hand (`PROPTEST_CASES` does not override it).
+const CASES: u32 = 48;
+
+pub async fn progress_equals_the_net_events_in_any_arrival_order(backend: Backend) {
+    // proptest's runner is synchronous, and each case blocks on HTTP calls: it runs on a
+    // blocking thread with a runtime of its own. A failed case's panic is passed on as it is.
+    let run = tokio::task::spawn_blocking(move || net_events_property(backend)).await;
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn net_events_property(backend: Backend) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(async {
-        let server = TestServer::start().await;
+        let server = start(backend).await;
         create_mission(&server, &mission()).await;
         server
     });
@@ -67,7 +80,7 @@ fn progress_equals_the_net_events_in_any_arrival_order() {
         serde_json::from_value(m).unwrap()
     };
     let compiled = CompiledMission::compile("prop", &spec).unwrap();
-    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    let mut runner = TestRunner::new(Config { cases: CASES, ..Config::default() });
     let n = std::sync::atomic::AtomicUsize::new(0);
     runner
         .run(&cases(), |case| {

@@ -49,7 +49,8 @@ macro_rules! conformance {
                     // Multi-threaded: several tests race transactions against each other.
                     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $test() {
-                        let Some(db) = $crate::TestDb::fresh($backend).await else { return };
+                        let test = concat!(stringify!($module), "::", stringify!($test));
+                        let Some(db) = $crate::TestDb::fresh($backend, test).await else { return };
                         $crate::$module::$test(&db).await;
                         db.finish().await;
                     }

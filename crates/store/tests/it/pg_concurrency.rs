@@ -20,7 +20,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// A PostgreSQL database and `n` stores on it; `None` when skipped (see `backend`).
 async fn stores(n: usize) -> Option<(TestDb, Vec<Arc<TestStore>>)> {
-    let db = TestDb::fresh(Backend::Postgres).await?;
+    let db = TestDb::fresh(Backend::Postgres, "pg_concurrency").await?;
     let mut stores = Vec::with_capacity(n);
     for _ in 0..n {
         stores.push(Arc::new(db.open().await));
@@ -237,7 +237,10 @@ async fn a_deadlock_is_retryable() {
 /// other's migration lock) and both work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_starts_migrate_once() {
-    let Some(db) = TestDb::fresh(Backend::Postgres).await else { return };
+    let Some(db) = TestDb::fresh(Backend::Postgres, "pg_concurrency::concurrent_first_starts_migrate_once").await
+    else {
+        return;
+    };
     let (a, b) = tokio::join!(db.open(), db.open());
     insert_mission(&*a, &T, &mission("m", MissionStatus::Active, None)).await.unwrap();
     let err = insert_mission(&*b, &T, &mission("m", MissionStatus::Active, None)).await.unwrap_err();

@@ -1,16 +1,20 @@
 //! Starts the real `questline` binary on port 0 with its own database, and talks HTTP to it.
 //!
-//! Each [`TestServer`] owns a temporary directory holding its SQLite file and its log (the
-//! server's standard error, see [`TestServer::logs`]). The child is killed when the server
-//! is dropped. [`TestServer::restart`] starts a new process on the same database.
-//! [`ServerOptions::database_url`] starts it on another database instead, e.g. PostgreSQL,
-//! where several servers may share one.
+//! Each [`TestServer`] owns a temporary directory holding its log (the server's standard
+//! error, see [`TestServer::logs`]) and, on SQLite, its database file; on PostgreSQL it owns
+//! a fresh database instead ([`crate::postgres::fresh_database`]), dropped with the server.
+//! The child is killed when the server is dropped. [`TestServer::restart`] starts a new
+//! process on the same database. [`ServerOptions::database_url`] starts it on a database
+//! the test manages itself, e.g. one that several servers share.
+//!
+//! The caller names the binary (`TestServer::start(env!("CARGO_BIN_EXE_questline"), …)`):
+//! Cargo tells only the server crate's own tests where it is.
 
-#![allow(dead_code)] // not every test binary module uses every helper
-
+use crate::Backend;
+use crate::postgres::{self, PostgresDatabase};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
-use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,25 +33,42 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 const LISTENING: &str = "questline listening on http://";
 const ADMIN_KEY_LINE: &str = "admin key (shown once): ";
 
+/// The database a server runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A new, empty one of the server's own on this backend, removed with the server.
+    Fresh(Backend),
+    /// This one (`sqlite://…` or `postgres://…`), managed by the test.
+    Url(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     /// `QUESTLINE_ADMIN_KEY`; `None` leaves it unset (the server then generates one).
     pub admin_key: Option<String>,
     /// More environment variables for the child.
     pub env: Vec<(String, String)>,
-    /// `--database-url`; `None`: a SQLite file in the server's temporary directory.
-    pub database_url: Option<String>,
+    /// `--database-url`.
+    pub database: Database,
 }
 
 impl Default for ServerOptions {
+    /// [`ADMIN_KEY`] configured, on a fresh SQLite file.
     fn default() -> Self {
-        Self { admin_key: Some(ADMIN_KEY.to_owned()), env: Vec::new(), database_url: None }
+        Self::on(Backend::Sqlite)
     }
 }
 
 impl ServerOptions {
-    pub fn without_admin_key() -> Self {
-        Self { admin_key: None, ..Self::default() }
+    /// [`ADMIN_KEY`] configured, on a fresh database of `backend`.
+    pub fn on(backend: Backend) -> Self {
+        Self { admin_key: Some(ADMIN_KEY.to_owned()), env: Vec::new(), database: Database::Fresh(backend) }
+    }
+
+    /// No admin key configured: the server generates one and prints it.
+    pub fn without_admin_key(mut self) -> Self {
+        self.admin_key = None;
+        self
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -55,9 +76,9 @@ impl ServerOptions {
         self
     }
 
-    /// Runs on this database (`sqlite://…` or `postgres://…`) instead of a private file.
+    /// Runs on this database (`sqlite://…` or `postgres://…`) instead of a fresh one.
     pub fn database_url(mut self, url: &str) -> Self {
-        self.database_url = Some(url.to_owned());
+        self.database = Database::Url(url.to_owned());
         self
     }
 }
@@ -72,28 +93,40 @@ pub struct TestServer {
     pub startup_lines: Vec<String>,
     /// Everything the current process printed on standard output so far.
     stdout: Arc<Mutex<Vec<String>>>,
+    // Fields drop in order: the process goes before its database.
     child: Option<Child>,
+    /// A fresh PostgreSQL database of the server's own, held to be dropped with it.
+    _postgres: Option<PostgresDatabase>,
     dir: TempDir,
+    binary: PathBuf,
+    database_url: String,
     options: ServerOptions,
     http: reqwest::Client,
 }
 
 impl TestServer {
-    /// A server with [`ADMIN_KEY`] configured.
-    pub async fn start() -> Self {
-        Self::start_with(ServerOptions::default()).await
-    }
-
-    pub async fn start_with(options: ServerOptions) -> Self {
+    /// Starts `binary` (the `questline` executable) with `options` and waits for it to listen.
+    pub async fn start(binary: impl AsRef<Path>, options: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let http = reqwest::Client::builder().timeout(DEADLINE).build().expect("HTTP client");
+        let (database_url, postgres) = match &options.database {
+            Database::Fresh(Backend::Sqlite) => (format!("sqlite://{}", dir.path().join("q.db").display()), None),
+            Database::Fresh(Backend::Postgres) => {
+                let db = postgres::fresh_database().await;
+                (db.url().to_owned(), Some(db))
+            }
+            Database::Url(url) => (url.clone(), None),
+        };
         let mut server = TestServer {
             base_url: String::new(),
             admin_key: options.admin_key.clone(),
             startup_lines: Vec::new(),
             stdout: Arc::default(),
             child: None,
+            _postgres: postgres,
             dir,
+            binary: binary.as_ref().to_owned(),
+            database_url,
             options,
             http,
         };
@@ -101,23 +134,21 @@ impl TestServer {
         server
     }
 
-    pub fn database_url(&self) -> String {
-        match &self.options.database_url {
-            Some(url) => url.clone(),
-            None => format!("sqlite://{}", self.dir.path().join("q.db").display()),
-        }
+    /// The `--database-url` the server runs with.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
-    fn log_path(&self) -> std::path::PathBuf {
+    fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
 
     /// Starts the binary and waits (with a deadline) for its listening line.
     async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_questline"));
+        let mut command = Command::new(&self.binary);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url()])
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -132,7 +163,7 @@ impl TestServer {
         for (name, value) in &self.options.env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("start the questline binary");
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("start {}: {e}", self.binary.display()));
 
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -283,68 +314,4 @@ pub async fn expect_problem(response: Response, status: u16) -> Value {
     assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "title in {body}");
     assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "detail in {body}");
     body
-}
-
-/// The PostgreSQL server the tests create their databases on (`QUESTLINE_TEST_POSTGRES_URL`,
-/// any database of it the user may connect to).
-pub const DEFAULT_POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A PostgreSQL database of one test's own, dropped by [`PostgresDatabase::finish`]; a
-/// failed test leaves it behind to be looked at.
-pub struct PostgresDatabase {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl PostgresDatabase {
-    /// A fresh database; `None` if PostgreSQL cannot be reached and the test should pass as
-    /// skipped, after saying so on standard error. Under `CI=true` it fails instead: a test
-    /// that needs PostgreSQL never skips in silence.
-    pub async fn create() -> Option<Self> {
-        use questline_store::postgres::admin;
-        let admin_url =
-            std::env::var("QUESTLINE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.to_owned());
-        let name = format!("questline_test_{}", uuid::Uuid::now_v7().simple());
-        let why = match tokio::time::timeout(Duration::from_secs(10), admin::create_database(&admin_url, &name)).await {
-            Ok(Ok(url)) => return Some(Self { url, admin_url, name }),
-            Ok(Err(e)) if admin::unreachable(&e) => e.to_string(),
-            Ok(Err(e)) => panic!("cannot create a test database on {}: {e}", redact(&admin_url)),
-            Err(_) => "no answer within 10s".to_owned(),
-        };
-        let admin_url = redact(&admin_url);
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "PostgreSQL not reachable at {admin_url} ({why}). With CI=true a test that needs PostgreSQL fails \
-                 without it: run the suite through scripts/test, which starts one, or set QUESTLINE_TEST_POSTGRES_URL."
-            );
-        }
-        // Through the stderr handle, not `eprintln!`: the test harness captures (and hides) what a
-        // passing test prints with the macros, and a skip must be seen.
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(
-            stderr,
-            "SKIPPED: PostgreSQL not reachable at {admin_url} ({why}); this PostgreSQL test did not run. \
-             scripts/test starts a server; or set QUESTLINE_TEST_POSTGRES_URL."
-        );
-        None
-    }
-
-    /// Drops the database, ending the sessions still on it.
-    pub async fn finish(self) {
-        if let Err(e) = questline_store::postgres::admin::drop_database(&self.admin_url, &self.name).await {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
-    }
-}
-
-/// A URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if scheme_end < at => match url[scheme_end + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }
