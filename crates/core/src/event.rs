@@ -17,21 +17,32 @@ pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
 
 /// A valid event: an original (a payment, a login) or, with `reverses`, a reversal of one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Made only by [`Event::parse`] (validation at the edge) or [`Event::recorded`] (read back
+/// from the ledger, which holds only events that passed it), so its fields stay private.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    id: String,
+    event_type: String,
+    user_id: String,
+    occurred_at: Timestamp,
+    attributes: Map<String, Value>,
+    reverses: Option<String>,
+    /// When the ledger recorded it; `None` for an event not recorded yet (being ingested now,
+    /// or simulated). Decides which missions it counts for: those active when it arrived.
+    received_at: Option<Timestamp>,
+}
+
+/// An event as the ledger recorded it, to rebuild an [`Event`] with [`Event::recorded`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
     pub id: String,
-    #[serde(rename = "type")]
     pub event_type: String,
     pub user_id: String,
     pub occurred_at: Timestamp,
-    #[serde(default)]
     pub attributes: Map<String, Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverses: Option<String>,
-    /// When the ledger recorded it; `None` for an event not recorded yet (being ingested now,
-    /// or simulated). Decides which missions it counts for: those active when it arrived.
-    #[serde(skip)]
-    pub received_at: Option<Timestamp>,
+    pub received_at: Timestamp,
 }
 
 /// The total order in which a user's events are folded: by time, ties broken by id, so that
@@ -43,8 +54,51 @@ pub struct EventKey {
 }
 
 impl Event {
+    /// An event read back from the ledger. The ledger holds only events that passed
+    /// [`Event::parse`], so this trusts its fields.
+    pub fn recorded(event: RecordedEvent) -> Event {
+        let RecordedEvent { id, event_type, user_id, occurred_at, attributes, reverses, received_at } = event;
+        Event { id, event_type, user_id, occurred_at, attributes, reverses, received_at: Some(received_at) }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    pub fn occurred_at(&self) -> Timestamp {
+        self.occurred_at
+    }
+
+    pub fn attributes(&self) -> &Map<String, Value> {
+        &self.attributes
+    }
+
+    /// The id of the event this one reverses; `None` for an original.
+    pub fn reverses(&self) -> Option<&str> {
+        self.reverses.as_deref()
+    }
+
+    /// When the ledger recorded it; `None` for an event not recorded yet.
+    pub fn received_at(&self) -> Option<Timestamp> {
+        self.received_at
+    }
+
     pub fn key(&self) -> EventKey {
         EventKey { at: self.occurred_at, id: self.id.clone() }
+    }
+
+    /// This event with `attributes[key]` set to `value`: the net form of an original.
+    pub(crate) fn with_attribute(mut self, key: &str, value: Value) -> Event {
+        self.attributes.insert(key.to_owned(), value);
+        self
     }
 
     /// Parses and validates one event of an ingest batch; the error names the field at
@@ -100,6 +154,77 @@ impl Event {
             }
         }
         Ok(Event { id, event_type, user_id, occurred_at, attributes, reverses, received_at: None })
+    }
+}
+
+/// Builds events for tests, skipping validation at the edge (with the `testing` feature).
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct EventBuilder(Event);
+
+#[cfg(any(test, feature = "testing"))]
+impl Event {
+    /// An event not recorded yet, with no attributes and reversing nothing: for tests.
+    pub fn builder(
+        id: impl Into<String>,
+        event_type: impl Into<String>,
+        user_id: impl Into<String>,
+        occurred_at: Timestamp,
+    ) -> EventBuilder {
+        EventBuilder(Event {
+            id: id.into(),
+            event_type: event_type.into(),
+            user_id: user_id.into(),
+            occurred_at,
+            attributes: Map::new(),
+            reverses: None,
+            received_at: None,
+        })
+    }
+
+    /// A builder starting from this event: for tests.
+    pub fn to_builder(&self) -> EventBuilder {
+        EventBuilder(self.clone())
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl EventBuilder {
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.0.id = id.into();
+        self
+    }
+
+    pub fn user_id(mut self, user_id: impl Into<String>) -> Self {
+        self.0.user_id = user_id.into();
+        self
+    }
+
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.0.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces all the attributes.
+    pub fn attributes(mut self, attributes: Map<String, Value>) -> Self {
+        self.0.attributes = attributes;
+        self
+    }
+
+    pub fn reverses(mut self, original: impl Into<String>) -> Self {
+        self.0.reverses = Some(original.into());
+        self
+    }
+
+    /// When the ledger recorded it; `None`: not recorded yet.
+    pub fn received_at(mut self, at: impl Into<Option<Timestamp>>) -> Self {
+        self.0.received_at = at.into();
+        self
+    }
+
+    pub fn build(self) -> Event {
+        self.0
     }
 }
 

@@ -24,7 +24,7 @@ pub enum Reversed {
 
 impl Reversed {
     pub fn and(self, reversal: &Event) -> Reversed {
-        match (self, reversal.attributes.get(AMOUNT).and_then(decimal::of_value)) {
+        match (self, reversal.attributes().get(AMOUNT).and_then(decimal::of_value)) {
             (Reversed::All, _) | (_, None) => Reversed::All,
             (Reversed::Nothing, Some(a)) => Reversed::Partly(a),
             (Reversed::Partly(b), Some(a)) => Reversed::Partly(a.saturating_add(b)),
@@ -38,14 +38,12 @@ pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
         Reversed::Nothing => Some(original.clone()),
         Reversed::All => None,
         Reversed::Partly(r) => {
-            let amount = original.attributes.get(AMOUNT).and_then(decimal::of_value)?;
+            let amount = original.attributes().get(AMOUNT).and_then(decimal::of_value)?;
             let net = amount.saturating_sub(r);
             if net <= Decimal::ZERO {
                 return None;
             }
-            let mut e = original.clone();
-            e.attributes.insert(AMOUNT.into(), decimal::to_value(net));
-            Some(e)
+            Some(original.clone().with_attribute(AMOUNT, decimal::to_value(net)))
         }
     }
 }
@@ -57,20 +55,20 @@ pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
 pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals: &[Event]) -> Vec<Event> {
     let mut reversed: HashMap<(&str, &str), Reversed> = HashMap::new();
     for r in reversals {
-        if let Some(target) = &r.reverses {
-            let entry = reversed.entry((r.user_id.as_str(), target.as_str())).or_default();
+        if let Some(target) = r.reverses() {
+            let entry = reversed.entry((r.user_id(), target)).or_default();
             *entry = entry.and(r);
         }
     }
     let mut out: Vec<Event> = originals
         .into_iter()
-        .filter(|e| e.reverses.is_none())
+        .filter(|e| e.reverses().is_none())
         .filter_map(|e| {
-            let r = reversed.get(&(e.user_id.as_str(), e.id.as_str())).copied().unwrap_or_default();
+            let r = reversed.get(&(e.user_id(), e.id())).copied().unwrap_or_default();
             net_event(e, r)
         })
         .collect();
-    out.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+    out.sort_by(|a, b| (a.occurred_at(), a.id()).cmp(&(b.occurred_at(), b.id())));
     out
 }
 
@@ -80,19 +78,14 @@ mod tests {
     use serde_json::json;
 
     fn ev(id: &str, amount: Option<&str>, reverses: Option<&str>) -> Event {
-        let mut attributes = serde_json::Map::new();
+        let mut e = Event::builder(id, "payment", "u", "2026-11-22T10:00:00Z".parse().unwrap());
         if let Some(a) = amount {
-            attributes.insert("amount".into(), serde_json::from_str(a).unwrap());
+            e = e.attribute("amount", serde_json::from_str::<serde_json::Value>(a).unwrap());
         }
-        Event {
-            id: id.into(),
-            event_type: "payment".into(),
-            user_id: "u".into(),
-            occurred_at: "2026-11-22T10:00:00Z".parse().unwrap(),
-            attributes,
-            reverses: reverses.map(Into::into),
-            received_at: None,
+        if let Some(r) = reverses {
+            e = e.reverses(r);
         }
+        e.build()
     }
 
     #[test]
@@ -107,12 +100,11 @@ mod tests {
             ev("r5", Some("20"), Some("d")),
             ev("r6", None, Some("not-yet-arrived")),
         ];
-        let mut other_user = ev("r7", None, Some("a"));
-        other_user.user_id = "someone-else".into();
+        let other_user = ev("r7", None, Some("a")).to_builder().user_id("someone-else").build();
         let reversals = [reversals.as_slice(), &[other_user]].concat();
         let net = net_events(&originals, &reversals);
         assert_eq!(net.len(), 1);
-        assert_eq!(net[0].id, "a");
-        assert_eq!(net[0].attributes["amount"], json!(199.5));
+        assert_eq!(net[0].id(), "a");
+        assert_eq!(net[0].attributes()["amount"], json!(199.5));
     }
 }

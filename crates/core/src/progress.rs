@@ -62,18 +62,18 @@ pub struct Completion {
 
 impl ProgressState {
     pub fn new(mission: &CompiledMission) -> Self {
-        Self { steps: vec![StepState::default(); mission.steps.len()], ..Self::default() }
+        Self { steps: vec![StepState::default(); mission.steps().len()], ..Self::default() }
     }
 
     /// Whether the user may complete the mission no more.
     pub fn is_finished(&self, mission: &CompiledMission) -> bool {
-        mission.max_completions.is_some_and(|max| self.completions >= max)
+        mission.max_completions().is_some_and(|max| self.completions >= max)
     }
 
     /// Whether `event` may be folded onto this state directly: it sorts after every event
     /// folded so far. Otherwise the state must be refolded from the ledger.
     pub fn can_append(&self, event: &Event) -> bool {
-        self.last.as_ref().is_none_or(|last| (event.occurred_at, &event.id) > (last.at, &last.id))
+        self.last.as_ref().is_none_or(|last| (event.occurred_at(), event.id()) > (last.at, last.id.as_str()))
     }
 
     /// Folds one net event in. Events must arrive in `(occurred_at, id)` order.
@@ -82,9 +82,9 @@ impl ProgressState {
         // order whatever the state: it leaves no trace (no progress row for a mission it
         // could never count for). Any other event may count depending on what came before
         // it (a sequential step, a window), so it moves `last`.
-        if !in_mission_life(mission, event.occurred_at)
+        if !in_mission_life(mission, event.occurred_at())
             || !mission.counts_arrival_of(event)
-            || !mission.steps.iter().any(|s| step_matches(s, event))
+            || !mission.steps().iter().any(|s| step_matches(s, event))
         {
             return None;
         }
@@ -96,24 +96,24 @@ impl ProgressState {
         // resets progress, so in order only step 0 would be open there. An event that counts
         // for no step leaves no trace (in particular, it does not open a rolling window).
         let active_step = mission
-            .sequential
-            .then(
-                || if self.leaves_window(mission, event.occurred_at) { Some(0) } else { self.first_open_step(mission) },
-            )
+            .sequential()
+            .then(|| {
+                if self.leaves_window(mission, event.occurred_at()) { Some(0) } else { self.first_open_step(mission) }
+            })
             .flatten();
         let counts: Vec<bool> = mission
-            .steps
+            .steps()
             .iter()
             .enumerate()
             .map(|(i, s)| active_step.is_none_or(|a| a == i) && step_matches(s, event))
             .collect();
-        if !counts.contains(&true) || !self.enter_window(mission, event.occurred_at) {
+        if !counts.contains(&true) || !self.enter_window(mission, event.occurred_at()) {
             return None;
         }
         let mut completing_sum = None;
-        for (i, step) in mission.steps.iter().enumerate() {
+        for (i, step) in mission.steps().iter().enumerate() {
             if counts[i] && self.steps[i].add(step, event) {
-                self.last_counted_at = Some(event.occurred_at);
+                self.last_counted_at = Some(event.occurred_at());
                 if matches!(step.aggregate, Aggregate::Sum(_)) && completing_sum.is_none() {
                     completing_sum = Some(self.steps[i].value);
                 }
@@ -122,7 +122,7 @@ impl ProgressState {
         if self.first_open_step(mission).is_some() {
             return None;
         }
-        self.complete(mission, event.occurred_at, completing_sum)
+        self.complete(mission, event.occurred_at(), completing_sum)
     }
 
     fn complete(
@@ -135,19 +135,19 @@ impl ProgressState {
         // Cashback needs a sum; if this event completed a non-sum step, use the first sum step.
         let sum = completing_sum.or_else(|| {
             mission
-                .steps
+                .steps()
                 .iter()
                 .zip(&self.steps)
                 .find(|(s, _)| matches!(s.aggregate, Aggregate::Sum(_)))
                 .map(|(_, st)| st.value)
         });
         let completion =
-            Completion { ordinal: self.completions, at, reward_amount: reward::amount_for(&mission.reward, sum) };
+            Completion { ordinal: self.completions, at, reward_amount: reward::amount_for(mission.reward(), sum) };
         if !self.is_finished(mission) {
             // Progress starts again from zero; a rolling window reopens on the next event,
             // a calendar window waits for the next period.
             self.reset(mission);
-            match mission.window {
+            match mission.window() {
                 Window::Rolling(_) => self.window = None,
                 Window::Calendar { .. } => self.period_done = true,
                 Window::Lifetime => {}
@@ -159,7 +159,7 @@ impl ProgressState {
     /// Whether an event at `at` falls outside the current window, so that entering its window
     /// starts progress afresh.
     fn leaves_window(&self, mission: &CompiledMission, at: Timestamp) -> bool {
-        match mission.window {
+        match mission.window() {
             Window::Lifetime => false,
             Window::Rolling(_) | Window::Calendar { .. } => self.window.is_some_and(|w| !w.contains(at)),
         }
@@ -168,7 +168,7 @@ impl ProgressState {
     /// Moves the state into the window `at` falls in, resetting progress when it leaves the
     /// current one. Returns whether an event at `at` may count.
     fn enter_window(&mut self, mission: &CompiledMission, at: Timestamp) -> bool {
-        match &mission.window {
+        match mission.window() {
             Window::Lifetime => true,
             Window::Rolling(span) => {
                 if self.window.is_some_and(|w| !w.contains(at)) {
@@ -192,20 +192,20 @@ impl ProgressState {
     }
 
     fn reset(&mut self, mission: &CompiledMission) {
-        self.steps = vec![StepState::default(); mission.steps.len()];
+        self.steps = vec![StepState::default(); mission.steps().len()];
     }
 
     fn first_open_step(&self, mission: &CompiledMission) -> Option<usize> {
-        mission.steps.iter().zip(&self.steps).position(|(s, st)| st.value < s.target)
+        mission.steps().iter().zip(&self.steps).position(|(s, st)| st.value < s.target)
     }
 }
 
 fn in_mission_life(mission: &CompiledMission, at: Timestamp) -> bool {
-    mission.starts_at.is_none_or(|s| at >= s) && mission.ends_at.is_none_or(|e| at < e)
+    mission.starts_at().is_none_or(|s| at >= s) && mission.ends_at().is_none_or(|e| at < e)
 }
 
 fn step_matches(step: &CompiledStep, event: &Event) -> bool {
-    step.event_type == event.event_type && step.filters.iter().all(|f| f.matches(&event.attributes))
+    step.event_type == event.event_type() && step.filters.iter().all(|f| f.matches(event.attributes()))
 }
 
 impl StepState {
@@ -215,7 +215,7 @@ impl StepState {
         match &step.aggregate {
             Aggregate::Count => self.value = self.value.saturating_add(Decimal::ONE),
             Aggregate::Sum(path) => {
-                if let Some(d) = lookup(&event.attributes, path).and_then(decimal::of_value) {
+                if let Some(d) = lookup(event.attributes(), path).and_then(decimal::of_value) {
                     // Saturating: a sum past Decimal's range (≈7.9e28) stays at the maximum
                     // instead of failing the batch; no real target is anywhere near it.
                     self.value = self.value.saturating_add(d);
@@ -223,14 +223,14 @@ impl StepState {
             }
             Aggregate::Distinct(path) => {
                 if self.value < step.target
-                    && let Some(v) = lookup(&event.attributes, path)
+                    && let Some(v) = lookup(event.attributes(), path)
                 {
                     self.seen.insert(distinct_key(v));
                     self.value = Decimal::from(self.seen.len());
                 }
             }
             Aggregate::Streak(tz) => {
-                let day = day_of(event.occurred_at, tz);
+                let day = day_of(event.occurred_at(), tz);
                 let run = match self.streak {
                     Some((last, run)) if last == day => run,
                     Some((last, run)) if last.tomorrow().ok() == Some(day) => run + 1,
@@ -323,7 +323,7 @@ impl ProgressView {
     ) -> Self {
         let empty = ProgressState::new(mission);
         let s = state.unwrap_or(&empty);
-        let lapsed = s.window.is_some_and(|w| now >= w.ends_at) || mission.ends_at.is_some_and(|e| now >= e);
+        let lapsed = s.window.is_some_and(|w| now >= w.ends_at) || mission.ends_at().is_some_and(|e| now >= e);
         let status = if s.is_finished(mission) {
             ProgressStatus::Completed
         } else if lapsed && !s.period_done && s.last_counted_at.is_some() {
@@ -335,13 +335,13 @@ impl ProgressView {
         };
         // A lapsed window's progress no longer counts toward anything; show what it reached.
         let steps = mission
-            .steps
+            .steps()
             .iter()
             .zip(&s.steps)
             .map(|(step, st)| StepView { value: st.value.normalize(), target: step.target.normalize() })
             .collect();
         ProgressView {
-            mission_id: mission.id.clone(),
+            mission_id: mission.id().to_owned(),
             user_id: user_id.to_owned(),
             status,
             steps,

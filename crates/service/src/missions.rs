@@ -207,7 +207,7 @@ impl Service {
         if !errors.is_empty() {
             return Err(ValidationErrors(errors).into());
         }
-        let users: std::collections::BTreeSet<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        let users: std::collections::BTreeSet<&str> = events.iter().map(|e| e.user_id()).collect();
         if users.len() > 1 {
             return Err(ServiceError::invalid(
                 "/events",
@@ -218,12 +218,12 @@ impl Service {
         let mut seen = std::collections::HashSet::new();
         let mut duplicates = Vec::new();
         events.retain(|e| {
-            seen.insert(e.id.clone()) || {
-                duplicates.push(e.id.clone());
+            seen.insert(e.id().to_owned()) || {
+                duplicates.push(e.id().to_owned());
                 false
             }
         });
-        let (originals, reversals): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| e.reverses.is_none());
+        let (originals, reversals): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| e.reverses().is_none());
         let (state, completions) = replay(&compiled, &net_events(&originals, &reversals));
         let updated_at = state.last_counted_at;
         Ok(Simulation {

@@ -17,7 +17,7 @@
 use crate::keys::{ApiKey, Role};
 use crate::{BudgetRow, Result, StoreError, StoredProgress};
 use jiff::Timestamp;
-use questline_core::event::Event;
+use questline_core::event::{Event, RecordedEvent};
 use questline_core::id::TenantId;
 use questline_core::mission::spec::RewardKind;
 use questline_core::mission::{Mission, MissionSpec, MissionStatus};
@@ -80,15 +80,15 @@ impl EventRow {
         let attributes: Map<String, Value> =
             serde_json::from_str(&self.attributes).map_err(|e| corrupt(what("attributes"), e))?;
         let received_at = Timestamp::from_microsecond(self.received_at).map_err(|e| corrupt(what("received_at"), e))?;
-        Ok(Event {
+        Ok(Event::recorded(RecordedEvent {
             id: self.id,
             event_type: self.event_type,
             user_id: self.user_id,
             occurred_at,
             attributes,
             reverses: self.reverses,
-            received_at: Some(received_at),
-        })
+            received_at,
+        }))
     }
 }
 
@@ -97,8 +97,8 @@ pub(crate) fn events_from(rows: Vec<EventRow>) -> Result<Vec<Event>> {
 }
 
 pub(crate) fn attributes_json(event: &Event) -> Result<String> {
-    serde_json::to_string(&event.attributes)
-        .map_err(|e| corrupt(format!("cannot encode attributes of event {:?}", event.id), e))
+    serde_json::to_string(event.attributes())
+        .map_err(|e| corrupt(format!("cannot encode attributes of event {:?}", event.id()), e))
 }
 
 // --- missions ---

@@ -165,7 +165,7 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
     // The batch's originals take their net form from reversals that arrived before them and
     // from the batch's own, each counted once.
     let reversals: BTreeMap<&str, &Event> =
-        inputs.early_reversals.iter().chain(&plan.fresh_reversals).map(|r| (r.id.as_str(), r)).collect();
+        inputs.early_reversals.iter().chain(&plan.fresh_reversals).map(|r| (r.id(), r)).collect();
     let reversals: Vec<Event> = reversals.into_values().cloned().collect();
     let no_rewards = Vec::new();
     let mut out = BatchDecision::default();
@@ -191,7 +191,7 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
 
     let mut seen: BTreeSet<PairKey> = plan.pairs.iter().map(|(k, _)| k.clone()).collect();
     for p in &inputs.inactive {
-        let key = (MissionId::new(p.mission.id.clone()), p.user_id.clone());
+        let key = (MissionId::new(p.mission.id()), p.user_id.clone());
         if !plan.checks_inactive(p.user_id.as_str(), &p.mission) || !seen.insert(key.clone()) {
             continue;
         }
@@ -266,7 +266,7 @@ impl BatchDecision {
                     mission_id: mission_id.clone(),
                     user_id: user_id.clone(),
                     completion: c.ordinal,
-                    reward: mission.reward.clone(),
+                    reward: mission.reward().clone(),
                     amount: c.reward_amount,
                     at: now,
                 });

@@ -20,10 +20,10 @@ impl ActiveMissions {
     /// Indexes `missions`; of two with the same id, the last one given stays.
     pub fn new(missions: impl IntoIterator<Item = Arc<CompiledMission>>) -> Self {
         let by_id: BTreeMap<MissionId, Arc<CompiledMission>> =
-            missions.into_iter().map(|m| (MissionId::new(m.id.clone()), m)).collect();
+            missions.into_iter().map(|m| (MissionId::new(m.id()), m)).collect();
         let mut by_type: BTreeMap<String, Vec<Arc<CompiledMission>>> = BTreeMap::new();
         for m in by_id.values() {
-            for t in &m.event_types {
+            for t in m.event_types() {
                 by_type.entry(t.clone()).or_default().push(m.clone());
             }
         }

@@ -47,8 +47,7 @@ pub(super) struct UserWork {
 /// The originals that a batch's new reversals name, sorted and unique: load these from the
 /// ledger (by id, whoever they belong to) for [`plan`].
 pub fn reversal_targets<'a>(fresh: impl IntoIterator<Item = &'a Event>) -> Vec<EventId> {
-    let targets: BTreeSet<EventId> =
-        fresh.into_iter().filter_map(|e| e.reverses.as_deref()).map(EventId::from).collect();
+    let targets: BTreeSet<EventId> = fresh.into_iter().filter_map(|e| e.reverses()).map(EventId::from).collect();
     targets.into_iter().collect()
 }
 
@@ -71,34 +70,34 @@ pub fn plan<'a>(
 ) -> BatchPlan {
     let fresh: Vec<&Event> = fresh.into_iter().collect();
     let mut users: BTreeMap<UserId, UserWork> = BTreeMap::new();
-    for e in fresh.iter().filter(|e| e.reverses.is_none() && missions.listens_to(&e.event_type)) {
-        users.entry(UserId::from(e.user_id.as_str())).or_default().originals.push((*e).clone());
+    for e in fresh.iter().filter(|e| e.reverses().is_none() && missions.listens_to(e.event_type())) {
+        users.entry(UserId::from(e.user_id())).or_default().originals.push((*e).clone());
     }
     for w in users.values_mut() {
-        w.originals.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+        w.originals.sort_by(|a, b| (a.occurred_at(), a.id()).cmp(&(b.occurred_at(), b.id())));
     }
 
-    let fresh_by_id: HashMap<&str, &Event> = fresh.iter().map(|e| (e.id.as_str(), *e)).collect();
-    let stored_by_id: HashMap<&str, &Event> = originals.iter().map(|e| (e.id.as_str(), e)).collect();
+    let fresh_by_id: HashMap<&str, &Event> = fresh.iter().map(|e| (e.id(), *e)).collect();
+    let stored_by_id: HashMap<&str, &Event> = originals.iter().map(|e| (e.id(), e)).collect();
     let mut ignored = Vec::new();
     let mut fresh_reversals = Vec::new();
-    for r in fresh.iter().filter(|e| e.reverses.is_some()) {
+    for r in fresh.iter().filter(|e| e.reverses().is_some()) {
         fresh_reversals.push((*r).clone());
-        let target = r.reverses.as_deref().unwrap_or_default();
+        let target = r.reverses().unwrap_or_default();
         let (original, in_batch) = match (fresh_by_id.get(target), stored_by_id.get(target)) {
             (Some(o), _) => (*o, true),
             (None, Some(o)) => (*o, false),
             (None, None) => continue, // not arrived yet: waits in the ledger
         };
-        if original.reverses.is_some() {
+        if original.reverses().is_some() {
             continue; // a reversal of a reversal takes nothing back
         }
-        if original.user_id != r.user_id {
+        if original.user_id() != r.user_id() {
             ignored.push(IgnoredReversal {
-                reversal: EventId::from(r.id.as_str()),
-                user_id: UserId::from(r.user_id.as_str()),
-                original: EventId::from(original.id.as_str()),
-                owner: UserId::from(original.user_id.as_str()),
+                reversal: EventId::from(r.id()),
+                user_id: UserId::from(r.user_id()),
+                original: EventId::from(original.id()),
+                owner: UserId::from(original.user_id()),
             });
             continue;
         }
@@ -106,24 +105,23 @@ pub fn plan<'a>(
             // Recorded whatever the active missions listen to: a mission that is no longer
             // active may have counted it too.
             users
-                .entry(UserId::from(original.user_id.as_str()))
+                .entry(UserId::from(original.user_id()))
                 .or_default()
                 .refold_types
-                .insert(original.event_type.clone());
+                .insert(original.event_type().to_owned());
         }
     }
 
     let mut pairs = Vec::new();
     for (user, work) in &users {
-        let types =
-            work.originals.iter().map(|e| e.event_type.as_str()).chain(work.refold_types.iter().map(String::as_str));
+        let types = work.originals.iter().map(|e| e.event_type()).chain(work.refold_types.iter().map(String::as_str));
         let mut touched: BTreeMap<&str, &Arc<CompiledMission>> = BTreeMap::new();
         for t in types {
             for m in missions.for_type(t) {
-                touched.insert(&m.id, m);
+                touched.insert(m.id(), m);
             }
         }
-        pairs.extend(touched.into_values().map(|m| ((MissionId::new(m.id.clone()), user.clone()), m.clone())));
+        pairs.extend(touched.into_values().map(|m| ((MissionId::new(m.id()), user.clone()), m.clone())));
     }
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
 
@@ -131,7 +129,7 @@ pub fn plan<'a>(
         users,
         pairs,
         fresh_reversals,
-        active: missions.iter().map(|m| MissionId::new(m.id.clone())).collect(),
+        active: missions.iter().map(|m| MissionId::new(m.id())).collect(),
         ledger_types: missions.event_types().map(str::to_owned).collect(),
         ignored,
     }
@@ -147,7 +145,7 @@ impl BatchPlan {
     /// The new originals some active mission listens to: load the reversals that arrived
     /// before them (`reversals_of` these ids).
     pub fn early_reversal_ids(&self) -> Vec<EventId> {
-        self.users.values().flat_map(|w| &w.originals).map(|e| EventId::from(e.id.as_str())).collect()
+        self.users.values().flat_map(|w| &w.originals).map(|e| EventId::from(e.id())).collect()
     }
 
     /// The users whose new reversals changed counted events: their progress in missions that
@@ -163,10 +161,10 @@ impl BatchPlan {
 
     /// Whether `user`'s stored progress in `mission`, a mission that is not active, must be
     /// refolded (revoke-only): a new reversal changed an event of a type it listens to. Load
-    /// its ledger for `mission.event_types` and pass it as an [`super::InactiveProgress`].
+    /// its ledger for `mission.event_types()` and pass it as an [`super::InactiveProgress`].
     pub fn checks_inactive(&self, user: &str, mission: &CompiledMission) -> bool {
-        !self.active.contains(mission.id.as_str())
-            && self.refold_types(user).is_some_and(|types| mission.event_types.iter().any(|t| types.contains(t)))
+        !self.active.contains(mission.id())
+            && self.refold_types(user).is_some_and(|types| mission.event_types().iter().any(|t| types.contains(t)))
     }
 
     /// The event types a user's ledger is loaded for: all those the active missions listen to.
@@ -205,7 +203,7 @@ impl BatchPlan {
             .get(user)
             .into_iter()
             .flat_map(|w| &w.originals)
-            .filter(|e| mission.event_types.contains(&e.event_type))
+            .filter(|e| mission.event_types().iter().any(|t| t == e.event_type()))
     }
 
     /// A pair is refolded from the ledger when a reversal changed an event of a type its
@@ -218,7 +216,7 @@ impl BatchPlan {
         stored: Option<&ProgressState>,
     ) -> bool {
         let reversed =
-            self.users.get(user).is_some_and(|w| mission.event_types.iter().any(|t| w.refold_types.contains(t)));
+            self.users.get(user).is_some_and(|w| mission.event_types().iter().any(|t| w.refold_types.contains(t)));
         reversed || self.new_events(user, mission).next().is_some_and(|e| stored.is_some_and(|s| !s.can_append(e)))
     }
 }

@@ -62,7 +62,7 @@ impl World {
                     granted: 0,
                     max_rewards,
                 };
-                (MissionId::new(m.rules.id.clone()), m)
+                (MissionId::new(m.rules.id()), m)
             })
             .collect();
         World {
@@ -84,9 +84,7 @@ impl World {
     /// The mission compiled with its active periods, as `CompiledMission::for_mission` does.
     pub fn compiled(&self, mission: &str) -> Arc<CompiledMission> {
         let m = &self.missions[mission];
-        let mut c = (*m.rules).clone();
-        c.active_periods = Some(m.periods.clone());
-        Arc::new(c)
+        Arc::new((*m.rules).clone().with_active_periods(m.periods.clone()))
     }
 
     fn set_active(&mut self, mission: &str, active: bool, at: Timestamp) {
@@ -126,8 +124,9 @@ impl World {
     /// What a recomputation of the pair from the whole ledger yields.
     pub fn replayed(&self, mission: &str, user: &str) -> (ProgressState, usize) {
         let compiled = self.compiled(mission);
-        let originals: Vec<&Event> = self.ledger.iter().filter(|e| e.user_id == user && e.reverses.is_none()).collect();
-        let reversals: Vec<Event> = self.ledger.iter().filter(|e| e.reverses.is_some()).cloned().collect();
+        let originals: Vec<&Event> =
+            self.ledger.iter().filter(|e| e.user_id() == user && e.reverses().is_none()).collect();
+        let reversals: Vec<Event> = self.ledger.iter().filter(|e| e.reverses().is_some()).cloned().collect();
         let (state, completions) = replay(&compiled, &net_events(originals, &reversals));
         (state, completions.len())
     }
@@ -149,16 +148,16 @@ impl World {
         let originals: Vec<Event> = self
             .ledger
             .iter()
-            .filter(|e| e.user_id == user && e.reverses.is_none() && types.contains(&e.event_type))
+            .filter(|e| e.user_id() == user && e.reverses().is_none() && types.iter().any(|t| t == e.event_type()))
             .cloned()
             .collect();
-        let ids: HashSet<&str> = originals.iter().map(|e| e.id.as_str()).collect();
+        let ids: HashSet<&str> = originals.iter().map(|e| e.id()).collect();
         let reversals = self.reversals_of(&ids);
         Ledger { originals, reversals }
     }
 
     fn reversals_of(&self, ids: &HashSet<&str>) -> Vec<Event> {
-        self.ledger.iter().filter(|e| e.reverses.as_deref().is_some_and(|t| ids.contains(t))).cloned().collect()
+        self.ledger.iter().filter(|e| e.reverses().is_some_and(|t| ids.contains(t))).cloned().collect()
     }
 
     /// Applies one batch, as the service does with one transaction.
@@ -167,8 +166,8 @@ impl World {
         // The ledger: an id recorded before (or earlier in this batch) is a duplicate.
         let mut fresh = Vec::new();
         for e in batch {
-            if self.ids.insert(e.id.clone()) {
-                self.ledger.push(Event { received_at: Some(now), ..e.clone() });
+            if self.ids.insert(e.id().to_owned()) {
+                self.ledger.push(e.to_builder().received_at(now).build());
                 fresh.push(e.clone());
             }
         }
@@ -176,7 +175,7 @@ impl World {
             self.missions.iter().filter(|(_, m)| m.active).map(|(id, _)| self.compiled(id.as_str())),
         );
         let targets: HashSet<String> = reversal_targets(&fresh).into_iter().map(|id| id.into_string()).collect();
-        let originals: Vec<Event> = self.ledger.iter().filter(|e| targets.contains(&e.id)).cloned().collect();
+        let originals: Vec<Event> = self.ledger.iter().filter(|e| targets.contains(e.id())).cloned().collect();
         let plan = plan(&active, &fresh, &originals);
 
         let stored: HashMap<PairKey, ProgressState> =
@@ -201,7 +200,7 @@ impl World {
             let compiled = self.compiled(mission.as_str());
             if plan.checks_inactive(user.as_str(), &compiled) {
                 inactive.push(InactiveProgress {
-                    ledger: self.ledger_of(user.as_str(), &compiled.event_types),
+                    ledger: self.ledger_of(user.as_str(), compiled.event_types()),
                     mission: compiled,
                     user_id: user.clone(),
                     stored: state.clone(),
@@ -259,15 +258,7 @@ pub(crate) fn at(minute: i64) -> Timestamp {
 }
 
 pub(crate) fn event(id: &str, event_type: &str, user: &str, minute: i64, attributes: serde_json::Value) -> Event {
-    Event {
-        id: id.into(),
-        event_type: event_type.into(),
-        user_id: user.into(),
-        occurred_at: at(minute),
-        attributes: attributes.as_object().unwrap().clone(),
-        reverses: None,
-        received_at: None,
-    }
+    Event::builder(id, event_type, user, at(minute)).attributes(attributes.as_object().unwrap().clone()).build()
 }
 
 pub(crate) fn payment(id: &str, user: &str, minute: i64, amount: rust_decimal::Decimal, merchant: &str) -> Event {
@@ -279,5 +270,5 @@ pub(crate) fn payment(id: &str, user: &str, minute: i64, amount: rust_decimal::D
 pub(crate) fn refund(id: &str, user: &str, of: &str, amount: Option<rust_decimal::Decimal>) -> Event {
     let attributes =
         amount.map_or(serde_json::json!({}), |a| serde_json::json!({"amount": crate::decimal::to_value(a)}));
-    Event { reverses: Some(of.into()), ..event(id, "refund", user, 0, attributes) }
+    event(id, "refund", user, 0, attributes).to_builder().reverses(of).build()
 }

@@ -39,7 +39,7 @@ fn active_missions_index_by_type_in_id_order() {
         json!({"name": "l", "steps": [{"event_type": "login", "target": 1}], "reward": {"kind": "badge"}}),
     );
     let set = ActiveMissions::new([sum100("z"), each_payment("b"), login]);
-    let ids: Vec<&str> = set.for_type("payment").iter().map(|m| m.id.as_str()).collect();
+    let ids: Vec<&str> = set.for_type("payment").iter().map(|m| m.id()).collect();
     assert_eq!(ids, ["b", "z"]);
     assert_eq!(set.event_types().collect::<Vec<_>>(), ["login", "payment"]);
     assert!(set.listens_to("login") && !set.listens_to("refund"));
@@ -190,10 +190,11 @@ fn the_events_that_spend_a_budget_still_count_after_the_mission_ends() {
     assert_eq!(w.state("m", "u").completions, 1);
     assert_eq!(w.live("m", "u")[0].status, RewardStatus::Pending);
     // Had the active period closed at the batch's own time, p1 (received then) would not count.
-    let mut closed_at_batch = (*w.compiled("m")).clone();
-    let received = w.ledger.iter().find(|e| e.id == "p1").unwrap().received_at;
-    closed_at_batch.active_periods.as_mut().unwrap()[0].until = received;
-    let net = crate::net::net_events(w.ledger.iter().filter(|e| e.reverses.is_none()), &[]);
+    let received = w.ledger.iter().find(|e| e.id() == "p1").unwrap().received_at();
+    let mut periods = w.compiled("m").active_periods().unwrap().to_vec();
+    periods[0].until = received;
+    let closed_at_batch = (*w.compiled("m")).clone().with_active_periods(periods);
+    let net = crate::net::net_events(w.ledger.iter().filter(|e| e.reverses().is_none()), &[]);
     assert_eq!(crate::progress::replay(&closed_at_batch, &net).1.len(), 0);
 }
 

@@ -17,22 +17,23 @@ pub const MAX_FILTERS: usize = 32;
 /// Largest `distinct` target: the values seen so far are kept in the progress row.
 pub const MAX_DISTINCT_TARGET: u32 = 10_000;
 
-/// A mission ready to evaluate events.
+/// A mission ready to evaluate events. Made only by [`CompiledMission::compile`] and
+/// [`CompiledMission::for_mission`], so it is always valid; its fields stay private.
 #[derive(Debug, Clone)]
 pub struct CompiledMission {
-    pub id: String,
-    pub steps: Vec<CompiledStep>,
-    pub window: Window,
-    pub starts_at: Option<Timestamp>,
-    pub ends_at: Option<Timestamp>,
-    pub sequential: bool,
-    pub max_completions: Option<u32>,
-    pub reward: RewardSpec,
+    id: String,
+    steps: Vec<CompiledStep>,
+    window: Window,
+    starts_at: Option<Timestamp>,
+    ends_at: Option<Timestamp>,
+    sequential: bool,
+    max_completions: Option<u32>,
+    reward: RewardSpec,
     /// The event types any step listens to, sorted and unique.
-    pub event_types: Vec<String>,
+    event_types: Vec<String>,
     /// When set, a recorded event counts only if it was received in one of these periods
     /// (the mission was active then). `None`: lifecycle does not apply (simulation).
-    pub active_periods: Option<Vec<super::spec::ActivePeriod>>,
+    active_periods: Option<Vec<super::spec::ActivePeriod>>,
 }
 
 #[derive(Debug, Clone)]
@@ -113,10 +114,62 @@ impl CompiledMission {
         Ok(Arc::new(compiled))
     }
 
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// At least one step, at most [`MAX_STEPS`].
+    pub fn steps(&self) -> &[CompiledStep] {
+        &self.steps
+    }
+
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    pub fn starts_at(&self) -> Option<Timestamp> {
+        self.starts_at
+    }
+
+    pub fn ends_at(&self) -> Option<Timestamp> {
+        self.ends_at
+    }
+
+    pub fn sequential(&self) -> bool {
+        self.sequential
+    }
+
+    /// `None`: unlimited.
+    pub fn max_completions(&self) -> Option<u32> {
+        self.max_completions
+    }
+
+    pub fn reward(&self) -> &RewardSpec {
+        &self.reward
+    }
+
+    /// The event types any step listens to, sorted and unique.
+    pub fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+
+    /// The periods set by [`CompiledMission::for_mission`]; `None` for a simulation.
+    #[cfg(test)]
+    pub(crate) fn active_periods(&self) -> Option<&[super::spec::ActivePeriod]> {
+        self.active_periods.as_deref()
+    }
+
+    /// This mission with other active periods, as [`CompiledMission::for_mission`] sets them.
+    #[cfg(test)]
+    pub(crate) fn with_active_periods(mut self, periods: Vec<super::spec::ActivePeriod>) -> CompiledMission {
+        self.active_periods = Some(periods);
+        self
+    }
+
     /// Whether `event` arrived while the mission was active (events not yet recorded are
     /// arriving now, and the caller only offers them to active missions).
     pub fn counts_arrival_of(&self, event: &crate::event::Event) -> bool {
-        match (&self.active_periods, event.received_at) {
+        match (&self.active_periods, event.received_at()) {
             (Some(periods), Some(at)) => periods.iter().any(|p| p.contains(at)),
             _ => true,
         }

@@ -15,15 +15,7 @@ fn ts(s: &str) -> Timestamp {
 }
 
 fn ev(id: &str, event_type: &str, at: &str, attributes: Value) -> Event {
-    Event {
-        id: id.into(),
-        event_type: event_type.into(),
-        user_id: "u".into(),
-        occurred_at: ts(at),
-        attributes: attributes.as_object().unwrap().clone(),
-        reverses: None,
-        received_at: None,
-    }
+    Event::builder(id, event_type, "u", ts(at)).attributes(attributes.as_object().unwrap().clone()).build()
 }
 
 fn swiggy() -> Arc<CompiledMission> {
@@ -48,7 +40,7 @@ fn ten_tenths_reach_one() {
     let events: Vec<_> = (0..10).map(|i| pay(&format!("e{i}"), "2026-11-22T10:00:00Z", "0.1")).collect();
     let (state, completions) = replay(&m, &events);
     assert_eq!(completions.len(), 1);
-    assert_eq!(completions[0].at, events[9].occurred_at);
+    assert_eq!(completions[0].at, events[9].occurred_at());
     assert_eq!(state.steps[0].value, Decimal::ONE);
 }
 
@@ -229,30 +221,19 @@ fn inputs() -> impl Strategy<Value = Vec<Input>> {
 fn to_event(input: &Input) -> Event {
     let base = ts("2026-11-01T00:00:00Z");
     match input {
-        Input::Payment { id, minute, amount, merchant } => Event {
-            id: format!("p{id}"),
-            event_type: "payment".into(),
-            user_id: "u".into(),
-            occurred_at: base + jiff::SignedDuration::from_mins(*minute),
-            attributes:
-                json!({"amount": crate::decimal::to_value(*amount), "merchant": if *merchant {"swiggy"} else {"other"}})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            reverses: None,
-            received_at: None,
-        },
-        Input::Reversal { id, of, amount } => Event {
-            id: format!("r{id}"),
-            event_type: "refund".into(),
-            user_id: "u".into(),
-            occurred_at: base,
-            attributes: amount.map_or_else(serde_json::Map::new, |a| {
-                json!({"amount": crate::decimal::to_value(a)}).as_object().unwrap().clone()
-            }),
-            reverses: Some(format!("p{of}")),
-            received_at: None,
-        },
+        Input::Payment { id, minute, amount, merchant } => {
+            Event::builder(format!("p{id}"), "payment", "u", base + jiff::SignedDuration::from_mins(*minute))
+                .attribute("amount", crate::decimal::to_value(*amount))
+                .attribute("merchant", if *merchant { "swiggy" } else { "other" })
+                .build()
+        }
+        Input::Reversal { id, of, amount } => {
+            let e = Event::builder(format!("r{id}"), "refund", "u", base).reverses(format!("p{of}"));
+            match amount {
+                Some(a) => e.attribute("amount", crate::decimal::to_value(*a)).build(),
+                None => e.build(),
+            }
+        }
     }
 }
 
@@ -263,7 +244,7 @@ fn ingest_in_order(m: &Arc<CompiledMission>, events: &[Event]) -> ProgressState 
     for e in events {
         world.ingest(std::slice::from_ref(e));
     }
-    world.state(&m.id, "u")
+    world.state(m.id(), "u")
 }
 
 proptest! {
@@ -289,8 +270,8 @@ proptest! {
         let dups: Vec<Event> = arrival.iter().step_by(dup_every).cloned().collect();
         arrival.extend(dups);
 
-        let originals: Vec<Event> = events.iter().filter(|e| e.reverses.is_none()).cloned().collect();
-        let reversals: Vec<Event> = events.iter().filter(|e| e.reverses.is_some()).cloned().collect();
+        let originals: Vec<Event> = events.iter().filter(|e| e.reverses().is_none()).cloned().collect();
+        let reversals: Vec<Event> = events.iter().filter(|e| e.reverses().is_some()).cloned().collect();
         let (expected, _) = replay(&m, &net_events(&originals, &reversals));
         let got = ingest_in_order(&m, &arrival);
         prop_assert_eq!(&got, &expected);
@@ -314,7 +295,7 @@ proptest! {
     #[test]
     fn folding_is_resumable(inputs in inputs(), split in 0usize..25) {
         let m = swiggy();
-        let originals: Vec<Event> = inputs.iter().map(to_event).filter(|e| e.reverses.is_none()).collect();
+        let originals: Vec<Event> = inputs.iter().map(to_event).filter(|e| e.reverses().is_none()).collect();
         let net = net_events(&originals, &[]);
         let split = split.min(net.len());
         let (whole, all_completions) = replay(&m, &net);

@@ -75,7 +75,7 @@ async fn apply_once(
     now: Timestamp,
 ) -> Result<Applied> {
     let mut tx = store.begin().await?;
-    let users: BTreeSet<UserId> = events.iter().map(|e| UserId::new(e.user_id.as_str())).collect();
+    let users: BTreeSet<UserId> = events.iter().map(|e| UserId::new(e.user_id())).collect();
     tx.lock_users(tenant, &users.into_iter().collect::<Vec<_>>()).await?;
     let revision = tx.missions_revision(tenant).await?;
     let snapshot = missions.at(tenant, revision).await?;
@@ -144,7 +144,7 @@ async fn load(
             }
             let key = (row.mission_id.clone(), user.clone());
             let live = tx.live_rewards(tenant, std::slice::from_ref(&key)).await?;
-            let ledger = user_ledger(tx, tenant, user, &compiled.event_types).await?;
+            let ledger = user_ledger(tx, tenant, user, compiled.event_types()).await?;
             inactive.push(InactiveProgress {
                 mission: compiled,
                 user_id: user.clone(),
@@ -160,7 +160,7 @@ async fn load(
 /// A user's originals of `types` with every reversal of them: the input of a refold.
 async fn user_ledger(tx: &mut dyn UnitOfWork, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Ledger> {
     let originals = tx.user_originals(tenant, user, types).await?;
-    let ids: Vec<String> = originals.iter().map(|e| e.id.clone()).collect();
+    let ids: Vec<String> = originals.iter().map(|e| e.id().to_owned()).collect();
     let reversals = if ids.is_empty() { Vec::new() } else { tx.reversals_of(tenant, &ids).await? };
     Ok(Ledger { originals, reversals })
 }

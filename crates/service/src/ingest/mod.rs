@@ -156,7 +156,7 @@ impl Ingestor {
         let n = self.lanes.len();
         let mut parts: Vec<(Vec<usize>, Vec<Event>)> = vec![(Vec::new(), Vec::new()); n];
         for (i, e) in events.into_iter().enumerate() {
-            let lane = if n == 1 { 0 } else { lane_of(&e.user_id, n) };
+            let lane = if n == 1 { 0 } else { lane_of(e.user_id(), n) };
             parts[lane].0.push(i);
             parts[lane].1.push(e);
         }

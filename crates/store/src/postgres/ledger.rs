@@ -15,19 +15,19 @@ pub(super) async fn insert(conn: &mut PgConnection, tenant: &str, events: &[&Eve
     let mut events = events.to_vec();
     // Inserting in id order gives every transaction the same order of index-entry waits,
     // so two batches sharing ids queue instead of deadlocking.
-    events.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    events.sort_unstable_by(|a, b| a.id().cmp(b.id()));
 
     let n = events.len();
     let (mut ids, mut types, mut users) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut occurred, mut attributes, mut reverses) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for e in events {
-        ids.push(e.id.as_str());
-        types.push(e.event_type.as_str());
-        users.push(e.user_id.as_str());
-        occurred.push(e.occurred_at.as_microsecond());
+        ids.push(e.id());
+        types.push(e.event_type());
+        users.push(e.user_id());
+        occurred.push(e.occurred_at().as_microsecond());
         attributes.push(attributes_json(e)?);
-        reverses.push(e.reverses.as_deref());
+        reverses.push(e.reverses());
     }
     // DO NOTHING rows are not RETURNed: the ids that come back are exactly the new ones. An
     // id a concurrent transaction inserted and has not committed yet makes this wait for it,

@@ -21,14 +21,14 @@ pub(super) async fn insert(
     // Repeats within the slice are settled here, so that the database only ever sees each
     // id once and "new" is simply "the INSERT returned it".
     let mut seen = HashSet::with_capacity(events.len());
-    let firsts: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id.as_str())).collect();
+    let firsts: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id())).collect();
     if firsts.is_empty() {
         return Ok(Vec::new());
     }
     let mut inserted: HashSet<String> =
         ledger::insert(conn, tenant.as_str(), &firsts, received_at.as_microsecond()).await?.into_iter().collect();
     // `remove` marks the first occurrence new and makes any later repeat a duplicate.
-    Ok(events.iter().map(|e| inserted.remove(&e.id)).collect())
+    Ok(events.iter().map(|e| inserted.remove(e.id())).collect())
 }
 
 /// The events a lookup names, in fold order.
@@ -42,6 +42,6 @@ pub(super) async fn find(conn: &mut Conn, tenant: &TenantId, lookup: EventLookup
     }
     let mut events = events_from(ledger::fetch(conn, tenant.as_str(), lookup).await?)?;
     // Ids compare bytewise here as in both schemas (`COLLATE "C"` on PostgreSQL).
-    events.sort_by(|a, b| (a.occurred_at, &a.id).cmp(&(b.occurred_at, &b.id)));
+    events.sort_by(|a, b| (a.occurred_at(), a.id()).cmp(&(b.occurred_at(), b.id())));
     Ok(events)
 }

@@ -60,12 +60,12 @@ pub(super) async fn insert(
         );
         qb.push_values(chunk.iter().zip(attributes), |mut row, (e, attributes)| {
             row.push_bind(tenant)
-                .push_bind(e.id.as_str())
-                .push_bind(e.event_type.as_str())
-                .push_bind(e.user_id.as_str())
-                .push_bind(e.occurred_at.as_microsecond())
+                .push_bind(e.id())
+                .push_bind(e.event_type())
+                .push_bind(e.user_id())
+                .push_bind(e.occurred_at().as_microsecond())
                 .push_bind(attributes)
-                .push_bind(e.reverses.as_deref())
+                .push_bind(e.reverses())
                 .push_bind(at);
         });
         // DO NOTHING rows are not RETURNed: the ids that come back are exactly the new ones.

@@ -5,7 +5,7 @@ use questline_core::event::Event;
 use std::sync::Arc;
 
 fn ids(events: &[Event]) -> Vec<&str> {
-    events.iter().map(|e| e.id.as_str()).collect()
+    events.iter().map(Event::id).collect()
 }
 
 pub async fn duplicates_within_a_slice_and_across_batches(db: &TestDb) {
@@ -106,16 +106,15 @@ pub async fn lookups_by_id_reversal_and_user(db: &TestDb) {
 
 pub async fn attributes_keep_exact_numbers(db: &TestDb) {
     let store = db.open().await;
-    let mut e = event("x", "u", "payment", 1);
     let attributes = r#"{"amount": 0.30, "big": 123456789012345678901234567890.5, "merchant": {"name": "Swiggy"}}"#;
-    e.attributes = serde_json::from_str(attributes).unwrap();
+    let e = event("x", "u", "payment", 1).to_builder().attributes(serde_json::from_str(attributes).unwrap()).build();
     let mut tx = store.begin().await.unwrap();
     tx.insert_events(&T, std::slice::from_ref(&e), at(0)).await.unwrap();
     let back = tx.events_by_id(&T, &["x".into()]).await.unwrap();
     assert_eq!(back, vec![received(e, 0)]);
-    assert_eq!(back[0].attributes["amount"].to_string(), "0.30");
-    assert_eq!(back[0].attributes["big"].to_string(), "123456789012345678901234567890.5");
-    assert_eq!(back[0].attributes.keys().collect::<Vec<_>>(), ["amount", "big", "merchant"]);
+    assert_eq!(back[0].attributes()["amount"].to_string(), "0.30");
+    assert_eq!(back[0].attributes()["big"].to_string(), "123456789012345678901234567890.5");
+    assert_eq!(back[0].attributes().keys().collect::<Vec<_>>(), ["amount", "big", "merchant"]);
 }
 
 pub async fn reads_do_not_wait_for_an_open_batch(db: &TestDb) {

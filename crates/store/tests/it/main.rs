@@ -155,24 +155,16 @@ pub fn at(secs: i64) -> Timestamp {
 }
 
 pub fn event(id: &str, user: &str, event_type: &str, secs: i64) -> Event {
-    Event {
-        id: id.to_owned(),
-        event_type: event_type.to_owned(),
-        user_id: user.to_owned(),
-        occurred_at: at(secs),
-        attributes: serde_json::Map::new(),
-        reverses: None,
-        received_at: None,
-    }
+    Event::builder(id, event_type, user, at(secs)).build()
 }
 
 /// `e` as the ledger returns it: stamped with when it was received.
 pub fn received(e: Event, secs: i64) -> Event {
-    Event { received_at: Some(at(secs)), ..e }
+    e.to_builder().received_at(at(secs)).build()
 }
 
 pub fn reversal(id: &str, user: &str, reverses: &str, secs: i64) -> Event {
-    Event { reverses: Some(reverses.to_owned()), ..event(id, user, "refund", secs) }
+    Event::builder(id, "refund", user, at(secs)).reverses(reverses).build()
 }
 
 /// A one-step payment mission, built from JSON as the API would receive it.

@@ -97,7 +97,7 @@ pub async fn ids_sort_bytewise_whatever_the_locale(db: &TestDb) {
         .collect();
     tx.insert_events(&T, &events, crate::at(8)).await.unwrap();
     let originals = tx.user_originals(&T, &uid("u"), &["payment".into()]).await.unwrap();
-    assert_eq!(originals.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), bytewise);
+    assert_eq!(originals.iter().map(|e| e.id()).collect::<Vec<_>>(), bytewise);
     tx.commit().await.unwrap();
 }
 

@@ -44,14 +44,14 @@ async fn count_batch(store: &TestStore, batch: &[Event]) -> usize {
 
 async fn count_batch_once(store: &TestStore, batch: &[Event]) -> Result<usize, StoreError> {
     let mut tx = store.begin().await?;
-    let mut users: Vec<UserId> = batch.iter().map(|e| uid(&e.user_id)).collect();
+    let mut users: Vec<UserId> = batch.iter().map(|e| uid(e.user_id())).collect();
     users.sort();
     users.dedup();
     tx.lock_users(&T, &users).await?;
     let new = tx.insert_events(&T, batch, at(0)).await?;
     let mut per_user: BTreeMap<&str, i64> = BTreeMap::new();
     for (e, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
-        *per_user.entry(&e.user_id).or_default() += 1;
+        *per_user.entry(e.user_id()).or_default() += 1;
     }
     let keys: Vec<(MissionId, UserId)> = per_user.keys().map(|u| (mid("m"), uid(u))).collect();
     let stored: BTreeMap<UserId, Decimal> =

@@ -264,7 +264,7 @@ proptest! {
         }
         let rewards_at_pause = w.rewards.len();
         // New payments (ids apart from the first ones) together with the reversals.
-        let late: Vec<Event> = more.0.into_iter().map(|e| Event { id: format!("late-{}", e.id), ..e }).collect();
+        let late: Vec<Event> = more.0.into_iter().map(|e| e.to_builder().id(format!("late-{}", e.id())).build()).collect();
         for batch in cut([reversals, late].concat(), &sizes) {
             w.ingest(&batch);
             for ((m, u), n) in fewest.iter_mut() {
@@ -284,8 +284,14 @@ proptest! {
         for m in &paused {
             w.resume(m);
         }
-        let again: Vec<Event> = more.1.into_iter().chain(w.ledger.iter().filter(|e| e.id.starts_with("late-")).cloned())
-            .map(|e| Event { id: format!("again-{}", e.id), reverses: e.reverses.map(|r| format!("again-late-{r}")), received_at: None, ..e })
+        let again: Vec<Event> = more.1.into_iter().chain(w.ledger.iter().filter(|e| e.id().starts_with("late-")).cloned())
+            .map(|e| {
+                let again = e.to_builder().id(format!("again-{}", e.id())).received_at(None);
+                match e.reverses() {
+                    Some(r) => again.reverses(format!("again-late-{r}")).build(),
+                    None => again.build(),
+                }
+            })
             .collect();
         w.ingest(&again);
         prop_assert!(w.violations.is_empty(), "{:?}", w.violations);
