@@ -95,6 +95,14 @@ impl Event {
         EventKey { at: self.occurred_at, id: self.id.clone() }
     }
 
+    /// This event as the ledger records it when received at `at` (to the microsecond, as
+    /// stored), so that a live fold applies the same "received while active" rule as a
+    /// recomputation from the ledger.
+    pub fn received(mut self, at: Timestamp) -> Event {
+        self.received_at = Timestamp::from_microsecond(at.as_microsecond()).ok();
+        self
+    }
+
     /// This event with `attributes[key]` set to `value`: the net form of an original.
     pub(crate) fn with_attribute(mut self, key: &str, value: Value) -> Event {
         self.attributes.insert(key.to_owned(), value);
@@ -111,12 +119,9 @@ impl Event {
         if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(FieldError::new(format!("/{}", escape(unknown)), "unknown field"));
         }
-        let id = required_text(obj, "id")?;
-        if id.chars().count() > MAX_ID_CHARS {
-            return Err(FieldError::new("/id", format!("longer than {MAX_ID_CHARS} characters")));
-        }
-        let event_type = required_text(obj, "type")?;
-        let user_id = required_text(obj, "user_id")?;
+        let id = required_name(obj, "id")?;
+        let event_type = required_name(obj, "type")?;
+        let user_id = required_name(obj, "user_id")?;
         let occurred_at = required_text(obj, "occurred_at")?
             .parse::<Timestamp>()
             .map_err(|_| FieldError::new("/occurred_at", "not an RFC 3339 timestamp"))?;
@@ -140,7 +145,7 @@ impl Event {
         };
         let reverses = match obj.get("reverses") {
             None | Some(Value::Null) => None,
-            Some(_) => Some(required_text(obj, "reverses")?),
+            Some(_) => Some(required_name(obj, "reverses")?),
         };
         if reverses.as_deref() == Some(id.as_str()) {
             return Err(FieldError::new("/reverses", "an event cannot reverse itself"));
@@ -233,9 +238,22 @@ fn required_text(obj: &Map<String, Value>, field: &str) -> Result<String, FieldE
     match obj.get(field) {
         None | Some(Value::Null) => Err(error("required")),
         Some(Value::String(s)) if s.trim().is_empty() => Err(error("must not be empty")),
+        // PostgreSQL's text cannot hold U+0000 (SQLite's can): refused on every backend, so
+        // that one bad event is rejected alone instead of failing the batch it shares.
+        Some(Value::String(s)) if s.contains('\0') => Err(error("must not contain NUL (U+0000)")),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(error("must be a string")),
     }
+}
+
+/// A text field that names something (an id, a type, a user): at most [`MAX_ID_CHARS`]
+/// characters, so that it fits every index that holds it, on every backend.
+fn required_name(obj: &Map<String, Value>, field: &str) -> Result<String, FieldError> {
+    let text = required_text(obj, field)?;
+    if text.chars().count() > MAX_ID_CHARS {
+        return Err(FieldError::new(format!("/{field}"), format!("longer than {MAX_ID_CHARS} characters")));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -278,6 +296,11 @@ mod tests {
         assert_eq!(with("attributes", json!({"big": "x".repeat(17000)})), "/attributes: larger than 16384 bytes");
         assert_eq!(with("user_id", json!(7)), "/user_id: must be a string");
         assert_eq!(with("colour", json!("red")), "/colour: unknown field");
+        assert_eq!(with("user_id", json!("x".repeat(129))), "/user_id: longer than 128 characters");
+        assert_eq!(with("type", json!("x".repeat(129))), "/type: longer than 128 characters");
+        assert_eq!(with("reverses", json!("x".repeat(129))), "/reverses: longer than 128 characters");
+        assert_eq!(with("user_id", json!("u\u{0}1")), "/user_id: must not contain NUL (U+0000)");
+        assert_eq!(with("id", json!("\u{0}")), "/id: must not contain NUL (U+0000)");
         assert_eq!(with("a/b~c", json!(1)), "/a~1b~0c: unknown field");
         let not_an_object = Event::parse(&json!([1]), now()).unwrap_err();
         assert_eq!((not_an_object.pointer.as_str(), not_an_object.detail.as_str()), ("", "must be a JSON object"));

@@ -27,12 +27,15 @@ pub use error::{Result, ServiceError};
 
 use index::MissionIndex;
 use ingest::{BatchConfig, Ingestor};
+use questline_core::event::Event;
+use questline_core::id::TenantId;
 use questline_store::Store;
 use std::sync::Arc;
 
 /// The business layer, shared by every entry point of one process.
 pub struct Service {
     store: Arc<dyn Store>,
+    missions: Arc<MissionIndex>,
     ingestor: Ingestor,
     keys: keys::KeyUse,
     clock: Arc<dyn Clock>,
@@ -42,8 +45,8 @@ impl Service {
     /// Starts the ingest lanes (tasks on the current runtime); [`Service::shutdown`] drains them.
     pub fn new(store: Arc<dyn Store>, batches: BatchConfig, clock: Arc<dyn Clock>) -> Self {
         let missions = Arc::new(MissionIndex::new(store.clone()));
-        let ingestor = Ingestor::new(store.clone(), missions, batches);
-        Service { store, ingestor, keys: keys::KeyUse::default(), clock }
+        let ingestor = Ingestor::new(store.clone(), missions.clone(), batches);
+        Service { store, missions, ingestor, keys: keys::KeyUse::default(), clock }
     }
 
     /// Whether the database answers.
@@ -55,6 +58,13 @@ impl Service {
     /// (or failed) and answered.
     pub async fn shutdown(&self) {
         self.ingestor.shutdown().await;
+    }
+
+    /// Applies one batch of valid events in one transaction, now, without a lane: for a
+    /// source that forms its own batches (a broker partition's messages, a worker, a test).
+    /// Returns after the commit; per event, whether it was new.
+    pub async fn apply_batch(&self, tenant: &TenantId, events: &[Event]) -> Result<ingest::Applied> {
+        Ok(ingest::apply_batch(&*self.store, &self.missions, tenant, events, self.clock.now()).await?)
     }
 
     /// The store, for what only configuration and tests need (migrations, benchmarks).

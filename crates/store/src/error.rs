@@ -50,6 +50,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if lost_a_race(db.as_ref()) => Self::Retryable(db.message().to_owned()),
+            // Every connection stayed busy for the pool's whole timeout: overload, which a
+            // later try can get through, not a fault of this statement.
+            sqlx::Error::PoolTimedOut => Self::Retryable("no database connection became free in time".to_owned()),
             // A unique violation is a `Conflict` only where a caller asked for it (the
             // inserts say `ON CONFLICT DO NOTHING` and report the skipped row); anywhere
             // else it is a bug, and stays a `Database` error.

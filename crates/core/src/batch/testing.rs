@@ -168,7 +168,7 @@ impl World {
         for e in batch {
             if self.ids.insert(e.id().to_owned()) {
                 self.ledger.push(e.to_builder().received_at(now).build());
-                fresh.push(e.clone());
+                fresh.push(e.clone().received(now));
             }
         }
         let active = ActiveMissions::new(

@@ -180,3 +180,33 @@ pub async fn a_stray_reversal_by_another_user_hides_nothing(backend: Backend) {
     assert_eq!((p["status"].as_str(), &p["steps"][0]["value"]), (Some("not_started"), &json!(0)), "{p}");
     assert_eq!(rewards(&server, "u").await[0]["status"], "revoked");
 }
+
+/// Text one backend cannot store (PostgreSQL has no U+0000; its indexes cap row size) is
+/// refused per event, with a reason, on every backend: the rest of the batch still counts.
+pub async fn text_a_backend_cannot_store_is_rejected_per_event(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let at = hours_ago(1);
+    let batch = [
+        json!({"id": "nul-\u{0}", "type": "payment", "user_id": "u1", "occurred_at": at}),
+        json!({"id": "nul-user", "type": "payment", "user_id": "u\u{0}1", "occurred_at": at}),
+        json!({"id": "nul-type", "type": "pay\u{0}ment", "user_id": "u1", "occurred_at": at}),
+        json!({"id": "nul-rev", "type": "refund", "user_id": "u1", "occurred_at": at, "reverses": "p\u{0}"}),
+        json!({"id": "long-user", "type": "payment", "user_id": "u".repeat(3000), "occurred_at": at}),
+        payment("ok-1", "u1", json!(200), 1),
+    ];
+    let r = ingest(&server, &batch).await;
+    let errors: Vec<&str> = r["rejected"].as_array().unwrap().iter().map(|r| r["error"].as_str().unwrap()).collect();
+    assert_eq!(
+        errors,
+        [
+            "id: must not contain NUL (U+0000)",
+            "user_id: must not contain NUL (U+0000)",
+            "type: must not contain NUL (U+0000)",
+            "reverses: must not contain NUL (U+0000)",
+            "user_id: longer than 128 characters",
+        ]
+    );
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert_eq!(progress(&server, "u1", "swiggy-500").await["steps"][0]["value"], 200);
+}

@@ -80,12 +80,13 @@ async fn apply_once(
     let revision = tx.missions_revision(tenant).await?;
     let snapshot = missions.at(tenant, revision).await?;
     let new = tx.insert_events(tenant, events, now).await?;
-    let fresh: Vec<&Event> = events.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e).collect();
+    // As recorded: stamped with the time the ledger holds for them.
+    let fresh: Vec<Event> =
+        events.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e.clone().received(now)).collect();
 
-    let targets: Vec<String> =
-        batch::reversal_targets(fresh.iter().copied()).into_iter().map(|id| id.into_string()).collect();
+    let targets: Vec<String> = batch::reversal_targets(&fresh).into_iter().map(|id| id.into_string()).collect();
     let originals = if targets.is_empty() { Vec::new() } else { tx.events_by_id(tenant, &targets).await? };
-    let plan = batch::plan(snapshot.active(), fresh.iter().copied(), &originals);
+    let plan = batch::plan(snapshot.active(), &fresh, &originals);
     for ignored in plan.ignored() {
         tracing::warn!(
             reversal = %ignored.reversal, user = %ignored.user_id, original = %ignored.original, owner = %ignored.owner,
@@ -137,7 +138,7 @@ async fn load(
             if snapshot.active().contains(row.mission_id.as_str()) {
                 continue; // active: the plan has it
             }
-            let Some(mission) = store.get_mission(tenant, &row.mission_id).await? else { continue };
+            let Some(mission) = tx.get_mission(tenant, &row.mission_id).await? else { continue };
             let Ok(compiled) = CompiledMission::for_mission(&mission) else { continue };
             if !plan.checks_inactive(user.as_str(), &compiled) {
                 continue;
