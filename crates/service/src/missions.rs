@@ -162,7 +162,11 @@ impl Service {
         let spent = budget::is_spent(current.rewards_granted, spec.budget.as_ref().map(|b| b.max_rewards));
         let status = if spent && status != MissionStatus::Draft { MissionStatus::Ended } else { status };
         let now = now.max(current.updated_at + jiff::SignedDuration::from_micros(1));
-        let mut mission = Mission { spec, updated_at: now, ..current.clone() };
+        // A mission its budget ended has an open period closed only by its `updated_at`:
+        // close it for good before this edit moves `updated_at`, or the edit would reopen it
+        // for everything received in between.
+        let active_periods = current.effective_periods();
+        let mut mission = Mission { spec, updated_at: now, active_periods, ..current.clone() };
         mission.set_status(status, now);
         let mut unit = self.store.begin().await?;
         if !unit.update_mission(tenant, &mission, current.updated_at).await? {

@@ -4,7 +4,7 @@
 //! [`numbered`] turns them into PostgreSQL's `$1 … $n`. That keeps a statement's text in one
 //! place, so the two backends cannot drift apart in what they ask the database.
 
-use crate::rows::{PROGRESS_COLUMNS, REWARD_COLUMNS};
+use crate::rows::PROGRESS_COLUMNS;
 use questline_core::id::{MissionId, UserId};
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -102,11 +102,6 @@ impl<DB: sqlx::Database, R> RowOf<DB> for R where R: for<'r> sqlx::FromRow<'r, D
 
 /// Progress rows by (mission, user): one primary-key probe per pair.
 pub(crate) const PROGRESS: PairTable = PairTable { columns: PROGRESS_COLUMNS, table: "progress", filter: "" };
-
-/// Live rewards by (mission, user). `status <> 'revoked'` exactly as in the partial index
-/// `rewards_live`, so that it is used.
-pub(crate) const LIVE_REWARDS: PairTable =
-    PairTable { columns: REWARD_COLUMNS, table: "rewards", filter: " AND p.status <> 'revoked'" };
 
 #[cfg(test)]
 mod tests {

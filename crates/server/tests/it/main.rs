@@ -125,6 +125,7 @@ e2e! {
         users_read_their_own_progress_with_a_jwt,
         events_count_only_if_received_while_the_mission_was_active,
         a_refund_after_the_budget_ended_the_mission_still_revokes,
+        an_edit_after_the_budget_ended_the_mission_does_not_reopen_it,
         progress_and_reward_lists_are_paginated,
     ],
     problems: [every_rejection_has_its_problem_type],

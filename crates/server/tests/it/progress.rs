@@ -173,3 +173,23 @@ pub async fn progress_and_reward_lists_are_paginated(backend: Backend) {
         assert_eq!(seen.len(), 5, "{path}: no item twice");
     }
 }
+
+/// A mission its budget ended stays ended for what arrives later, even after an edit: a
+/// recomputation (here, forced by a refund) never counts an event received after the end.
+pub async fn an_edit_after_the_budget_ended_the_mission_does_not_reopen_it(backend: Backend) {
+    let server = start(backend).await;
+    let mut m = swiggy("one-reward");
+    m["budget"] = json!({"max_rewards": 1});
+    create_mission(&server, &m).await;
+    ingest(&server, &[payment("u2-first", "u2", json!(300), 3)]).await;
+    ingest(&server, &[payment("u1-big", "u1", json!(600), 2)]).await;
+    assert_eq!(ok(server.get("/v1/missions/one-reward")).await["status"], "ended");
+    // Received after the end: never counts.
+    ingest(&server, &[payment("u2-late", "u2", json!(300), 1)]).await;
+    ok(server.admin(reqwest::Method::PATCH, "/v1/missions/one-reward").json(&json!({"name": "Renamed"}))).await;
+    // A partial refund of the counted payment refolds u2's progress in the ended mission.
+    ingest(&server, &[refund("u2-back", "u2", "u2-first", Some(json!(100)))]).await;
+    let p = progress(&server, "u2", "one-reward").await;
+    assert_eq!(p["steps"][0]["value"], json!(200), "{p}");
+    assert_eq!(p["completions"], 0, "{p}");
+}

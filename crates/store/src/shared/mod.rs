@@ -21,7 +21,7 @@ mod events;
 mod keys;
 mod missions;
 mod reads;
-mod rewards;
+pub(super) mod rewards;
 mod store;
 mod unit;
 

@@ -6,8 +6,8 @@
 
 use super::{Db, batch, events, keys, missions, rewards};
 use crate::keys::{ApiKey, NewApiKey};
-use crate::rows::{progress_from, rewards_from};
-use crate::sql::{EventLookup, LIVE_REWARDS, PROGRESS, PairQuery};
+use crate::rows::progress_from;
+use crate::sql::{EventLookup, PROGRESS, PairQuery};
 use crate::{
     BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, StoredProgress,
     UnitOfWork,
@@ -77,10 +77,7 @@ impl ProgressTx for Unit {
 #[async_trait]
 impl RewardTx for Unit {
     async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>> {
-        let mut live =
-            rewards_from(batch::fetch_pairs(&mut self.tx, PairQuery::new(LIVE_REWARDS, tenant.as_str(), keys)).await?)?;
-        live.sort_by(|a, b| (&a.mission_id, &a.user_id, a.completion).cmp(&(&b.mission_id, &b.user_id, b.completion)));
-        Ok(live)
+        rewards::live_of_pairs(&mut self.tx, tenant, keys).await
     }
 
     async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {

@@ -5,7 +5,8 @@
 use super::SqliteStore;
 use super::batch::pairs_query;
 use super::ledger::{by_id_query, originals_query, reversals_query, user_reversals_query};
-use crate::sql::{LIVE_REWARDS, PROGRESS, PairQuery};
+use super::shared::rewards::live_of_users_query;
+use crate::sql::{PROGRESS, PairQuery};
 use questline_core::id::{MissionId, UserId};
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -52,10 +53,6 @@ async fn hot_queries_search_indexes() {
     .await;
     assert_searches(&progress, &["SEARCH p USING"]);
     assert!(progress.iter().any(|l| l.contains("mission_id=?") && l.contains("user_id=?")), "{progress:#?}");
-    let live = plan(&store, {
-        let q = PairQuery::new(LIVE_REWARDS, "t", &pairs);
-        pairs_query(&q, &q.keys)
-    })
-    .await;
-    assert_searches(&live, &["SEARCH p USING INDEX rewards_live (tenant_id=? AND mission_id=? AND user_id=?)"]);
+    let live = plan(&store, live_of_users_query("t", &["u", "v"])).await;
+    assert_searches(&live, &["SEARCH rewards USING INDEX rewards_by_user (tenant_id=? AND user_id=?)"]);
 }
