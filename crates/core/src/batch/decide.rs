@@ -166,7 +166,14 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
     // from the batch's own, each counted once.
     let reversals: BTreeMap<&str, &Event> =
         inputs.early_reversals.iter().chain(&plan.fresh_reversals).map(|r| (r.id(), r)).collect();
-    let reversals: Vec<Event> = reversals.into_values().cloned().collect();
+    // Indexed by the original they name, once per batch: a pair's fold then looks at the
+    // reversals of its own events only, not at every reversal of the batch.
+    let mut reversals_of: HashMap<&str, Vec<Event>> = HashMap::new();
+    for r in reversals.into_values() {
+        if let Some(target) = r.reverses() {
+            reversals_of.entry(target).or_default().push(r.clone());
+        }
+    }
     let no_rewards = Vec::new();
     let mut out = BatchDecision::default();
 
@@ -179,7 +186,13 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
             replay(mission, &net_events(&ledger.originals, &ledger.reversals))
         } else {
             let mut state = before.cloned().unwrap_or_else(|| ProgressState::new(mission));
-            let net = net_events(plan.new_events(user_id, mission), &reversals);
+            let mine: Vec<Event> = plan
+                .new_events(user_id, mission)
+                .filter_map(|e| reversals_of.get(e.id()))
+                .flatten()
+                .cloned()
+                .collect();
+            let net = net_events(plan.new_events(user_id, mission), &mine);
             let completions = fold(mission, &mut state, &net);
             (state, completions)
         };
