@@ -186,12 +186,8 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
             replay(mission, &net_events(&ledger.originals, &ledger.reversals))
         } else {
             let mut state = before.cloned().unwrap_or_else(|| ProgressState::new(mission));
-            let mine: Vec<Event> = plan
-                .new_events(user_id, mission)
-                .filter_map(|e| reversals_of.get(e.id()))
-                .flatten()
-                .cloned()
-                .collect();
+            let mine: Vec<Event> =
+                plan.new_events(user_id, mission).filter_map(|e| reversals_of.get(e.id())).flatten().cloned().collect();
             let net = net_events(plan.new_events(user_id, mission), &mine);
             let completions = fold(mission, &mut state, &net);
             (state, completions)
