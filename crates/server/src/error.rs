@@ -56,6 +56,7 @@ problem_types! {
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
     DATABASE_BUSY = ("database-busy", SERVICE_UNAVAILABLE, "Database busy");
     SHUTTING_DOWN = ("shutting-down", SERVICE_UNAVAILABLE, "Shutting down");
+    PARTIALLY_RECORDED = ("partially-recorded", SERVICE_UNAVAILABLE, "Partly recorded");
     NOT_READY = ("not-ready", SERVICE_UNAVAILABLE, "Not ready");
 }
 
@@ -69,6 +70,11 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<PointerError>,
+    /// Members particular to a problem type (RFC 9457 extensions), e.g. which events of a
+    /// partly recorded batch were recorded.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -95,7 +101,16 @@ impl ApiError {
             status: kind.status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            extensions: serde_json::Map::new(),
         }))
+    }
+
+    /// Adds an extension member to the problem body.
+    pub fn with(mut self, member: &str, value: serde_json::Value) -> Self {
+        if let ApiError::Problem(p) = &mut self {
+            p.extensions.insert(member.to_owned(), value);
+        }
+        self
     }
 
     pub fn malformed(detail: impl Into<String>) -> Self {
@@ -183,6 +198,7 @@ impl IntoResponse for ApiError {
                     status: 500,
                     detail: "an unexpected error occurred; it has been logged".into(),
                     errors: Vec::new(),
+                    extensions: serde_json::Map::new(),
                 }
             }
         };

@@ -1,7 +1,7 @@
 //! `POST /v1/events`: validate each event, apply the batch, answer after the commit.
 
 use crate::auth::IngestCaller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, problem};
 use crate::http::extract::JsonValue;
 use crate::state::AppState;
 use axum::Json;
@@ -61,6 +61,9 @@ async fn ingest(
         _ => return Err(ApiError::invalid("", "expected {\"events\": [...]} or one event object")),
     };
     let outcomes = state.service.ingest(&caller.tenant, &raw).await?;
+    if outcomes.iter().any(|o| matches!(o, Outcome::NotApplied(_))) {
+        return Err(partly_recorded(&outcomes));
+    }
     let mut response = IngestResponse { accepted: 0, duplicates: 0, rejected: Vec::new() };
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
@@ -68,6 +71,7 @@ async fn ingest(
             Outcome::Duplicate => response.duplicates += 1,
             // A single event is the whole request: its problem is the request's.
             Outcome::Rejected(error) if single => return Err(ApiError::validation(vec![error])),
+            Outcome::NotApplied(_) => unreachable!("answered as partly recorded above"),
             Outcome::Rejected(error) => {
                 let id = raw[index].get("id").and_then(Value::as_str).map(str::to_owned);
                 response.rejected.push(Rejection { index, id, error: reason(&error) });
@@ -75,6 +79,28 @@ async fn ingest(
         }
     }
     Ok(Json(response))
+}
+
+/// Part of the request was committed and part was not (its events went to several lanes,
+/// and one lane's transaction failed): a 503 that says which, by index. Sending the whole
+/// request again is safe: what was recorded comes back as duplicates.
+fn partly_recorded(outcomes: &[Outcome]) -> ApiError {
+    let indexes = |keep: fn(&Outcome) -> bool| -> Vec<usize> {
+        outcomes.iter().enumerate().filter(|(_, o)| keep(o)).map(|(i, _)| i).collect()
+    };
+    let recorded = indexes(|o| matches!(o, Outcome::Accepted | Outcome::Duplicate));
+    let not_recorded = indexes(|o| matches!(o, Outcome::NotApplied(_)));
+    let rejected = indexes(|o| matches!(o, Outcome::Rejected(_)));
+    let detail = format!(
+        "{} of the request's events were recorded and {} were not (the database was busy or failed); \
+         send the request again: recorded events come back as duplicates",
+        recorded.len(),
+        not_recorded.len()
+    );
+    ApiError::new(problem::PARTIALLY_RECORDED, detail)
+        .with("recorded", serde_json::json!(recorded))
+        .with("not_recorded", serde_json::json!(not_recorded))
+        .with("rejected", serde_json::json!(rejected))
 }
 
 /// `occurred_at: required`, the batch answer's form of a field error (`attributes.amount`

@@ -131,6 +131,7 @@ async fn problem_details(req: Request, next: Next) -> Response {
             status: s.as_u16(),
             detail,
             errors: Vec::new(),
+            extensions: serde_json::Map::new(),
         })),
     };
     let mut problem = error.into_response();

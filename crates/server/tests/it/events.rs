@@ -210,3 +210,51 @@ pub async fn text_a_backend_cannot_store_is_rejected_per_event(backend: Backend)
     assert_eq!(r["accepted"], 1, "{r}");
     assert_eq!(progress(&server, "u1", "swiggy-500").await["steps"][0]["value"], 200);
 }
+
+/// PostgreSQL only, by nature: only there does a request's batch go to several lanes (one per
+/// user hash), so that one part can fail while another commits. A trigger the test installs
+/// makes one user's insert fail inside the database; the answer must say which events are in
+/// the ledger, and sending the request again must complete it.
+#[tokio::test]
+async fn postgres_a_partly_recorded_request_says_which_events_were_recorded() {
+    use questline_testkit::postgres;
+    use sqlx::{Connection, Executor};
+    if postgres::skipped("events::postgres_a_partly_recorded_request_says_which_events_were_recorded") {
+        return;
+    }
+    let db = postgres::fresh_database().await;
+    let server = crate::start_with(questline_testkit::ServerOptions::default().database_url(db.url())).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    conn.execute(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.user_id = 'poison' THEN RAISE EXCEPTION 'poisoned for the test'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();",
+    )
+    .await
+    .unwrap();
+
+    let mut batch: Vec<Value> = (0..16).map(|i| payment(&format!("e{i}"), &format!("u{i}"), json!(150), 1)).collect();
+    batch.push(payment("p", "poison", json!(150), 1));
+    batch.push(json!({"id": "bad"}));
+    let response = send(server.post("/v1/events", &json!({"events": batch}))).await;
+    let body = expect_problem(response, 503).await;
+    assert_eq!(body["type"], "https://questline.dev/problems/partially-recorded", "{body}");
+    let recorded: Vec<u64> = body["recorded"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap()).collect();
+    let not_recorded: Vec<u64> = body["not_recorded"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap()).collect();
+    assert_eq!(body["rejected"], json!([17]), "{body}");
+    assert!(not_recorded.contains(&16), "{body}");
+    assert!(!recorded.is_empty(), "16 users over 4 lanes: some are in other lanes than poison's: {body}");
+    assert_eq!(recorded.len() + not_recorded.len(), 17, "{body}");
+    for i in 0..16u64 {
+        let value = progress(&server, &format!("u{i}"), "swiggy-500").await["steps"][0]["value"].clone();
+        let expected = if recorded.contains(&i) { json!(150) } else { json!(0) };
+        assert_eq!(value, expected, "event {i}: {body}");
+    }
+
+    // Cured, the same request again completes it: what was recorded is a duplicate.
+    conn.execute("DROP TRIGGER poison ON events").await.unwrap();
+    let again = ingest(&server, &batch).await;
+    assert_eq!(again["accepted"], json!(not_recorded.len()), "{again}");
+    assert_eq!(again["duplicates"], json!(recorded.len()), "{again}");
+}

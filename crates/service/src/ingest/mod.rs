@@ -3,7 +3,9 @@
 //!
 //! [`Service::ingest`] parses each event (rejecting bad ones with a reason, by index), splits
 //! the valid ones by lane (a hash of the user id, so each user's events stay in one lane, in
-//! arrival order) and waits. Each lane is a task that takes the first waiting request,
+//! arrival order) and waits. A request split over several lanes commits in several
+//! transactions: when some of them fail, the answer says which events were recorded
+//! ([`Outcome::NotApplied`] for the others) instead of failing the whole request. Each lane is a task that takes the first waiting request,
 //! gathers whatever else arrives within a short linger up to a size cap, applies them all in
 //! ONE transaction, and answers every request only after the commit. Many small concurrent
 //! requests so cost one commit (one fsync) instead of one each.
@@ -60,19 +62,45 @@ pub enum Outcome {
     Duplicate,
     /// Invalid; nothing of it was recorded. The pointer is relative to the event.
     Rejected(FieldError),
+    /// Valid, but its part of the request failed (another part was committed): not recorded;
+    /// sending it again is safe.
+    NotApplied(NotApplied),
+}
+
+/// Why a valid event was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotApplied {
+    /// Its batch kept losing races with concurrent work.
+    Busy,
+    /// The process began stopping before its part was handed to a lane.
+    ShuttingDown,
+    /// Its batch failed (a bug; logged).
+    Failed,
 }
 
 /// Why a batch failed, shared by every request in it. Nothing of a failed batch is committed.
 #[derive(Debug, Clone)]
 enum BatchFailure {
     Busy,
+    ShuttingDown,
     Internal(String),
+}
+
+impl BatchFailure {
+    fn not_applied(&self) -> NotApplied {
+        match self {
+            BatchFailure::Busy => NotApplied::Busy,
+            BatchFailure::ShuttingDown => NotApplied::ShuttingDown,
+            BatchFailure::Internal(_) => NotApplied::Failed,
+        }
+    }
 }
 
 impl From<BatchFailure> for ServiceError {
     fn from(f: BatchFailure) -> Self {
         match f {
             BatchFailure::Busy => ServiceError::Busy,
+            BatchFailure::ShuttingDown => ServiceError::ShuttingDown,
             BatchFailure::Internal(why) => ServiceError::Internal(why),
         }
     }
@@ -119,11 +147,18 @@ impl Service {
         if events.is_empty() {
             return Ok(outcomes);
         }
-        let new = self.ingestor.ingest(tenant, events, now).await?;
-        let mut new = new.into_iter();
+        let results = self.ingestor.ingest(tenant, events, now).await?;
+        // Nothing recorded: the request failed as a whole, and says so plainly.
+        if let Some(failure) = results.iter().map(|r| r.as_ref().err()).reduce(|a, b| a.and(b)).flatten() {
+            return Err(failure.clone().into());
+        }
+        let mut results = results.into_iter();
         for outcome in outcomes.iter_mut().filter(|o| **o == Outcome::Accepted) {
-            if !new.next().unwrap_or(false) {
-                *outcome = Outcome::Duplicate;
+            match results.next() {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => *outcome = Outcome::Duplicate,
+                Some(Err(failure)) => *outcome = Outcome::NotApplied(failure.not_applied()),
+                None => *outcome = Outcome::NotApplied(NotApplied::Failed),
             }
         }
         Ok(outcomes)
@@ -148,8 +183,14 @@ impl Ingestor {
     }
 
     /// Applies `events` (already validated) for `tenant`; returns, per event in input order,
-    /// whether it was new. Returns only after everything is committed.
-    async fn ingest(&self, tenant: &TenantId, events: Vec<Event>, now: Timestamp) -> Result<Vec<bool>> {
+    /// whether it was new, or why its lane's part failed. Returns only after every part is
+    /// committed or failed.
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        events: Vec<Event>,
+        now: Timestamp,
+    ) -> Result<Vec<std::result::Result<bool, BatchFailure>>> {
         if self.stopping.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
@@ -160,22 +201,33 @@ impl Ingestor {
             parts[lane].0.push(i);
             parts[lane].1.push(e);
         }
+        let total = parts.iter().map(|(p, _)| p.len()).sum();
+        let mut results = vec![Err(BatchFailure::ShuttingDown); total];
         let mut waiting = Vec::new();
         for (lane, (positions, events)) in parts.into_iter().enumerate().filter(|(_, (p, _))| !p.is_empty()) {
             let (reply, answer) = oneshot::channel();
             let job = Job { tenant: tenant.clone(), events, now, reply };
-            self.lanes[lane].send(job).await.map_err(|_| ServiceError::ShuttingDown)?;
-            waiting.push((positions, answer));
-        }
-        let total = waiting.iter().map(|(p, _)| p.len()).sum();
-        let mut new = vec![false; total];
-        for (positions, answer) in waiting {
-            let flags = answer.await.map_err(|_| ServiceError::ShuttingDown)??;
-            for (p, flag) in positions.into_iter().zip(flags) {
-                new[p] = flag;
+            // A lane that stopped taking work leaves its part unsent (and so unrecorded);
+            // the parts already sent are applied all the same.
+            if self.lanes[lane].send(job).await.is_ok() {
+                waiting.push((positions, answer));
             }
         }
-        Ok(new)
+        for (positions, answer) in waiting {
+            match answer.await.unwrap_or(Err(BatchFailure::ShuttingDown)) {
+                Ok(flags) => {
+                    for (p, flag) in positions.into_iter().zip(flags) {
+                        results[p] = Ok(flag);
+                    }
+                }
+                Err(failure) => {
+                    for p in positions {
+                        results[p] = Err(failure.clone());
+                    }
+                }
+            }
+        }
+        Ok(results)
     }
 
     /// Stops taking requests and waits for every lane to finish what it had queued.

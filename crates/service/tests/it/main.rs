@@ -117,3 +117,45 @@ async fn shutdown_drains_the_lanes_and_then_refuses_new_events() {
     let late = service.ingest(&tenant, &[payment("late", "u1", 1, "2026-11-22T09:00:00Z")]).await;
     assert!(matches!(late, Err(ServiceError::ShuttingDown)), "{late:?}");
 }
+
+/// A request whose events go to several lanes commits in several transactions: when one of
+/// them fails, the answer says exactly which events were recorded, never "failed" for events
+/// that are in the ledger.
+#[tokio::test]
+async fn a_request_split_over_lanes_says_which_events_were_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.db").display());
+    let store = questline_store::connect(&url).await.unwrap();
+    let clock = Arc::new(TestClock(Mutex::new(ts("2026-11-22T10:00:00Z"))));
+    let service = Service::new(store, BatchConfig { lanes: 4, ..BatchConfig::default() }, clock);
+    // A real failure inside the database for one user's events, whatever lane they take.
+    let mut unit = service.store().begin().await.unwrap();
+    let questline_store::Connection::Sqlite(conn) = unit.connection() else { unreachable!("a SQLite store") };
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.user_id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned for the test'); END",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    unit.commit().await.unwrap();
+
+    let tenant = TenantId::default_tenant();
+    let mut raw: Vec<Value> =
+        (0..12).map(|i| payment(&format!("e{i}"), &format!("u{i}"), 1, "2026-11-22T09:00:00Z")).collect();
+    raw.push(payment("p", "poison", 1, "2026-11-22T09:00:00Z"));
+    let outcomes = service.ingest(&tenant, &raw).await.unwrap();
+    assert!(matches!(outcomes[12], Outcome::NotApplied(_)), "{outcomes:?}");
+    let recorded: Vec<usize> = (0..raw.len()).filter(|&i| outcomes[i] == Outcome::Accepted).collect();
+    assert!(!recorded.is_empty(), "12 users over 4 lanes: some are in other lanes than poison's: {outcomes:?}");
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let user = UserId::new(raw[i]["user_id"].as_str().unwrap());
+        let in_ledger =
+            !service.store().user_ledger(&tenant, &user, &["payment".to_owned()]).await.unwrap().0.is_empty();
+        assert_eq!(in_ledger, *outcome == Outcome::Accepted, "event {i}: {outcome:?}");
+    }
+
+    // Nothing recorded at all: the plain failure.
+    let only_poison = service.ingest(&tenant, &[payment("p2", "poison", 1, "2026-11-22T09:00:00Z")]).await;
+    assert!(matches!(only_poison, Err(ServiceError::Internal(_))), "{only_poison:?}");
+}
