@@ -141,7 +141,11 @@ pub async fn a_refund_after_the_budget_ended_the_mission_still_revokes(backend: 
     m["budget"] = json!({"max_rewards": 1});
     create_mission(&server, &m).await;
     ingest(&server, &[payment("big", "u", json!(600), 1)]).await;
-    assert_eq!(ok(server.get("/v1/missions/one-reward")).await["status"], "ended");
+    let ended = ok(server.get("/v1/missions/one-reward")).await;
+    assert_eq!(ended["status"], "ended");
+    // Its active period is closed, as a PATCH to `ended` would close it.
+    let periods = ended["active_periods"].as_array().unwrap();
+    assert!(!periods.is_empty() && periods.iter().all(|p| p["until"].is_string()), "{ended}");
     ingest(&server, &[refund("back", "u", "big", None)]).await;
     assert_eq!(rewards(&server, "u").await[0]["status"], "revoked");
     assert_eq!(progress(&server, "u", "one-reward").await["steps"][0]["value"], json!(0));

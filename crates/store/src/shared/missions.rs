@@ -213,10 +213,16 @@ pub(super) async fn set_budget(
             .await?;
         return Ok(());
     };
+    // The row is locked (`lock_budgets`): read it, and let the domain close its active period
+    // at the end, as a PATCH to `ended` would, so that the stored periods say when it ended.
+    let Some(mut ending) = get(conn, tenant, mission).await? else { return Ok(()) };
+    ending.set_status(MissionStatus::Ended, at);
     let ended = sqlx::query(&sql(
-        "UPDATE missions SET rewards_granted = ?, status = 'ended', updated_at = ? WHERE tenant_id = ? AND id = ?",
+        "UPDATE missions SET rewards_granted = ?, status = 'ended', active_periods = ?, updated_at = ? \
+         WHERE tenant_id = ? AND id = ?",
     ))
     .bind(to_i64(granted))
+    .bind(active_periods_json(&ending)?)
     .bind(ts_text(at))
     .bind(tenant.as_str())
     .bind(mission.as_str())
