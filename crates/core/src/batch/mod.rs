@@ -28,7 +28,7 @@ pub use decide::{
     Revoke, decide,
 };
 pub use missions::ActiveMissions;
-pub use plan::{BatchPlan, IgnoredReversal, plan, reversal_targets};
+pub use plan::{BatchPlan, IgnoredReversal, plan, reversal_targets, screen_reversals};
 
 use crate::id::{MissionId, UserId};
 

@@ -4,6 +4,7 @@ use super::{ActiveMissions, PairKey};
 use crate::event::Event;
 use crate::id::{EventId, MissionId, UserId};
 use crate::mission::CompiledMission;
+use crate::pointer::FieldError;
 use crate::progress::ProgressState;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -42,6 +43,37 @@ pub(super) struct UserWork {
     pub(super) originals: Vec<Event>,
     /// Event types whose counted events a new reversal changed: refold those missions.
     pub(super) refold_types: BTreeSet<String>,
+}
+
+/// Per event of a batch, in order: why it is refused before anything is recorded, if it is
+/// a reversal that can never apply — its original is known (recorded before, `stored`, or
+/// earlier in this batch) and belongs to another user, or is itself a reversal. A reversal
+/// whose original has not arrived yet is not refused: it waits in the ledger, and if the
+/// original turns out to be another user's, the plan ignores it ([`BatchPlan::ignored`]).
+pub fn screen_reversals(batch: &[Event], stored: &[Event]) -> Vec<Option<FieldError>> {
+    let stored: HashMap<&str, &Event> = stored.iter().map(|e| (e.id(), e)).collect();
+    // The first of a repeated id is the one the ledger keeps; a recorded one wins over both.
+    let mut in_batch: HashMap<&str, &Event> = HashMap::new();
+    for e in batch {
+        in_batch.entry(e.id()).or_insert(e);
+    }
+    batch
+        .iter()
+        .map(|e| {
+            let target = e.reverses()?;
+            let original = stored.get(target).or_else(|| in_batch.get(target))?;
+            if original.reverses().is_some() {
+                Some(FieldError::new(
+                    "/reverses",
+                    format!("{target:?} is itself a reversal; only originals are reversed"),
+                ))
+            } else if original.user_id() != e.user_id() {
+                Some(FieldError::new("/reverses", format!("{target:?} is another user's event")))
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// The originals that a batch's new reversals name, sorted and unique: load these from the

@@ -210,3 +210,35 @@ fn a_pair_that_nothing_counted_for_gets_no_row() {
     assert_eq!(out.plan.pairs().count(), 1);
     assert!(out.decision.progress.is_empty());
 }
+
+#[test]
+fn reversals_that_can_never_apply_are_screened_out_when_their_original_is_known() {
+    let stored = [payment("p-u", "u", 1, d(100), "swiggy"), refund("r-old", "u", "p-u", None)];
+    let batch = [
+        refund("ok", "u", "p-u", Some(d(10))),
+        refund("stray", "v", "p-u", None),
+        refund("of-a-reversal", "u", "r-old", None),
+        payment("p-new", "u", 2, d(50), "swiggy"),
+        refund("stray-new", "v", "p-new", None),
+        refund("early", "v", "p-unknown", None),
+        // A later original in the same batch is known too.
+        refund("before-its-original", "w", "p-late", None),
+        payment("p-late", "u", 3, d(50), "swiggy"),
+    ];
+    let screened = screen_reversals(&batch, &stored);
+    let reasons: Vec<Option<&str>> = screened.iter().map(|e| e.as_ref().map(|e| e.detail.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [
+            None,
+            Some("\"p-u\" is another user's event"),
+            Some("\"r-old\" is itself a reversal; only originals are reversed"),
+            None,
+            Some("\"p-new\" is another user's event"),
+            None,
+            Some("\"p-late\" is another user's event"),
+            None,
+        ]
+    );
+    assert!(screened.iter().flatten().all(|e| e.pointer == "/reverses"));
+}

@@ -175,7 +175,13 @@ pub async fn a_stray_reversal_by_another_user_hides_nothing(backend: Backend) {
     let server = start(backend).await;
     create_mission(&server, &swiggy("swiggy-500")).await;
     ingest(&server, &[payment("big", "u", json!(600), 2)]).await;
-    ingest(&server, &[refund("real", "u", "big", None), refund("stray", "v", "big", None)]).await;
+    let r = ingest(&server, &[refund("real", "u", "big", None), refund("stray", "v", "big", None)]).await;
+    // Its original is known and is another user's: refused with the reason, not recorded.
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert_eq!(
+        r["rejected"],
+        json!([{"index": 1, "id": "stray", "error": "reverses: \"big\" is another user's event"}])
+    );
     let p = progress(&server, "u", "swiggy-500").await;
     assert_eq!((p["status"].as_str(), &p["steps"][0]["value"]), (Some("not_started"), &json!(0)), "{p}");
     assert_eq!(rewards(&server, "u").await[0]["status"], "revoked");
@@ -257,4 +263,45 @@ async fn postgres_a_partly_recorded_request_says_which_events_were_recorded() {
     let again = ingest(&server, &batch).await;
     assert_eq!(again["accepted"], json!(not_recorded.len()), "{again}");
     assert_eq!(again["duplicates"], json!(recorded.len()), "{again}");
+}
+
+/// A reversal that can never apply is refused when its original is known: under another
+/// user's id, or naming a reversal. One that arrives before its original is accepted (it
+/// waits); if the original turns out to be another user's, it is ignored and counted.
+pub async fn reversals_that_can_never_apply_are_refused_with_the_reason(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    ingest(&server, &[payment("p1", "u", json!(300), 2)]).await;
+    ingest(&server, &[refund("r1", "u", "p1", Some(json!(100)))]).await;
+    let r = ingest(
+        &server,
+        &[
+            refund("of-a-reversal", "u", "r1", None),
+            refund("in-batch-stray", "v", "p2", None),
+            payment("p2", "u", json!(250), 1),
+            refund("early", "v", "p3", None),
+        ],
+    )
+    .await;
+    let errors: Vec<(u64, &str)> = r["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["error"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (0, "reverses: \"r1\" is itself a reversal; only originals are reversed"),
+            (1, "reverses: \"p2\" is another user's event"),
+        ]
+    );
+    assert_eq!(r["accepted"], 2, "{r}");
+    // A refused reversal was not recorded: sent again under the right user, it counts.
+    let again = ingest(&server, &[refund("in-batch-stray", "u", "p2", None)]).await;
+    assert_eq!(again["accepted"], 1, "{again}");
+    assert_eq!(progress(&server, "u", "swiggy-500").await["steps"][0]["value"], 200);
+    // The early reversal waits; its original, another user's, arrives later: ignored.
+    ingest(&server, &[payment("p3", "w", json!(600), 1)]).await;
+    assert_eq!(progress(&server, "w", "swiggy-500").await["status"], "completed");
 }

@@ -92,6 +92,7 @@ e2e! {
         absurd_amounts_neither_fail_the_batch_nor_stop_ingest,
         a_stray_reversal_by_another_user_hides_nothing,
         text_a_backend_cannot_store_is_rejected_per_event,
+        reversals_that_can_never_apply_are_refused_with_the_reason,
     ],
     keys: [
         create_use_delete_and_the_key_stops_working_at_once,

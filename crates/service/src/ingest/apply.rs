@@ -24,6 +24,7 @@ use questline_core::budget::{self, BudgetRow};
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::CompiledMission;
+use questline_core::pointer::FieldError;
 use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
 use questline_store::{Result, Store, StoreError, StoredProgress, UnitOfWork};
@@ -32,11 +33,23 @@ use std::collections::{BTreeSet, HashMap};
 /// How often a batch that lost a race (deadlock, serialization failure) is run again.
 const ATTEMPTS: u32 = 5;
 
+/// What became of one event of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded in the ledger and applied.
+    New,
+    /// Its id was recorded before (or earlier in the batch): no effect.
+    Duplicate,
+    /// A reversal that can never apply (its known original is another user's, or is a
+    /// reversal): not recorded.
+    Refused(FieldError),
+}
+
 /// What a committed batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// For each event in input order: whether it was new (false: a duplicate).
-    pub new: Vec<bool>,
+    /// For each event in input order, what became of it.
+    pub outcomes: Vec<Recorded>,
     pub completions: usize,
     pub rewards_granted: usize,
     pub rewards_revoked: usize,
@@ -79,21 +92,44 @@ async fn apply_once(
     tx.lock_users(tenant, &users.into_iter().collect::<Vec<_>>()).await?;
     let revision = tx.missions_revision(tenant).await?;
     let snapshot = missions.at(tenant, revision).await?;
-    let new = tx.insert_events(tenant, events, now).await?;
+    // The originals the batch's reversals name, as recorded before it: reversals that can
+    // never apply are refused before anything is written.
+    let targets: Vec<String> = batch::reversal_targets(events).into_iter().map(|id| id.into_string()).collect();
+    let originals = if targets.is_empty() { Vec::new() } else { tx.events_by_id(tenant, &targets).await? };
+    let screened = batch::screen_reversals(events, &originals);
+    let refused = screened.iter().filter(|s| s.is_some()).count();
+    metrics::counter!("questline_events_rejected_total").increment(refused as u64);
+    let kept: Vec<Event>;
+    let to_record = if refused == 0 {
+        events
+    } else {
+        kept = events.iter().zip(&screened).filter(|(_, s)| s.is_none()).map(|(e, _)| e.clone()).collect();
+        &kept
+    };
+    let new = tx.insert_events(tenant, to_record, now).await?;
     // As recorded: stamped with the time the ledger holds for them.
     let fresh: Vec<Event> =
-        events.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e.clone().received(now)).collect();
+        to_record.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e.clone().received(now)).collect();
 
-    let targets: Vec<String> = batch::reversal_targets(&fresh).into_iter().map(|id| id.into_string()).collect();
-    let originals = if targets.is_empty() { Vec::new() } else { tx.events_by_id(tenant, &targets).await? };
     let plan = batch::plan(snapshot.active(), &fresh, &originals);
     for ignored in plan.ignored() {
+        // Its original arrived after it: recorded, and it never applies.
+        metrics::counter!("questline_reversals_ignored_total").increment(1);
         tracing::warn!(
             reversal = %ignored.reversal, user = %ignored.user_id, original = %ignored.original, owner = %ignored.owner,
             "a reversal names another user's event; ignored"
         );
     }
-    let mut applied = Applied { new, ..Applied::default() };
+    let mut new = new.into_iter();
+    let outcomes = screened
+        .into_iter()
+        .map(|refusal| match refusal {
+            Some(reason) => Recorded::Refused(reason),
+            None if new.next().unwrap_or(false) => Recorded::New,
+            None => Recorded::Duplicate,
+        })
+        .collect();
+    let mut applied = Applied { outcomes, ..Applied::default() };
     if !plan.is_empty() {
         let inputs = load(&mut *tx, store, tenant, &snapshot, &plan, now).await?;
         let decision = batch::decide(&plan, &inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;

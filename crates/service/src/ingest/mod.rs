@@ -15,11 +15,12 @@
 
 mod apply;
 
-pub use apply::{Applied, apply_batch};
+pub use apply::{Applied, Recorded, apply_batch};
 
 use super::index::MissionIndex;
 use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
+use questline_core::batch;
 use questline_core::event::Event;
 use questline_core::id::TenantId;
 use questline_core::pointer::FieldError;
@@ -111,7 +112,7 @@ struct Job {
     tenant: TenantId,
     events: Vec<Event>,
     now: Timestamp,
-    reply: oneshot::Sender<std::result::Result<Vec<bool>, BatchFailure>>,
+    reply: oneshot::Sender<std::result::Result<Vec<Recorded>, BatchFailure>>,
 }
 
 pub(crate) struct Ingestor {
@@ -142,6 +143,21 @@ impl Service {
                 Err(error) => outcomes.push(Outcome::Rejected(error)),
             }
         }
+        // Reversals whose original is in this same request and can never apply: refused here,
+        // before the request is split over lanes (a lane sees only its own part; the lane's
+        // batch refuses those whose original was recorded before).
+        let screened = batch::screen_reversals(&events, &[]);
+        if screened.iter().any(Option::is_some) {
+            let mut valid = outcomes.iter_mut().filter(|o| **o == Outcome::Accepted).collect::<Vec<_>>();
+            let mut kept = Vec::with_capacity(events.len());
+            for ((event, refusal), outcome) in events.into_iter().zip(screened).zip(valid.iter_mut()) {
+                match refusal {
+                    Some(reason) => **outcome = Outcome::Rejected(reason),
+                    None => kept.push(event),
+                }
+            }
+            events = kept;
+        }
         let rejected = outcomes.len() - events.len();
         metrics::counter!("questline_events_rejected_total").increment(rejected as u64);
         if events.is_empty() {
@@ -155,8 +171,9 @@ impl Service {
         let mut results = results.into_iter();
         for outcome in outcomes.iter_mut().filter(|o| **o == Outcome::Accepted) {
             match results.next() {
-                Some(Ok(true)) => {}
-                Some(Ok(false)) => *outcome = Outcome::Duplicate,
+                Some(Ok(Recorded::New)) => {}
+                Some(Ok(Recorded::Duplicate)) => *outcome = Outcome::Duplicate,
+                Some(Ok(Recorded::Refused(reason))) => *outcome = Outcome::Rejected(reason),
                 Some(Err(failure)) => *outcome = Outcome::NotApplied(failure.not_applied()),
                 None => *outcome = Outcome::NotApplied(NotApplied::Failed),
             }
@@ -190,7 +207,7 @@ impl Ingestor {
         tenant: &TenantId,
         events: Vec<Event>,
         now: Timestamp,
-    ) -> Result<Vec<std::result::Result<bool, BatchFailure>>> {
+    ) -> Result<Vec<std::result::Result<Recorded, BatchFailure>>> {
         if self.stopping.is_cancelled() {
             return Err(ServiceError::ShuttingDown);
         }
@@ -215,9 +232,9 @@ impl Ingestor {
         }
         for (positions, answer) in waiting {
             match answer.await.unwrap_or(Err(BatchFailure::ShuttingDown)) {
-                Ok(flags) => {
-                    for (p, flag) in positions.into_iter().zip(flags) {
-                        results[p] = Ok(flag);
+                Ok(recorded) => {
+                    for (p, r) in positions.into_iter().zip(recorded) {
+                        results[p] = Ok(r);
                     }
                 }
                 Err(failure) => {
@@ -324,7 +341,7 @@ impl Lane {
             Ok(applied) => {
                 for (range, reply) in bounds.into_iter().zip(replies) {
                     // A caller that went away still had its events committed.
-                    let _ = reply.send(Ok(applied.new[range].to_vec()));
+                    let _ = reply.send(Ok(applied.outcomes[range].to_vec()));
                 }
             }
             Err(failure) => {

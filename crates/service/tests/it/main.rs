@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
-use questline_service::ingest::{BatchConfig, Outcome};
+use questline_service::ingest::{BatchConfig, Outcome, Recorded};
 use questline_service::{Clock, Service, ServiceError};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -55,10 +55,10 @@ async fn a_batch_applied_directly_counts_once_and_the_budget_ends_the_mission() 
             .map(|v| Event::parse(v, now).unwrap())
             .collect();
     let applied = service.apply_batch(&tenant, &events).await.unwrap();
-    assert_eq!(applied.new, vec![true, true]);
+    assert_eq!(applied.outcomes, vec![Recorded::New, Recorded::New]);
     assert_eq!((applied.completions, applied.rewards_granted), (1, 1));
     let again = service.apply_batch(&tenant, &events).await.unwrap();
-    assert_eq!(again.new, vec![false, false], "a redelivered batch is all duplicates");
+    assert_eq!(again.outcomes, vec![Recorded::Duplicate, Recorded::Duplicate], "a redelivered batch is all duplicates");
     assert_eq!(again.completions, 0);
 
     let progress = service.user_mission(&tenant, &UserId::new("u1"), &MissionId::new("spend-500")).await.unwrap();
