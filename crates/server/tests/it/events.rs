@@ -305,3 +305,19 @@ pub async fn reversals_that_can_never_apply_are_refused_with_the_reason(backend:
     ingest(&server, &[payment("p3", "w", json!(600), 1)]).await;
     assert_eq!(progress(&server, "w", "swiggy-500").await["status"], "completed");
 }
+
+/// U+0000 in a path segment or a key's name never reaches a database that cannot store it:
+/// lookups answer as for any id that names nothing, and a key name is refused with a pointer.
+pub async fn nul_in_paths_and_names_is_answered_not_failed(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let body = expect_problem(send(server.get("/v1/missions/a%00b")).await, 404).await;
+    assert_eq!(body["type"], "https://questline.dev/problems/mission-not-found", "{body}");
+    let missions = ok(server.get("/v1/users/u%00x/missions")).await;
+    assert_eq!(missions["items"][0]["status"], "not_started", "{missions}");
+    assert_eq!(ok(server.get("/v1/users/u%00x/missions/swiggy-500")).await["status"], "not_started");
+    assert_eq!(ok(server.get("/v1/users/u%00x/rewards")).await["items"], json!([]));
+    let body =
+        expect_problem(send(server.post("/v1/keys", &json!({"name": "a\u{0}b", "role": "read"}))).await, 422).await;
+    assert_eq!(body["errors"][0]["pointer"], "/name", "{body}");
+}

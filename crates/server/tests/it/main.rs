@@ -93,6 +93,7 @@ e2e! {
         a_stray_reversal_by_another_user_hides_nothing,
         text_a_backend_cannot_store_is_rejected_per_event,
         reversals_that_can_never_apply_are_refused_with_the_reason,
+        nul_in_paths_and_names_is_answered_not_failed,
     ],
     keys: [
         create_use_delete_and_the_key_stops_working_at_once,
