@@ -86,7 +86,7 @@ pub async fn every_rejection_has_its_problem_type(backend: Backend) {
     );
     // Over hyper's limit of 64 KiB, which no `reqwest` URL can exceed: written by hand.
     let host = server.base_url.trim_start_matches("http://");
-    let long = format!("GET /v1/{} HTTP/1.1\r\nHost: {host}\r\n\r\n", "x".repeat(70_000));
+    let long = format!("GET /v1/{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n", "x".repeat(70_000));
     let (status, content_type, body) = crate::ops::raw_exchange(&server, long.as_bytes()).await;
     cases.push(("414 path too long".to_owned(), json!({"status": status, "content_type": content_type, "body": body})));
     cases.push(case("415 no content type", server.admin(Method::POST, "/v1/missions").body("{}")).await);
