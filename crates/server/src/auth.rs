@@ -66,6 +66,9 @@ impl UserTokens {
         // Apps' tokens carry audiences we are not told about; the signature and expiry are
         // what prove the user.
         validation.validate_aud = false;
+        // A token that is not valid yet is refused like an expired one, with the same leeway
+        // (`validation.leeway`) for clocks that disagree a little.
+        validation.validate_nbf = true;
         Self { key: DecodingKey::from_secret(secret.as_bytes()), validation }
     }
 
@@ -74,6 +77,8 @@ impl UserTokens {
         #[derive(Deserialize)]
         struct Claims {
             sub: String,
+            /// Checked here: jsonwebtoken validates `exp` and `nbf`, not `iat`.
+            iat: Option<u64>,
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
@@ -82,11 +87,15 @@ impl UserTokens {
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "the token must be signed with HS256",
                 ErrorKind::InvalidSignature => "the token's signature does not verify",
                 ErrorKind::MissingRequiredClaim(_) => "the token must have `exp` and `sub` claims",
-                ErrorKind::ImmatureSignature => "the token is not valid yet",
+                ErrorKind::ImmatureSignature => "the token is not valid yet: its `nbf` is in the future",
                 _ => "the token is malformed",
             };
             ApiError::unauthorized(why)
         })?;
+        let now = jsonwebtoken::get_current_timestamp();
+        if data.claims.iat.is_some_and(|iat| iat > now.saturating_add(self.validation.leeway)) {
+            return Err(ApiError::unauthorized("the token is not valid yet: its `iat` (issued at) is in the future"));
+        }
         if data.claims.sub.trim().is_empty() {
             return Err(ApiError::unauthorized("the token's `sub` claim is empty"));
         }
@@ -236,6 +245,18 @@ mod tests {
         }
 
         #[test]
+        fn nbf_and_iat_within_the_leeway_or_past_are_accepted() {
+            let tokens = UserTokens::hs256(SECRET);
+            let exp = now() + 600;
+            for claims in [
+                json!({"sub": "u", "exp": exp, "nbf": now() - 10, "iat": now() - 10}),
+                json!({"sub": "u", "exp": exp, "nbf": now() + 30, "iat": now() + 30}),
+            ] {
+                assert_eq!(tokens.verify(&sign(Algorithm::HS256, &claims, SECRET)).unwrap(), "u", "{claims}");
+            }
+        }
+
+        #[test]
         fn bad_tokens_are_refused_with_401() {
             let tokens = UserTokens::hs256(SECRET);
             let exp = now() + 600;
@@ -257,6 +278,15 @@ mod tests {
                     parts.join(".")
                 }),
                 ("garbage", "not-a-jwt".to_owned()),
+                (
+                    "nbf in an hour",
+                    sign(Algorithm::HS256, &json!({"sub": "u", "exp": exp, "nbf": now() + 3600}), SECRET),
+                ),
+                (
+                    "iat in an hour",
+                    sign(Algorithm::HS256, &json!({"sub": "u", "exp": exp, "iat": now() + 3600}), SECRET),
+                ),
+                ("iat not a number", sign(Algorithm::HS256, &json!({"sub": "u", "exp": exp, "iat": "now"}), SECRET)),
             ];
             for (what, token) in cases {
                 assert_eq!(status(tokens.verify(&token)), 401, "{what}");

@@ -13,7 +13,11 @@ use std::path::Path;
 /// The shortest admin key and JWT secret accepted: shorter ones are guessable.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// A key the file sets that is not one of these fails the start, naming it: a misspelt key
+/// (`listn`) or a section of another program's (`[server]`) would otherwise leave the
+/// default in force in silence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// HTTP listen address (`QUESTLINE_LISTEN`).
     pub listen: SocketAddr,
@@ -98,6 +102,22 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| ConfigError(describe(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The `QUESTLINE_*` variables of `env` that name no setting, e.g. a misspelt
+    /// `QUESTLINE_LISTN`. They do not fail the start (the test harness and scripts have
+    /// `QUESTLINE_*` variables of their own, which a server inherits), but the binary warns
+    /// about each, so that a misspelling is not silently without effect.
+    pub fn unknown_env(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+        let mut unknown: Vec<String> = env
+            .into_iter()
+            .filter(|(name, _)| {
+                name.strip_prefix("QUESTLINE_").is_some_and(|key| !KEYS.contains(&key.to_ascii_lowercase().as_str()))
+            })
+            .map(|(name, _)| name)
+            .collect();
+        unknown.sort();
+        unknown
     }
 
     /// Loads from the real process environment.
@@ -207,6 +227,40 @@ mod tests {
         assert!(load(&[("QUESTLINE_JWT_SECRET", "short")]).contains("jwt_secret"));
         assert!(load(&[("QUESTLINE_LOG_FORMAT", "xml")]).contains("log_format"));
         assert!(load(&[("QUESTLINE_DATABASE_URL", "mysql://x")]).contains("database_url"));
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_in_the_file_are_errors_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("questline.toml");
+        for (text, named) in [
+            ("listn = \"0.0.0.0:1\"\n", "listn"),
+            ("listen = \"0.0.0.0:1\"\n\n[server]\nlisten = \"0.0.0.0:2\"\n", "server"),
+            ("database-url = \"sqlite://x.db\"\n", "database-url"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains(&format!("{named}: unknown key")) && err.contains("questline.toml"), "{text}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+        // every known key is accepted
+        let known = "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://f.db\"\nadmin_key = \"ql_0123456789abcdef\"\n\
+                     jwt_secret = \"0123456789abcdef\"\nredis_url = \"redis://r\"\nlog_format = \"json\"\n";
+        std::fs::write(&file, known).unwrap();
+        Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn unknown_questline_variables_are_listed_not_fatal() {
+        let vars = env(&[
+            ("QUESTLINE_LISTN", "0.0.0.0:1"),
+            ("QUESTLINE_LISTEN", "0.0.0.0:2"),
+            ("QUESTLINE_log_format", "json"),
+            ("PATH", "/bin"),
+            ("QUESTLINE_TEST_POSTGRES_URL", "postgres://x"),
+        ]);
+        assert_eq!(Config::unknown_env(vars.clone()), ["QUESTLINE_LISTN", "QUESTLINE_TEST_POSTGRES_URL"]);
+        assert_eq!(Config::load(None, vars, &Overrides::default()).unwrap().listen, "0.0.0.0:2".parse().unwrap());
     }
 
     #[test]

@@ -51,7 +51,9 @@ problem_types! {
     NOT_A_DRAFT = ("not-a-draft", CONFLICT, "Not a draft");
     LAST_ADMIN_KEY = ("last-admin-key", CONFLICT, "Last admin key");
     PAYLOAD_TOO_LARGE = ("payload-too-large", PAYLOAD_TOO_LARGE, "Payload too large");
+    URI_TOO_LONG = ("uri-too-long", URI_TOO_LONG, "URI too long");
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type");
+    HEADERS_TOO_LARGE = ("headers-too-large", REQUEST_HEADER_FIELDS_TOO_LARGE, "Request headers too large");
     VALIDATION = ("validation", UNPROCESSABLE_ENTITY, "Invalid request");
     INTERNAL = ("internal", INTERNAL_SERVER_ERROR, "Internal error");
     DATABASE_BUSY = ("database-busy", SERVICE_UNAVAILABLE, "Database busy");

@@ -13,25 +13,46 @@ struct Cli {
     command: Command,
 }
 
+/// Every `QUESTLINE_*` variable, listed under each command's `--help` (a flag's own help names its
+/// variable too).
+const ENVIRONMENT_HELP: &str = "\
+Environment (each overrides the --config file; a flag overrides its variable):
+  QUESTLINE_LISTEN        HTTP listen address (--listen)
+  QUESTLINE_DATABASE_URL  sqlite://PATH or postgres://… (--database-url)
+  QUESTLINE_LOG_FORMAT    text or json (--log-format)
+  QUESTLINE_ADMIN_KEY     a secret made an admin API key at start-up
+  QUESTLINE_JWT_SECRET    HS256 secret of the users' tokens on /v1/me/…
+  QUESTLINE_REDIS_URL     redis://… or rediss://…";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API, the engine and the workers in one process.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Serve {
-        /// HTTP listen address [default: 127.0.0.1:8080]
+        /// HTTP listen address [default: 127.0.0.1:8080] [env: QUESTLINE_LISTEN]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
     /// Apply the database migrations and exit.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Migrate {
+        #[command(flatten)]
+        database: DatabaseArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
     /// Start on a temporary database, create sample missions, stream generated events
     /// (with duplicates and refunds) and print what happened; then keep serving.
+    ///
+    /// The database is always a temporary one, deleted at the end: there is no
+    /// --database-url, and QUESTLINE_DATABASE_URL or a database_url in the file do not apply.
+    #[command(after_help = ENVIRONMENT_HELP)]
     Demo {
-        /// HTTP listen address [default: 127.0.0.1:8080]
+        /// HTTP listen address [default: 127.0.0.1:8080] [env: QUESTLINE_LISTEN]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
         /// Exit after printing the summary instead of serving on.
@@ -42,15 +63,24 @@ enum Command {
     },
 }
 
+// The `[env: …]` of the help texts is written out rather than clap's `env` attribute: the
+// environment is read once, by `Config::load`, whose rules (an empty variable is unset; an
+// error names the key) clap's parsing of the same variables would not share.
+
 #[derive(Debug, Args)]
-struct CommonArgs {
-    /// A TOML configuration file; QUESTLINE_* variables and flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// `sqlite://PATH` or `postgres://…` [default: sqlite://questline.db]
+struct DatabaseArgs {
+    /// `sqlite://PATH` or `postgres://…` [default: sqlite://questline.db] [env: QUESTLINE_DATABASE_URL]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// Log format on standard error [default: text]
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// A TOML configuration file; QUESTLINE_* variables and flags override it. Unknown keys
+    /// are an error.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on standard error [default: text] [env: QUESTLINE_LOG_FORMAT]
     #[arg(long, value_enum)]
     log_format: Option<LogFormatArg>,
 }
@@ -62,10 +92,10 @@ enum LogFormatArg {
 }
 
 impl CommonArgs {
-    fn load(&self, listen: Option<String>) -> Result<Config, String> {
+    fn load(&self, listen: Option<String>, database_url: Option<String>) -> Result<Config, String> {
         let overrides = Overrides {
             listen,
-            database_url: self.database_url.clone(),
+            database_url,
             log_format: self.log_format.map(|f| match f {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
@@ -78,8 +108,9 @@ impl CommonArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
-        Command::Serve { listen, common } | Command::Demo { listen, common, .. } => common.load(listen.clone()),
-        Command::Migrate { common } => common.load(None),
+        Command::Serve { listen, database, common } => common.load(listen.clone(), database.database_url.clone()),
+        Command::Migrate { database, common } => common.load(None, database.database_url.clone()),
+        Command::Demo { listen, common, .. } => common.load(listen.clone(), None),
     };
     let config = match config {
         Ok(config) => config,
@@ -91,6 +122,9 @@ fn main() -> ExitCode {
     // The demo prints its own summary; per-request logs would bury it.
     let default_filter = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     init_logging(config.log_format, default_filter);
+    for variable in Config::unknown_env(std::env::vars()) {
+        tracing::warn!(%variable, "not a questline setting: ignored (see `questline serve --help`)");
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

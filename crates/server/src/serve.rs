@@ -105,7 +105,8 @@ impl Server {
         }
         upkeep.close();
         tracing::info!(%addr, "listening");
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = axum::serve(crate::http::wire::ProblemListener(listener), app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let server = std::future::IntoFuture::into_future(server);
         tokio::pin!(server);
         tokio::select! {

@@ -203,6 +203,10 @@ impl Service {
         let Some(Value::Array(raw)) = body.get("events") else {
             return Err(ServiceError::invalid("/events", "required: an array of events"));
         };
+        if raw.is_empty() || raw.len() > crate::ingest::MAX_BATCH {
+            let detail = format!("must hold 1 to {} events, got {}", crate::ingest::MAX_BATCH, raw.len());
+            return Err(ServiceError::invalid("/events", detail));
+        }
         let mut events = Vec::with_capacity(raw.len());
         let mut errors = Vec::new();
         for (i, v) in raw.iter().enumerate() {

@@ -103,7 +103,7 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Run the engine over the given events for one user, as if they were all there is. Writes nothing.
+/// Run the engine over the given events (1 to 1000, of one user), as if they were all there is. Writes nothing.
 #[utoipa::path(post, path = "/v1/missions/{id}/simulate", tag = "missions", request_body(content = Object, description = "{\"events\": [Event]}"),
     responses((status = 200, body = Simulation), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("api_key" = [])))]

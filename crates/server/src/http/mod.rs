@@ -3,7 +3,9 @@
 //! [`router`] is the whole service as an axum `Router`: the routes of [`openapi::api`], a
 //! problem+json answer for every error (unknown path 404, wrong method 405, a panic an
 //! opaque 500, and any bare error a layer or a built-in extractor produces), request
-//! tracing, request metrics and the body limits.
+//! tracing, request metrics and the body limits. What hyper answers itself, before the
+//! router (a request it cannot parse, a path over 64 KiB, headers too large), is made
+//! problem+json by [`wire`].
 
 pub mod events;
 pub mod extract;
@@ -12,6 +14,7 @@ pub mod missions;
 pub mod openapi;
 pub mod ops;
 pub mod progress;
+pub mod wire;
 
 use crate::error::{ApiError, Problem, problem};
 use crate::state::AppState;
@@ -121,7 +124,9 @@ async fn problem_details(req: Request, next: Next) -> Response {
         StatusCode::NOT_FOUND => ApiError::new(problem::NOT_FOUND, detail),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::new(problem::METHOD_NOT_ALLOWED, detail),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(problem::PAYLOAD_TOO_LARGE, detail),
+        StatusCode::URI_TOO_LONG => ApiError::new(problem::URI_TOO_LONG, detail),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(problem::UNSUPPORTED_MEDIA_TYPE, detail),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => ApiError::new(problem::HEADERS_TOO_LARGE, detail),
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("", detail),
         // Never show a server error's text: it may be internal.
         s if s.is_server_error() => ApiError::internal(format!("{s} without a problem body: {detail}")),

@@ -120,3 +120,24 @@ pub async fn user_tokens_must_be_valid_hs256(backend: Backend) {
     // and a user token is not an API key
     expect_problem(send(server.with_key(&good, Method::GET, "/v1/keys")).await, 401).await;
 }
+
+pub async fn user_tokens_not_valid_yet_are_401(backend: Backend) {
+    const SECRET: &str = "jwt-secret-for-the-tests-0123456789";
+    let server = start_with(ServerOptions::on(backend).env("QUESTLINE_JWT_SECRET", SECRET)).await;
+    let now = jiff::Timestamp::now().as_second();
+    // within the leeway (a minute, as for `exp`): clocks disagree a little
+    let skewed = token(&json!({"sub": "u-1", "exp": expiry(), "nbf": now + 20, "iat": now + 20}), SECRET);
+    assert_eq!(send(server.with_key(&skewed, Method::GET, "/v1/me/missions")).await.status(), 200);
+
+    let early = [
+        ("nbf in an hour", json!({"sub": "u-1", "exp": expiry(), "nbf": now + 3600}), "`nbf`"),
+        ("iat in an hour", json!({"sub": "u-1", "exp": expiry(), "iat": now + 3600}), "`iat`"),
+    ];
+    for (what, claims, named) in early {
+        let response = send(server.with_key(&token(&claims, SECRET), Method::GET, "/v1/me/missions")).await;
+        assert_eq!(response.headers().get("www-authenticate").map(|v| v.to_str().unwrap()), Some("Bearer"), "{what}");
+        let body = expect_problem(response, 401).await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("not valid yet") && detail.contains(named), "{what}: {body}");
+    }
+}

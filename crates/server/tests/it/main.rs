@@ -16,11 +16,13 @@
 //! PostgreSQL, set `QUESTLINE_SKIP_POSTGRES=1`: each PostgreSQL test then prints
 //! `SKIPPED (QUESTLINE_SKIP_POSTGRES=1): postgres test … did not run` and returns.
 //!
-//! Outside the list, because they are about one setup only: `demo` (the embedded default
+//! Outside the list: `cli` (the command line and configuration file, no database to speak
+//! of), and, because they are about one setup only, `demo` (the embedded default
 //! `questline demo` runs on) and `multiprocess` (several processes on one PostgreSQL
 //! database, which SQLite, embedded in one process, cannot have).
 
 mod auth;
+mod cli;
 mod demo;
 mod durability;
 mod events;
@@ -81,6 +83,7 @@ e2e! {
         without_a_configured_key_one_is_generated_printed_once_and_kept,
         user_tokens_are_refused_when_not_configured,
         user_tokens_must_be_valid_hs256,
+        user_tokens_not_valid_yet_are_401,
     ],
     durability: [kill_9_loses_nothing_acknowledged],
     events: [
@@ -108,6 +111,7 @@ e2e! {
         list_filters_by_status_and_paginates,
         validation_names_every_pointer,
         simulate_runs_the_engine_and_writes_nothing,
+        simulate_takes_1_to_1000_events_like_ingest,
         patching_budget_repeat_and_status_edge_cases,
     ],
     ops: [
@@ -117,6 +121,7 @@ e2e! {
         unknown_paths_are_404_and_wrong_methods_405_problems,
         request_bodies_over_one_mebibyte_are_413,
         event_batches_may_be_larger_than_one_mebibyte,
+        huge_paths_and_headers_are_problems_too,
         sigterm_stops_the_server_promptly_with_status_0,
         sigterm_lets_an_in_flight_request_finish,
         data_survives_a_crash_and_restart,

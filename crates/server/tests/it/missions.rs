@@ -162,3 +162,18 @@ pub async fn patching_budget_repeat_and_status_edge_cases(backend: Backend) {
     let sim = server.with_key(&read_key, Method::POST, "/v1/missions/draft/simulate").json(&json!({"events": []}));
     expect_problem(send(sim).await, 403).await;
 }
+
+pub async fn simulate_takes_1_to_1000_events_like_ingest(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let events =
+        |n: usize| -> Vec<Value> { (0..n).map(|i| payment(&format!("s{i}"), "sim-user", json!(100), 30)).collect() };
+    for n in [0, 1001] {
+        let body = json!({"events": events(n)});
+        let p = expect_problem(send(server.post("/v1/missions/swiggy-500/simulate", &body)).await, 422).await;
+        assert_eq!(p["errors"][0]["pointer"], "/events", "{n}: {p}");
+        assert!(p["detail"].as_str().unwrap().contains(&format!("1 to 1000 events, got {n}")), "{p}");
+    }
+    let sim = ok(server.post("/v1/missions/swiggy-500/simulate", &json!({"events": events(1000)}))).await;
+    assert_eq!(sim["progress"]["status"], "completed", "1000 events are simulated: {sim}");
+}

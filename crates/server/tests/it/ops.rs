@@ -151,3 +151,80 @@ pub async fn data_survives_a_crash_and_restart(backend: Backend) {
     // 403, not 401: the key is still known (a read key may not list keys)
     expect_problem(send(server.with_key(&secret, Method::GET, "/v1/keys")).await, 403).await;
 }
+
+/// Writes `request` on a fresh connection and reads the answer until the server closes it
+/// (send `Connection: close` where the router answers).
+/// A write error is not a failure: the server may answer and close before reading it all.
+pub async fn raw_exchange(server: &questline_testkit::TestServer, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.base_url.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let request = request.to_vec();
+    // The writing half stays open until the answer is read: hyper drops a connection whose
+    // client has shut down its side.
+    let write = async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    };
+    let read = async move {
+        let mut answer = Vec::new();
+        let _ = reader.read_to_end(&mut answer).await;
+        answer
+    };
+    let (_writer, answer) =
+        tokio::time::timeout(DEADLINE, async { tokio::join!(write, read) }).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head: {answer:?}"));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+    let content_type = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_owned()))
+        .unwrap_or_default();
+    let body = serde_json::from_str(body).unwrap_or_else(|e| panic!("{status} {content_type}: {e}: {body:?}"));
+    (status, content_type, body)
+}
+
+pub async fn huge_paths_and_headers_are_problems_too(backend: Backend) {
+    let server = start(backend).await;
+    let host = server.base_url.trim_start_matches("http://").to_owned();
+    let get = |target: &str, headers: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n").into_bytes()
+    };
+    let slug = |body: &Value| body["type"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        // hyper's own limits, before the router: 64 KiB of request target, 100 headers,
+        // about 400 KiB of head
+        ("a 70 KB path", get(&format!("/v1/{}", "x".repeat(70_000)), ""), 414, "uri-too-long"),
+        ("a 70 KB query", get(&format!("/healthz?q={}", "x".repeat(70_000)), ""), 414, "uri-too-long"),
+        (
+            "101 headers",
+            get("/healthz", &(0..101).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()),
+            431,
+            "headers-too-large",
+        ),
+        ("a 500 KB header", get("/healthz", &format!("x-big: {}\r\n", "x".repeat(500_000))), 431, "headers-too-large"),
+        ("not HTTP", b"GARBAGE\r\n\r\n".to_vec(), 400, "malformed-request"),
+        // within hyper's limits the router answers, as ever
+        ("a 16 KB path", get(&format!("/v1/{}", "x".repeat(16_000)), ""), 404, "not-found"),
+        (
+            "a 100 KB credential",
+            get("/v1/keys", &format!("authorization: Bearer {}\r\n", "x".repeat(100_000))),
+            401,
+            "unauthorized",
+        ),
+    ];
+    for (what, request, status, expected) in cases {
+        let (got, content_type, body) = raw_exchange(&server, &request).await;
+        assert_eq!((got, content_type.as_str()), (status, "application/problem+json"), "{what}: {body}");
+        assert_eq!(
+            (body["status"].as_u64(), slug(&body)),
+            (Some(u64::from(status)), expected.to_owned()),
+            "{what}: {body}"
+        );
+        assert!(body["title"].is_string() && body["detail"].is_string(), "{what}: {body}");
+    }
+    // and the server is still fine afterwards
+    assert_eq!(send(server.anonymous(Method::GET, "/healthz")).await.status(), 200);
+}
