@@ -92,6 +92,9 @@ e2e! {
         absurd_amounts_neither_fail_the_batch_nor_stop_ingest,
         a_stray_reversal_by_another_user_hides_nothing,
         text_a_backend_cannot_store_is_rejected_per_event,
+        numbers_no_exact_decimal_holds_are_rejected_per_event,
+        a_string_is_never_a_number,
+        event_times_follow_the_timestamp_rule,
     ],
     keys: [
         create_use_delete_and_the_key_stops_working_at_once,
@@ -107,6 +110,8 @@ e2e! {
         validation_names_every_pointer,
         simulate_runs_the_engine_and_writes_nothing,
         patching_budget_repeat_and_status_edge_cases,
+        numbers_in_a_mission_are_exact_json_numbers,
+        mission_times_follow_the_timestamp_rule,
     ],
     ops: [
         healthz_and_readyz_answer_ok_without_a_key,
