@@ -112,14 +112,21 @@ pub fn to_value(d: Decimal) -> Value {
 /// keeps serde_json's private representation of it out of error paths.
 pub fn exact<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
     let n = serde_json::Number::deserialize(deserializer)?;
-    parse(&n.to_string()).ok_or_else(|| serde::de::Error::custom(NOT_EXACT))
+    with_scale(&n.to_string()).ok_or_else(|| serde::de::Error::custom(NOT_EXACT))
+}
+
+/// [`parse`], keeping the scale the text was written with where a `Decimal` can (`512.30`
+/// stays `512.30`, as a mission's definition is returned the way it was written).
+fn with_scale(text: &str) -> Option<Decimal> {
+    let value = parse(text)?;
+    Some(Decimal::from_str_exact(text).ok().filter(|d| *d == value).unwrap_or(value))
 }
 
 /// [`exact`], for an optional field (`null` or absent: `None`).
 pub fn exact_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Decimal>, D::Error> {
     match Option::<serde_json::Number>::deserialize(deserializer)? {
         None => Ok(None),
-        Some(n) => parse(&n.to_string()).map(Some).ok_or_else(|| serde::de::Error::custom(NOT_EXACT)),
+        Some(n) => with_scale(&n.to_string()).map(Some).ok_or_else(|| serde::de::Error::custom(NOT_EXACT)),
     }
 }
 
@@ -207,6 +214,8 @@ mod tests {
         let t = read(r#"{"x": 18446744073709551616, "y": null}"#).unwrap();
         assert_eq!((t.x, t.y), (Decimal::from(u64::MAX) + Decimal::ONE, None));
         assert_eq!(read(r#"{"x": 1e2, "y": 0.5}"#).unwrap().y, Some(Decimal::new(5, 1)));
+        let written = read(r#"{"x": 512.30, "y": 100.000000000000000000000000000000}"#).unwrap();
+        assert_eq!((written.x.to_string(), written.y.unwrap().to_string()), ("512.30".to_owned(), "100".to_owned()));
         assert!(read(r#"{"x": "500"}"#).unwrap_err().contains("expected a JSON number"));
         assert!(read(r#"{"x": 1, "y": "50"}"#).unwrap_err().contains("expected a JSON number"));
         assert!(read(r#"{"x": 1e400}"#).unwrap_err().starts_with(NOT_EXACT));
