@@ -5,6 +5,7 @@
 //! (`/occurred_at`, `/attributes/amount`; empty for the event as a whole) and the reason.
 
 use crate::pointer::{FieldError, escape};
+use crate::time::TimeError;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,6 +16,8 @@ pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_ATTRIBUTES_BYTES: usize = 16 * 1024;
 /// How far ahead of the server's clock `occurred_at` may be.
 pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+/// The reason for an `occurred_at` past [`MAX_CLOCK_SKEW`], also one past [`crate::time::MAX`].
+const FUTURE: &str = "more than 5 minutes in the future";
 
 /// A valid event: an original (a payment, a login) or, with `reverses`, a reversal of one.
 ///
@@ -122,15 +125,19 @@ impl Event {
         let id = required_name(obj, "id")?;
         let event_type = required_name(obj, "type")?;
         let user_id = required_name(obj, "user_id")?;
-        let occurred_at = required_text(obj, "occurred_at")?
-            .parse::<Timestamp>()
-            .map_err(|_| FieldError::new("/occurred_at", "not an RFC 3339 timestamp"))?;
+        let occurred_at = crate::time::parse(&required_text(obj, "occurred_at")?).map_err(|e| {
+            let reason = match e {
+                TimeError::TooLate => FUTURE,
+                other => other.reason(),
+            };
+            FieldError::new("/occurred_at", reason)
+        })?;
         // The ledger keeps microseconds; folding what it will store keeps live folds and
         // recomputations from the ledger identical.
         let occurred_at = Timestamp::from_microsecond(occurred_at.as_microsecond())
             .map_err(|_| FieldError::new("/occurred_at", "out of range"))?;
         if occurred_at > now + MAX_CLOCK_SKEW {
-            return Err(FieldError::new("/occurred_at", "more than 5 minutes in the future"));
+            return Err(FieldError::new("/occurred_at", FUTURE));
         }
         let attributes = match obj.get("attributes") {
             None | Some(Value::Null) => Map::new(),
@@ -138,6 +145,12 @@ impl Event {
                 let size = serde_json::to_vec(map).map(|v| v.len()).unwrap_or(usize::MAX);
                 if size > MAX_ATTRIBUTES_BYTES {
                     return Err(FieldError::new("/attributes", format!("larger than {MAX_ATTRIBUTES_BYTES} bytes")));
+                }
+                // Rejected, not dropped: a sum or a comparison would silently skip it.
+                for (key, value) in map {
+                    if let Some(at) = crate::decimal::first_inexact(value, &format!("/attributes/{}", escape(key))) {
+                        return Err(FieldError::new(at, crate::decimal::NOT_EXACT));
+                    }
                 }
                 map.clone()
             }
@@ -276,6 +289,26 @@ mod tests {
         assert_eq!(e.occurred_at, "2026-11-22T03:30:00Z".parse::<Timestamp>().unwrap());
         let fine = json!({"id": "t", "type": "p", "user_id": "u", "occurred_at": "2026-11-22T09:00:00.123456789Z"});
         assert_eq!(Event::parse(&fine, now()).unwrap().occurred_at.to_string(), "2026-11-22T09:00:00.123456Z");
+        let finer = json!({"id": "t", "type": "p", "user_id": "u", "occurred_at": "2026-11-22T09:00:00.123456789012Z"});
+        assert_eq!(Event::parse(&finer, now()).unwrap().occurred_at.to_string(), "2026-11-22T09:00:00.123456Z");
+    }
+
+    #[test]
+    fn rejects_numbers_no_decimal_holds_exactly() {
+        let with_attributes = |text: &str| {
+            let attributes: Value = serde_json::from_str(text).unwrap();
+            let e = json!({"id": "t", "type": "p", "user_id": "u", "occurred_at": "2026-11-22T09:00:00Z",
+                           "attributes": attributes});
+            Event::parse(&e, now()).map(|e| e.attributes().clone()).map_err(|e| (e.pointer, e.detail))
+        };
+        for amount in ["1e400", "-1e400", "1e-400", "123456789012345678901234567890"] {
+            let error = with_attributes(&format!(r#"{{"amount": {amount}}}"#)).unwrap_err();
+            assert_eq!(error, ("/attributes/amount".to_owned(), crate::decimal::NOT_EXACT.to_owned()), "{amount}");
+        }
+        let nested = with_attributes(r#"{"ok": 1, "cart": {"items": [{"p/rice": 2}, {"p/rice": 1e999}]}}"#);
+        assert_eq!(nested.unwrap_err().0, "/attributes/cart/items/1/p~1rice");
+        let fine = with_attributes(r#"{"amount": 79228162514264337593543950335, "rate": 1e-28, "s": "1e400"}"#);
+        assert_eq!(fine.unwrap().len(), 3);
     }
 
     #[test]
@@ -302,6 +335,15 @@ mod tests {
         assert_eq!(with("user_id", json!("u\u{0}1")), "/user_id: must not contain NUL (U+0000)");
         assert_eq!(with("id", json!("\u{0}")), "/id: must not contain NUL (U+0000)");
         assert_eq!(with("a/b~c", json!(1)), "/a~1b~0c: unknown field");
+        assert_eq!(
+            with("occurred_at", json!("9999-12-31T23:59:59Z")),
+            "/occurred_at: more than 5 minutes in the future"
+        );
+        assert_eq!(
+            with("occurred_at", json!("0000-01-01T00:00:00Z")),
+            format!("/occurred_at: {}", crate::time::OUT_OF_RANGE)
+        );
+        assert_eq!(with("occurred_at", json!("22 Nov 2026")), "/occurred_at: not an RFC 3339 timestamp");
         let not_an_object = Event::parse(&json!([1]), now()).unwrap_err();
         assert_eq!((not_an_object.pointer.as_str(), not_an_object.detail.as_str()), ("", "must be a JSON object"));
     }

@@ -57,6 +57,9 @@ impl Filter {
             return fail("field", "must be a dotted path of non-empty names, e.g. card.network");
         }
         let v = &spec.value;
+        if let Some(at) = decimal::first_inexact(v, "value") {
+            return fail(&at, decimal::NOT_EXACT);
+        }
         let test = match spec.op {
             FilterOp::Eq | FilterOp::Ne if v.is_array() || v.is_object() || v.is_null() => {
                 return fail("value", "must be a string, number or boolean for eq/ne");
@@ -190,5 +193,30 @@ mod tests {
         let spec: FilterSpec = serde_json::from_value(json!({"field": "amount", "op": "gte", "value": "100"})).unwrap();
         assert!(Filter::compile(&spec, "/steps/0/filters/1", &mut errors).is_none());
         assert_eq!(errors[0].pointer, "/steps/0/filters/1/value");
+    }
+
+    #[test]
+    fn rejects_numbers_no_decimal_holds_exactly() {
+        let compile = |v: Value| {
+            let mut errors = Vec::new();
+            let spec: FilterSpec = serde_json::from_value(v).unwrap();
+            assert!(Filter::compile(&spec, "/steps/0/filters/0", &mut errors).is_none());
+            (errors[0].pointer.clone(), errors[0].detail.clone())
+        };
+        let huge: Value = serde_json::from_str(r#"{"field": "amount", "op": "gte", "value": 1e400}"#).unwrap();
+        assert_eq!(compile(huge), ("/steps/0/filters/0/value".to_owned(), decimal::NOT_EXACT.to_owned()));
+        let listed: Value = serde_json::from_str(r#"{"field": "amount", "op": "in", "value": [1, 1e-400]}"#).unwrap();
+        assert_eq!(compile(listed).0, "/steps/0/filters/0/value/1");
+    }
+
+    #[test]
+    fn a_string_is_never_a_number() {
+        let a = attrs(json!({"amount": "250"}));
+        for op in ["gt", "gte", "lt", "lte"] {
+            assert!(!filter(json!({"field": "amount", "op": op, "value": 100})).matches(&a), "{op}");
+        }
+        assert!(!filter(json!({"field": "amount", "op": "eq", "value": 250})).matches(&a));
+        assert!(filter(json!({"field": "amount", "op": "ne", "value": 250})).matches(&a));
+        assert!(filter(json!({"field": "amount", "op": "eq", "value": "250"})).matches(&a));
     }
 }

@@ -108,9 +108,10 @@ pub struct MissionSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read by [`crate::time::parse`]: any RFC 3339 timestamp, in questline's range.
+    #[serde(default, deserialize_with = "crate::time::option", skip_serializing_if = "Option::is_none")]
     pub starts_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::time::option", skip_serializing_if = "Option::is_none")]
     pub ends_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowSpec>,
@@ -168,6 +169,8 @@ pub struct StepSpec {
     pub filters: Vec<FilterSpec>,
     #[serde(default)]
     pub aggregate: AggregateSpec,
+    /// A JSON number a `Decimal` holds exactly ([`crate::decimal::exact`]), not a string.
+    #[serde(deserialize_with = "crate::decimal::exact")]
     #[cfg_attr(feature = "openapi", schema(value_type = f64))]
     pub target: Decimal,
 }
@@ -249,17 +252,17 @@ fn one() -> Option<u32> {
 pub struct RewardSpec {
     pub kind: RewardKind,
     /// Fixed amount (cash, points, coins).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::decimal::exact_option", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub amount: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     /// Cashback: this percent of the completing step's sum…
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::decimal::exact_option", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub percent: Option<Decimal>,
     /// …capped at this amount.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "crate::decimal::exact_option", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub cap: Option<Decimal>,
     /// Voucher code.

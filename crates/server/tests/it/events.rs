@@ -321,3 +321,119 @@ pub async fn nul_in_paths_and_names_is_answered_not_failed(backend: Backend) {
         expect_problem(send(server.post("/v1/keys", &json!({"name": "a\u{0}b", "role": "read"}))).await, 422).await;
     assert_eq!(body["errors"][0]["pointer"], "/name", "{body}");
 }
+
+/// A number in `attributes` that no exact decimal holds is refused per event with its
+/// pointer, instead of being accepted and silently adding nothing.
+pub async fn numbers_no_exact_decimal_holds_are_rejected_per_event(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    // Parsed from text: `json!` would go through f64 and lose what is being tested.
+    let number = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    let nested = json!({"id": "nested", "type": "payment", "user_id": "u1", "occurred_at": hours_ago(1),
+                        "attributes": {"amount": 200, "merchant": "swiggy", "cart": [{"price": number("1e-400")}]}});
+    let batch = [
+        payment("huge", "u1", number("1e400"), 1),
+        payment("negative-huge", "u1", number("-1e400"), 1),
+        payment("tiny", "u1", number("1e-400"), 1),
+        payment("thirty-digits", "u1", number("123456789012345678901234567890"), 1),
+        nested,
+        payment("max", "u2", number("79228162514264337593543950335"), 1),
+        payment("fine", "u1", number("500.000000000000000000000000000000"), 1),
+    ];
+    let r = ingest(&server, &batch).await;
+    assert_eq!(r["accepted"], 2, "{r}");
+    let errors: Vec<(u64, &str)> = r["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["error"].as_str().unwrap()))
+        .collect();
+    let reason = questline_core::decimal::NOT_EXACT;
+    let amount = format!("attributes.amount: {reason}");
+    assert_eq!(
+        errors,
+        [
+            (0, amount.as_str()),
+            (1, amount.as_str()),
+            (2, amount.as_str()),
+            (3, amount.as_str()),
+            (4, format!("attributes.cart.0.price: {reason}").as_str()),
+        ]
+    );
+    assert_eq!(progress(&server, "u1", "swiggy-500").await["steps"][0]["value"], json!(500));
+    assert_eq!(progress(&server, "u2", "swiggy-500").await["status"], "completed");
+    // A single event is answered as a problem, with the pointer.
+    let p =
+        expect_problem(send(server.post("/v1/events", &payment("solo", "u1", number("1e400"), 1))).await, 422).await;
+    assert_eq!((&p["errors"][0]["pointer"], &p["errors"][0]["detail"]), (&json!("/attributes/amount"), &json!(reason)));
+}
+
+/// A string is never a number: `"250"` meets no numeric filter and adds nothing to a sum,
+/// but the event is accepted (another mission may read it as text).
+pub async fn a_string_is_never_a_number(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(
+        &server,
+        &json!({"id": "sum", "name": "s", "status": "active",
+        "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"}, "target": 1000}],
+        "reward": {"kind": "points", "amount": 1}}),
+    )
+    .await;
+    create_mission(
+        &server,
+        &json!({"id": "big-payment", "name": "b", "status": "active",
+        "steps": [{"event_type": "payment", "filters": [{"field": "amount", "op": "gte", "value": 100}], "target": 1}],
+        "reward": {"kind": "points", "amount": 1}}),
+    )
+    .await;
+    create_mission(
+        &server,
+        &json!({"id": "text", "name": "t", "status": "active",
+        "steps": [{"event_type": "payment", "filters": [{"field": "amount", "op": "eq", "value": "250"}], "target": 1}],
+        "reward": {"kind": "points", "amount": 1}}),
+    )
+    .await;
+    let r =
+        ingest(&server, &[payment("as-text", "u", json!("250"), 1), payment("as-number", "v", json!(250), 1)]).await;
+    assert_eq!(r["accepted"], 2, "{r}");
+    let u = |mission: &'static str| progress(&server, "u", mission);
+    assert_eq!(u("sum").await["steps"][0]["value"], json!(0));
+    assert_eq!(u("big-payment").await["status"], "not_started");
+    assert_eq!(u("text").await["status"], "completed");
+    let v = |mission: &'static str| progress(&server, "v", mission);
+    assert_eq!(v("sum").await["steps"][0]["value"], json!(250));
+    assert_eq!(v("big-payment").await["status"], "completed");
+    assert_eq!(v("text").await["status"], "not_started");
+}
+
+/// Any RFC 3339 timestamp parses; a valid one outside the range questline accepts is refused
+/// for its range: in the future for `occurred_at`, out of range before 1970.
+pub async fn event_times_follow_the_timestamp_rule(backend: Backend) {
+    let server = start(backend).await;
+    create_mission(&server, &swiggy("swiggy-500")).await;
+    let at = |id: &str, occurred_at: &str| {
+        let mut e = payment(id, "u", json!(250), 1);
+        e["occurred_at"] = json!(occurred_at);
+        e
+    };
+    let fine = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1)).strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let batch = [
+        at("year-9999", "9999-12-31T23:59:59Z"),
+        at("year-0", "0000-01-01T00:00:00Z"),
+        at("not-a-time", "2026-02-30T00:00:00Z"),
+        at("twelve-digits", &format!("{fine}.123456789012Z")),
+        payment("plain", "u", json!(250), 2),
+    ];
+    let r = ingest(&server, &batch).await;
+    assert_eq!(r["accepted"], 2, "{r}");
+    let errors: Vec<&str> = r["rejected"].as_array().unwrap().iter().map(|r| r["error"].as_str().unwrap()).collect();
+    assert_eq!(
+        errors,
+        [
+            "occurred_at: more than 5 minutes in the future",
+            &format!("occurred_at: {}", questline_core::time::OUT_OF_RANGE),
+            "occurred_at: not an RFC 3339 timestamp",
+        ]
+    );
+    assert_eq!(progress(&server, "u", "swiggy-500").await["steps"][0]["value"], json!(500));
+}

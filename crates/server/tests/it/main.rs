@@ -97,6 +97,9 @@ e2e! {
         text_a_backend_cannot_store_is_rejected_per_event,
         reversals_that_can_never_apply_are_refused_with_the_reason,
         nul_in_paths_and_names_is_answered_not_failed,
+        numbers_no_exact_decimal_holds_are_rejected_per_event,
+        a_string_is_never_a_number,
+        event_times_follow_the_timestamp_rule,
     ],
     keys: [
         create_use_delete_and_the_key_stops_working_at_once,
@@ -113,6 +116,8 @@ e2e! {
         simulate_runs_the_engine_and_writes_nothing,
         simulate_takes_1_to_1000_events_like_ingest,
         patching_budget_repeat_and_status_edge_cases,
+        numbers_in_a_mission_are_exact_json_numbers,
+        mission_times_follow_the_timestamp_rule,
     ],
     ops: [
         healthz_and_readyz_answer_ok_without_a_key,

@@ -177,3 +177,77 @@ pub async fn simulate_takes_1_to_1000_events_like_ingest(backend: Backend) {
     let sim = ok(server.post("/v1/missions/swiggy-500/simulate", &json!({"events": events(1000)}))).await;
     assert_eq!(sim["progress"]["status"], "completed", "1000 events are simulated: {sim}");
 }
+
+/// The numbers of a mission are JSON numbers (never strings) that an exact decimal holds, by
+/// the rule events follow; an error's pointer names the field, never serde_json's internals.
+pub async fn numbers_in_a_mission_are_exact_json_numbers(backend: Backend) {
+    let server = start(backend).await;
+    let base = json!({"name": "n", "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"},
+                      "target": 500}], "reward": {"kind": "cash", "amount": 50, "currency": "INR"}});
+    let number = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    let with = |pointer: &str, value: Value| {
+        let mut m = base.clone();
+        *m.pointer_mut(pointer).unwrap() = value;
+        m
+    };
+    let not_exact = json!(questline_core::decimal::NOT_EXACT);
+    let filtered = |value: Value| {
+        let mut m = base.clone();
+        m["steps"][0]["filters"] = json!([{"field": "amount", "op": "gte", "value": value}]);
+        m
+    };
+    let cases = [
+        (with("/steps/0/target", json!("500")), "/steps/0/target", None),
+        (with("/reward/amount", json!("50")), "/reward/amount", None),
+        (filtered(json!("100")), "/steps/0/filters/0/value", None),
+        (with("/steps/0/target", number("1e400")), "/steps/0/target", Some(&not_exact)),
+        (with("/steps/0/target", number("123456789012345678901234567890")), "/steps/0/target", Some(&not_exact)),
+        (with("/reward/amount", number("1e-400")), "/reward/amount", Some(&not_exact)),
+        (filtered(number("1e400")), "/steps/0/filters/0/value", Some(&not_exact)),
+    ];
+    for (mission, pointer, detail) in cases {
+        let p = expect_problem(send(server.post("/v1/missions", &mission)).await, 422).await;
+        assert_eq!(p["errors"][0]["pointer"], pointer, "{mission}: {p}");
+        assert!(!p.to_string().contains("serde_json"), "{p}");
+        if let Some(detail) = detail {
+            assert_eq!(&p["errors"][0]["detail"], detail, "{p}");
+        }
+    }
+    let mut cashback = with("/reward", json!({"kind": "cash", "percent": "5", "cap": 100, "currency": "INR"}));
+    let p = expect_problem(send(server.post("/v1/missions", &cashback)).await, 422).await;
+    assert_eq!(p["errors"][0]["pointer"], "/reward/percent", "{p}");
+    cashback["reward"]["percent"] = json!(5);
+    create_mission(&server, &cashback).await;
+
+    // One rule: 2^64 is a decimal like any other, and so are 28 decimal places.
+    let big = create_mission(&server, &with("/steps/0/target", number("18446744073709551616"))).await;
+    assert_eq!(big["steps"][0]["target"].to_string(), "18446744073709551616");
+    let fine = create_mission(&server, &with("/steps/0/target", number("1.2345678901234567890123456789"))).await;
+    let read = ok(server.get(&format!("/v1/missions/{}", fine["id"].as_str().unwrap()))).await;
+    assert_eq!(read["steps"][0]["target"].to_string(), "1.2345678901234567890123456789");
+}
+
+/// `starts_at`/`ends_at` follow the rule events do: any RFC 3339 timestamp parses; a valid
+/// one outside 1970-01-01T00:00:00Z..=9999-12-30T22:00:00.999999999Z is refused for its range.
+pub async fn mission_times_follow_the_timestamp_rule(backend: Backend) {
+    let server = start(backend).await;
+    let with = |field: &str, at: &str| json!({"name": "t", field: at, "steps": [{"event_type": "login", "target": 1}], "reward": {"kind": "badge"}});
+    let range = questline_core::time::OUT_OF_RANGE;
+    let cases = [
+        (with("ends_at", "9999-12-31T23:59:59Z"), "/ends_at", range),
+        (with("starts_at", "0000-01-01T00:00:00Z"), "/starts_at", range),
+        (with("starts_at", "1969-12-31T23:59:59Z"), "/starts_at", range),
+        (with("ends_at", "next week"), "/ends_at", "not an RFC 3339 timestamp"),
+    ];
+    for (mission, pointer, detail) in cases {
+        let p = expect_problem(send(server.post("/v1/missions", &mission)).await, 422).await;
+        assert_eq!((&p["errors"][0]["pointer"], &p["errors"][0]["detail"]), (&json!(pointer), &json!(detail)), "{p}");
+    }
+    let last = create_mission(&server, &with("ends_at", "9999-12-30T22:00:00Z")).await;
+    assert_eq!(last["ends_at"], "9999-12-30T22:00:00Z");
+    let fine = create_mission(&server, &with("starts_at", "2026-01-01T00:00:00.123456789012+00:00")).await;
+    assert_eq!(fine["starts_at"], "2026-01-01T00:00:00.123456789Z");
+    let epoch = create_mission(&server, &with("starts_at", "1970-01-01T00:00:00Z")).await;
+    let read = ok(server.get(&format!("/v1/missions/{}", epoch["id"].as_str().unwrap()))).await;
+    assert_eq!(read["starts_at"], "1970-01-01T00:00:00Z");
+}
