@@ -336,6 +336,13 @@ fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
         if !spec.steps.iter().any(|s| s.aggregate.function == AggregateFn::Sum) {
             err("percent", "cashback needs a step that sums an amount");
         }
+        // Without one, a completion over a huge sum earns a huge reward: the cap is what a
+        // product team promises, so it is written down.
+        if r.cap.is_none() {
+            err("cap", "required with a cashback percent: the most one completion can earn");
+        } else if r.cap.is_some_and(|c| c <= Decimal::ZERO) {
+            err("cap", "must be greater than 0");
+        }
     }
     if r.cap.is_some() && r.percent.is_none() {
         err("cap", "only a cashback percent has a cap");
@@ -386,9 +393,30 @@ mod tests {
             "/steps/0/target",
             "/steps/0/aggregate/field",
             "/reward/percent",
+            "/reward/cap",
         ] {
             assert!(pointers.contains(&p), "{p} missing from {pointers:?}");
         }
+    }
+
+    #[test]
+    fn cashback_needs_a_positive_cap() {
+        let with = |reward: serde_json::Value| {
+            spec(json!({"name": "c", "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"},
+                        "target": 500}], "reward": reward}))
+        };
+        for (reward, detail) in [
+            (json!({"kind": "cash", "percent": 5, "currency": "INR"}), "required with a cashback percent"),
+            (json!({"kind": "cash", "percent": 5, "cap": 0, "currency": "INR"}), "must be greater than 0"),
+        ] {
+            let errors = CompiledMission::compile("m", &with(reward)).unwrap_err().0;
+            assert_eq!(errors[0].pointer, "/reward/cap");
+            assert!(errors[0].detail.starts_with(detail), "{errors:?}");
+        }
+        assert!(
+            CompiledMission::compile("m", &with(json!({"kind": "cash", "percent": 5, "cap": 40, "currency": "INR"})))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -118,6 +118,7 @@ e2e! {
         patching_budget_repeat_and_status_edge_cases,
         numbers_in_a_mission_are_exact_json_numbers,
         mission_times_follow_the_timestamp_rule,
+        cashback_without_a_cap_is_refused,
     ],
     ops: [
         healthz_and_readyz_answer_ok_without_a_key,

@@ -251,3 +251,14 @@ pub async fn mission_times_follow_the_timestamp_rule(backend: Backend) {
     let read = ok(server.get(&format!("/v1/missions/{}", epoch["id"].as_str().unwrap()))).await;
     assert_eq!(read["starts_at"], "1970-01-01T00:00:00Z");
 }
+
+/// A cashback percent needs a cap: without one, 100% of a huge sum would be the reward.
+pub async fn cashback_without_a_cap_is_refused(backend: Backend) {
+    let server = start(backend).await;
+    let mut m = swiggy("cashback");
+    m["reward"] = json!({"kind": "cash", "percent": 100, "currency": "INR"});
+    let p = expect_problem(send(server.post("/v1/missions", &m)).await, 422).await;
+    assert_eq!(p["errors"][0]["pointer"], "/reward/cap", "{p}");
+    m["reward"]["cap"] = json!(100);
+    create_mission(&server, &m).await;
+}
