@@ -32,7 +32,7 @@ use tracing::Level;
 /// The service, ready to serve.
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = openapi::api().split_for_parts();
-    let doc = doc.to_json().expect("the OpenAPI document serializes");
+    let doc = openapi::render(&doc);
     with_layers(routes.layer(Extension(ops::OpenApiJson(doc.into())))).with_state(state)
 }
 

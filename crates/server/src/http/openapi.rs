@@ -76,3 +76,63 @@ pub fn api() -> OpenApiRouter<AppState> {
 pub fn document() -> utoipa::openapi::OpenApi {
     api().into_openapi()
 }
+
+/// The document as served: every operation's error answers completed from the rules that
+/// produce them, so that a client generated from it expects what the API really answers.
+///
+/// The rules are the API's own, applied by layers every operation passes through, which the
+/// handlers' annotations cannot see: every error is `application/problem+json`; an
+/// operation with a security requirement answers 401 without valid credentials, and 403 for
+/// an API key of the wrong role; one with a request body answers 400 (not JSON), 413 (too
+/// large), 415 (not a JSON content type) and 422 (invalid).
+pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
+    complete_errors(&mut doc);
+    doc.to_string()
+}
+
+fn complete_errors(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let problem = |description: &str| {
+        json!({"description": description,
+               "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
+        let Some(operation) = operation.as_object_mut() else { continue };
+        let schemes: Vec<String> = operation
+            .get("security")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .flat_map(|requirement| requirement.keys().cloned())
+            .collect();
+        let has_body = operation.contains_key("requestBody");
+        let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+        // Errors are problem+json, whatever an annotation said.
+        for (status, response) in responses.iter_mut() {
+            if status.as_str() >= "400"
+                && let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+                && let Some(json) = content.remove("application/json")
+            {
+                content.entry("application/problem+json").or_insert(json);
+            }
+        }
+        let mut ensure = |status: &str, description: &str| {
+            responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+        };
+        if !schemes.is_empty() {
+            ensure("401", "No, malformed, unknown or deleted credentials");
+        }
+        if schemes.iter().any(|s| s == "api_key") {
+            ensure("403", "The API key's role does not allow this operation");
+        }
+        if has_body {
+            ensure("400", "The body is not valid JSON");
+            ensure("413", "The body is larger than this operation accepts");
+            ensure("415", "The body does not have a JSON content type");
+            ensure("422", "The body is well-formed JSON but invalid (each problem with its pointer)");
+        }
+    }
+}

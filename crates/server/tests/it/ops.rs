@@ -228,3 +228,44 @@ pub async fn huge_paths_and_headers_are_problems_too(backend: Backend) {
     // and the server is still fine afterwards
     assert_eq!(send(server.anonymous(Method::GET, "/healthz")).await.status(), 200);
 }
+
+/// The document tells the truth about errors: every error answer is problem+json, every
+/// secured operation documents 401 (and 403 for API keys), every operation with a body
+/// documents 400, 413, 415 and 422.
+pub async fn openapi_documents_every_error_an_operation_answers(backend: Backend) {
+    let server = start(backend).await;
+    let doc: Value = send(server.anonymous(Method::GET, "/openapi.json")).await.json().await.unwrap();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = op["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.as_str() >= "400" {
+                    let content = response["content"].as_object().map(|c| c.keys().cloned().collect::<Vec<_>>());
+                    assert_eq!(content, Some(vec!["application/problem+json".to_owned()]), "{method} {path} {status}");
+                }
+            }
+            let secured: Vec<&str> = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+                .collect();
+            let must: Vec<&str> =
+                [(!secured.is_empty()).then_some("401"), secured.contains(&"api_key").then_some("403")]
+                    .into_iter()
+                    .flatten()
+                    .chain(if op.get("requestBody").is_some() { vec!["400", "413", "415", "422"] } else { vec![] })
+                    .collect();
+            for status in must {
+                assert!(responses.contains_key(status), "{method} {path} documents no {status}");
+            }
+        }
+    }
+    assert!(operations >= 15, "{operations} operations");
+    // And a real answer agrees: an anonymous call of a secured operation.
+    let response = send(server.anonymous(Method::GET, "/v1/missions")).await;
+    assert_eq!(response.status(), 401);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
+}
