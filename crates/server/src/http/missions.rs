@@ -27,11 +27,27 @@ pub struct MissionList {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// Only missions with this status.
+    #[param(value_type = Option<MissionStatus>)]
     pub status: Option<String>,
 }
 
+/// What a client sends to create a mission: its definition, and optionally its id and
+/// status. Everything else of a [`Mission`] (timestamps, grant count, active periods) is the
+/// service's to set. Documentation only: the body is read as JSON and validated by the
+/// service, which names every problem with its pointer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NewMission {
+    /// `[a-z0-9_-]{1,64}`; generated when absent.
+    #[schema(example = "swiggy-500")]
+    pub id: Option<String>,
+    /// `draft` (the default) or `active`.
+    pub status: Option<MissionStatus>,
+    #[serde(flatten)]
+    pub spec: questline_core::mission::MissionSpec,
+}
+
 /// Create a mission (draft unless `status` says active).
-#[utoipa::path(post, path = "/v1/missions", tag = "missions", request_body = Mission,
+#[utoipa::path(post, path = "/v1/missions", tag = "missions", request_body = NewMission,
     responses((status = 201, body = Mission), (status = 409, body = Problem), (status = 422, body = Problem)),
     security(("api_key" = [])))]
 async fn create(

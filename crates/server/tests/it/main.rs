@@ -124,6 +124,7 @@ e2e! {
         healthz_and_readyz_answer_ok_without_a_key,
         openapi_document_describes_the_routes,
         openapi_documents_every_error_an_operation_answers,
+        openapi_mission_request_schema_is_satisfiable,
         metrics_count_requests_in_prometheus_text,
         unknown_paths_are_404_and_wrong_methods_405_problems,
         request_bodies_over_one_mebibyte_are_413,

@@ -269,3 +269,39 @@ pub async fn openapi_documents_every_error_an_operation_answers(backend: Backend
     assert_eq!(response.status(), 401);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
 }
+
+/// A client generated from the document can create a mission: the request schema asks only
+/// for what a client sends (not the timestamps and counts the service sets), and a mission's
+/// status is an enum.
+pub async fn openapi_mission_request_schema_is_satisfiable(backend: Backend) {
+    let server = start(backend).await;
+    let doc: Value = send(server.anonymous(Method::GET, "/openapi.json")).await.json().await.unwrap();
+    let body = &doc["paths"]["/v1/missions"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let name = body["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+    let schema = &doc["components"]["schemas"][name];
+    // Its own `required`, and that of every part it is made of (`allOf`, by reference).
+    let resolve = |s: &Value| -> Value {
+        match s["$ref"].as_str() {
+            Some(r) => doc["components"]["schemas"][r.rsplit('/').next().unwrap()].clone(),
+            None => s.clone(),
+        }
+    };
+    let parts: Vec<Value> =
+        std::iter::once(schema.clone()).chain(schema["allOf"].as_array().into_iter().flatten().map(resolve)).collect();
+    let required: Vec<&str> =
+        parts.iter().flat_map(|p| p["required"].as_array().into_iter().flatten().filter_map(Value::as_str)).collect();
+    for set_by_service in ["created_at", "updated_at", "rewards_granted", "status", "id", "active_periods"] {
+        assert!(!required.contains(&set_by_service), "{set_by_service} required in {schema}");
+    }
+    for field in ["name", "steps", "reward"] {
+        assert!(required.contains(&field), "{field} not required in {schema}");
+    }
+    let list = doc["paths"]["/v1/missions"]["get"]["parameters"].as_array().unwrap();
+    let status = list.iter().find(|p| p["name"] == "status").unwrap();
+    assert!(status.to_string().contains("MissionStatus"), "{status}");
+    assert!(
+        doc["components"]["schemas"]["MissionStatus"]["enum"].is_array(),
+        "{}",
+        doc["components"]["schemas"]["MissionStatus"]
+    );
+}
