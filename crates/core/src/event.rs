@@ -253,7 +253,7 @@ fn required_text(obj: &Map<String, Value>, field: &str) -> Result<String, FieldE
         Some(Value::String(s)) if s.trim().is_empty() => Err(error("must not be empty")),
         // PostgreSQL's text cannot hold U+0000 (SQLite's can): refused on every backend, so
         // that one bad event is rejected alone instead of failing the batch it shares.
-        Some(Value::String(s)) if s.contains('\0') => Err(error("must not contain NUL (U+0000)")),
+        Some(Value::String(s)) if !crate::id::storable(s) => Err(error("must not contain NUL (U+0000)")),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(error("must be a string")),
     }

@@ -76,6 +76,13 @@ macro_rules! id_type {
     };
 }
 
+/// Whether every backend can store `text` as it is: PostgreSQL's text cannot hold U+0000
+/// (SQLite's can). Text that fails this is refused where it enters (an event's fields, a
+/// key's name), so no stored id contains one, and a lookup by such an id names nothing.
+pub fn storable(text: &str) -> bool {
+    !text.contains('\0')
+}
+
 id_type! {
     /// The app a row belongs to. Every stored row carries one.
     TenantId

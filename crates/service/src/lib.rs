@@ -32,13 +32,6 @@ use questline_core::id::TenantId;
 use questline_store::Store;
 use std::sync::Arc;
 
-/// Whether a row with this id can exist at all. Ingest and mission creation refuse U+0000
-/// (PostgreSQL's text cannot hold it), so an id that contains one names nothing: lookups
-/// answer "not found" or empty instead of sending the database a string it rejects.
-fn can_exist(id: &str) -> bool {
-    !id.contains('\0')
-}
-
 /// The business layer, shared by every entry point of one process.
 pub struct Service {
     store: Arc<dyn Store>,

@@ -102,7 +102,7 @@ impl Service {
     }
 
     pub async fn mission(&self, tenant: &TenantId, id: &MissionId) -> Result<Mission> {
-        if !crate::can_exist(id.as_str()) {
+        if !questline_core::id::storable(id.as_str()) {
             return Err(ServiceError::MissionNotFound(id.to_string()));
         }
         self.store.get_mission(tenant, id).await?.ok_or_else(|| ServiceError::MissionNotFound(id.to_string()))

@@ -12,7 +12,7 @@ impl Service {
     /// they have not started (`not_started`), ordered by mission id.
     pub async fn user_missions(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<ProgressView>> {
         let now = self.clock.now();
-        let rows = if crate::can_exist(user.as_str()) {
+        let rows = if questline_core::id::storable(user.as_str()) {
             self.store.user_progress(tenant, user, None).await?
         } else {
             Vec::new()
@@ -42,7 +42,7 @@ impl Service {
         let mission = self.mission(tenant, mission_id).await?;
         let compiled = CompiledMission::compile(&mission.id, &mission.spec)
             .map_err(|e| ServiceError::Internal(format!("stored mission {mission_id:?} does not compile: {e}")))?;
-        let row = if crate::can_exist(user.as_str()) {
+        let row = if questline_core::id::storable(user.as_str()) {
             self.store.user_progress(tenant, user, Some(mission_id)).await?.into_iter().next()
         } else {
             None
@@ -58,7 +58,7 @@ impl Service {
 
     /// The user's rewards, newest first.
     pub async fn user_rewards(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Reward>> {
-        if !crate::can_exist(user.as_str()) {
+        if !questline_core::id::storable(user.as_str()) {
             return Ok(Vec::new());
         }
         Ok(self.store.user_rewards(tenant, user).await?)

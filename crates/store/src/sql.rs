@@ -71,8 +71,6 @@ pub(crate) struct PairTable {
     /// `a, b, c`: the columns to select, unqualified.
     pub(crate) columns: &'static str,
     pub(crate) table: &'static str,
-    /// Appended to the join condition: ` AND p.…`, or empty.
-    pub(crate) filter: &'static str,
 }
 
 /// Rows of a [`PairTable`] for some (mission, user) pairs of a tenant: each backend's
@@ -101,7 +99,7 @@ pub(crate) trait RowOf<DB: sqlx::Database>: for<'r> sqlx::FromRow<'r, DB::Row> +
 impl<DB: sqlx::Database, R> RowOf<DB> for R where R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin {}
 
 /// Progress rows by (mission, user): one primary-key probe per pair.
-pub(crate) const PROGRESS: PairTable = PairTable { columns: PROGRESS_COLUMNS, table: "progress", filter: "" };
+pub(crate) const PROGRESS: PairTable = PairTable { columns: PROGRESS_COLUMNS, table: "progress" };
 
 #[cfg(test)]
 mod tests {

@@ -76,7 +76,7 @@ impl TryFrom<CreateKeyRequest> for NewKey {
         let len = req.name.chars().count();
         if !(1..=100).contains(&len) || req.name.trim().is_empty() {
             errors.push(FieldError::new("/name", "must be 1 to 100 characters, not all blank"));
-        } else if req.name.contains('\0') {
+        } else if !questline_core::id::storable(&req.name) {
             // PostgreSQL's text cannot hold it; refused on every backend alike.
             errors.push(FieldError::new("/name", "must not contain NUL (U+0000)"));
         }

@@ -72,11 +72,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(progress::routes())
 }
 
-/// The OpenAPI document alone (e.g. to write it to a file).
-pub fn document() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
-}
-
 /// The document as served: every operation's error answers completed from the rules that
 /// produce them, so that a client generated from it expects what the API really answers.
 ///

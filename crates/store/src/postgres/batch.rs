@@ -33,10 +33,9 @@ pub(super) async fn fetch_pairs<R: RowOf<Postgres>>(conn: &mut PgConnection, que
     let (missions, users): (Vec<&str>, Vec<&str>) = query.keys.iter().map(|(m, u)| (m.as_str(), u.as_str())).unzip();
     let sql = format!(
         "SELECT {} FROM UNNEST($2::text[], $3::text[]) AS k (mission_id, user_id) \
-         JOIN {} AS p ON p.tenant_id = $1 AND p.mission_id = k.mission_id AND p.user_id = k.user_id{}",
+         JOIN {} AS p ON p.tenant_id = $1 AND p.mission_id = k.mission_id AND p.user_id = k.user_id",
         query.select_list(),
         query.table.table,
-        query.table.filter
     );
     Ok(sqlx::query_as(&sql).bind(query.tenant).bind(&missions).bind(&users).fetch_all(conn).await?)
 }

@@ -30,7 +30,7 @@ pub(super) fn pairs_query<'a>(query: &PairQuery<'a>, keys: &[&'a (MissionId, Use
     // (which, without statistics, SQLite may pick: a walk of the tenant's whole table).
     qb.push(format!(") AS k CROSS JOIN {} AS p ON p.tenant_id = ", query.table.table));
     qb.push_bind(query.tenant);
-    qb.push(" AND p.mission_id = k.column1 AND p.user_id = k.column2").push(query.table.filter);
+    qb.push(" AND p.mission_id = k.column1 AND p.user_id = k.column2");
     qb
 }
 
