@@ -38,15 +38,9 @@ pub struct Page<T> {
     pub next_after: Option<String>,
 }
 
-/// A mission's budget as stored, read under lock by [`BudgetTx::lock_budgets`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BudgetRow {
-    pub mission_id: MissionId,
-    /// Rewards granted so far.
-    pub granted: u64,
-    /// The budget; `None` is unlimited.
-    pub max_rewards: Option<u64>,
-}
+/// A mission's budget as stored, read under lock by [`BudgetTx::lock_budgets`]: the
+/// engine's own type, which `questline_core::budget::take_budgets` decides over.
+pub use questline_core::budget::BudgetRow;
 
 /// The connection a unit of work runs on, for SQL the store does not know (another crate's
 /// tables, e.g. a job queue) that must commit or roll back with the unit.

@@ -20,7 +20,7 @@
 use crate::index::{MissionIndex, Snapshot};
 use jiff::Timestamp;
 use questline_core::batch::{self, BatchDecision, BatchInputs, BatchPlan, InactiveProgress, Ledger, PairKey};
-use questline_core::budget::{self, BudgetRow};
+use questline_core::budget;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::CompiledMission;
@@ -229,12 +229,7 @@ async fn save(
     if decision.grants.is_empty() {
         return Ok(());
     }
-    let budgets: Vec<BudgetRow> = tx
-        .lock_budgets(tenant, &decision.grant_missions())
-        .await?
-        .into_iter()
-        .map(|b| BudgetRow { mission_id: b.mission_id, granted: b.granted, max_rewards: b.max_rewards })
-        .collect();
+    let budgets = tx.lock_budgets(tenant, &decision.grant_missions()).await?;
     let outcome = budget::take_budgets(&budgets, decision.grants);
     for grant in outcome.taken {
         // Ids are made here, never by the engine (it has no randomness).
