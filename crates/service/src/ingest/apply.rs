@@ -206,17 +206,17 @@ async fn user_ledger(tx: &mut dyn UnitOfWork, tenant: &TenantId, user: &UserId, 
 async fn save(
     tx: &mut dyn UnitOfWork,
     tenant: &TenantId,
-    decision: BatchDecision,
+    mut decision: BatchDecision,
     now: Timestamp,
     applied: &mut Applied,
 ) -> Result<()> {
-    let rows: Vec<StoredProgress> = decision
-        .progress
-        .iter()
+    // Moved, not copied: the decision is spent here.
+    let rows: Vec<StoredProgress> = std::mem::take(&mut decision.progress)
+        .into_iter()
         .map(|p| StoredProgress {
-            mission_id: p.mission_id.clone(),
-            user_id: p.user_id.clone(),
-            state: p.state.clone(),
+            mission_id: p.mission_id,
+            user_id: p.user_id,
+            state: p.state,
             updated_at: p.updated_at,
         })
         .collect();
