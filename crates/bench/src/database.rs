@@ -104,9 +104,10 @@ pub fn with_database(url: &str, name: &str) -> String {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counts {
     pub ledger_rows: u64,
+    /// Progress rows: one per user.
     pub progress_rows: u64,
     pub rewards: u64,
-    /// Mean size of a stored progress state, bytes.
+    /// Mean size of a user's progress row (every mission's state), bytes.
     pub avg_state_bytes: f64,
     /// Size of the database on disk (SQLite: file plus WAL), MiB.
     pub size_mib: Option<f64>,
@@ -118,8 +119,8 @@ pub async fn counts(db: &FreshDb) -> Result<Counts> {
         Backend::Sqlite => {
             let mut conn = sqlx::SqliteConnection::connect(&db.url).await?;
             (ledger, progress, rewards, avg_state) = sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM progress), \
-                 (SELECT COUNT(*) FROM rewards), (SELECT AVG(LENGTH(state)) FROM progress)",
+                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM user_progress), \
+                 (SELECT COUNT(*) FROM rewards), (SELECT AVG(LENGTH(missions)) FROM user_progress)",
             )
             .fetch_one(&mut conn)
             .await?;
@@ -128,8 +129,8 @@ pub async fn counts(db: &FreshDb) -> Result<Counts> {
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&db.url).await?;
             (ledger, progress, rewards, avg_state) = sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM progress), \
-                 (SELECT COUNT(*) FROM rewards), (SELECT AVG(OCTET_LENGTH(state::text))::float8 FROM progress)",
+                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM user_progress), \
+                 (SELECT COUNT(*) FROM rewards), (SELECT AVG(OCTET_LENGTH(missions))::float8 FROM user_progress)",
             )
             .fetch_one(&mut conn)
             .await?;

@@ -79,9 +79,6 @@ pub struct IngestArgs {
     /// Which progress rows the reference writes (see docs/BENCHMARKS.md).
     #[arg(long, value_enum, default_value = "qualifying")]
     pub reference_progress: ProgressRows,
-    /// The key order of the reference's progress table (`user-first`: an experiment).
-    #[arg(long, value_enum, default_value = "schema")]
-    pub reference_key: reference::ProgressKey,
     /// After the run, send every batch again and check that all come back duplicates.
     #[arg(long)]
     pub resend_check: bool,
@@ -111,7 +108,6 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub duration: Option<Duration>,
     pub reference_progress: ProgressRows,
-    pub reference_key: reference::ProgressKey,
     pub resend_check: bool,
     pub quiet: bool,
 }
@@ -141,7 +137,6 @@ pub async fn ingest(args: &IngestArgs) -> Result<Report> {
         rate: args.rate.filter(|r| *r > 0.0),
         duration: args.duration_secs.map(Duration::from_secs),
         reference_progress: args.reference_progress,
-        reference_key: args.reference_key,
         resend_check: args.resend_check,
         quiet: args.quiet,
     };

@@ -7,13 +7,12 @@
 //!
 //! 1. `INSERT INTO events (…8 columns…) VALUES …, … ON CONFLICT (tenant_id, id) DO NOTHING`
 //!    — every event of the batch, duplicates included (the storage must refuse them);
-//! 2. `INSERT INTO progress (…6 columns…) VALUES …, … ON CONFLICT (tenant_id, mission_id,
-//!    user_id) DO UPDATE SET state, completions, updated_at` — ONE row per (mission, user)
-//!    pair the batch changes, in key order: the missions whose step filters the event
-//!    satisfies (`--reference-progress qualifying`, the default; a reversal changes the
-//!    missions its original satisfied), or every mission listening to the event's type
-//!    (`listening`), or none (`none`). The state is a JSON text as large as the engine's
-//!    average state in this run;
+//! 2. `INSERT INTO user_progress (…4 columns…) VALUES …, … ON CONFLICT (tenant_id, user_id)
+//!    DO UPDATE SET missions, updated_at` — ONE row per user whose progress the batch
+//!    changes, in key order: users with an event that some mission's step filters satisfy
+//!    (`--reference-progress qualifying`, the default; a reversal changes what its original
+//!    satisfied), or that some mission listens to (`listening`), or none (`none`). The row is
+//!    a JSON text as large as the engine's average user row in this run;
 //! 3. `COMMIT`.
 //!
 //! It does not read anything back (no stored progress, no ledger lookups for reversals or
@@ -33,7 +32,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,15 +53,6 @@ pub enum ProgressRows {
     None,
 }
 
-/// The key order of the reference's `progress` table: as the migrations make it, or with the
-/// user first (an experiment: a user's rows for every mission then share leaf pages).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProgressKey {
-    Schema,
-    UserFirst,
-}
-
 pub struct ReferenceRun {
     pub elapsed: Duration,
     pub events: u64,
@@ -81,13 +71,12 @@ enum Pool {
 enum V {
     Text(String),
     OptText(Option<String>),
-    Int(i64),
     Time(Timestamp),
 }
 
 struct Rows {
     events: Vec<[V; 8]>,
-    progress: Vec<[V; 6]>,
+    progress: Vec<[V; 4]>,
 }
 
 pub async fn run(
@@ -101,37 +90,16 @@ pub async fn run(
     // The real schema, from the real migrations.
     drop(questline_store::connect(&db.url).await?);
     let pool = match db.backend {
-        Backend::Sqlite => {
-            let pool = sqlite_pool(&db.url).await?;
-            if plan.reference_key == ProgressKey::UserFirst {
-                sqlx::raw_sql(
-                    "DROP TABLE progress; \
-                     CREATE TABLE progress (tenant_id TEXT NOT NULL, mission_id TEXT NOT NULL, user_id TEXT NOT NULL, \
-                       state TEXT NOT NULL, completions INTEGER NOT NULL, updated_at TEXT NOT NULL, \
-                       PRIMARY KEY (tenant_id, user_id, mission_id)) WITHOUT ROWID",
-                )
-                .execute(&pool)
-                .await?;
-            }
-            Pool::Sqlite(pool)
-        }
+        Backend::Sqlite => Pool::Sqlite(sqlite_pool(&db.url).await?),
         Backend::Postgres => {
             let pool =
                 sqlx::postgres::PgPoolOptions::new().max_connections(plan.clients as u32).connect(&db.url).await?;
             let types: Vec<(String, String, String)> = sqlx::query_as(
                 "SELECT table_name::text, column_name::text, udt_name::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name IN ('events', 'progress')",
+                 WHERE table_schema = current_schema() AND table_name IN ('events', 'user_progress')",
             )
             .fetch_all(&pool)
             .await?;
-            if plan.reference_key == ProgressKey::UserFirst {
-                sqlx::raw_sql(
-                    "ALTER TABLE progress DROP CONSTRAINT progress_pkey; \
-                     ALTER TABLE progress ADD PRIMARY KEY (tenant_id, user_id, mission_id)",
-                )
-                .execute(&pool)
-                .await?;
-            }
             Pool::Postgres(pool, types.into_iter().map(|(t, c, ty)| (format!("{t}.{c}"), ty)).collect())
         }
     };
@@ -231,9 +199,8 @@ fn rows(
     let which = plan.reference_progress;
     let received_at = Timestamp::now();
     let mut events = Vec::with_capacity((slots.end - slots.start) as usize);
-    // (mission index, user) -> the last event that changed it in this batch.
-    let mut changed: BTreeSet<(usize, u64)> = BTreeSet::new();
-    let mut last: HashMap<(usize, u64), (Timestamp, String)> = HashMap::new();
+    // user -> the last event that changed their progress in this batch.
+    let mut last: BTreeMap<String, (Timestamp, String)> = BTreeMap::new();
     for slot in slots {
         let e = workload.event(slot);
         events.push([
@@ -257,35 +224,20 @@ fn rows(
             }
             None => (e.event_type, e.attrs.clone()),
         };
-        for (i, m) in missions.iter().enumerate() {
-            let hit = match which {
-                ProgressRows::Qualifying => m.qualifies(event_type, &attrs),
-                ProgressRows::Listening => m.listens(event_type),
-                ProgressRows::None => false,
-            };
-            if hit {
-                changed.insert((i, e.user));
-                last.insert((i, e.user), (e.occurred_at, e.id.clone()));
-            }
+        let hit = missions.iter().any(|m| match which {
+            ProgressRows::Qualifying => m.qualifies(event_type, &attrs),
+            ProgressRows::Listening => m.listens(event_type),
+            ProgressRows::None => false,
+        });
+        if hit {
+            last.insert(Workload::user_id(e.user), (e.occurred_at, e.id.clone()));
         }
     }
-    // In key order, so that concurrent batches lock shared rows in the same order.
-    let mut changed: Vec<(usize, u64)> = changed.into_iter().collect();
-    if plan.reference_key == ProgressKey::UserFirst {
-        changed.sort_by(|a, b| (Workload::user_id(a.1), a.0).cmp(&(Workload::user_id(b.1), b.0)));
-    }
-    let progress = changed
+    // In key order (the map's), so that concurrent batches lock shared rows in one order.
+    let progress = last
         .into_iter()
-        .map(|(i, user)| {
-            let (at, id) = &last[&(i, user)];
-            [
-                V::Text(TENANT.into()),
-                V::Text(missions[i].id.clone()),
-                V::Text(Workload::user_id(user)),
-                V::Text(state_json(*at, id, state_bytes)),
-                V::Int(0),
-                V::Time(received_at),
-            ]
+        .map(|(user, (at, id))| {
+            [V::Text(TENANT.into()), V::Text(user), V::Text(state_json(at, &id, state_bytes)), V::Time(received_at)]
         })
         .collect();
     // By id, so that two concurrent batches that share an id (a duplicate and its original)
@@ -297,9 +249,11 @@ fn rows(
     Rows { events, progress }
 }
 
-/// A progress state shaped like the engine's, padded to `bytes`.
+/// A user's progress row shaped like the engine's, padded to `bytes`.
 fn state_json(at: Timestamp, id: &str, bytes: usize) -> String {
-    let mut s = format!(r#"{{"steps":[{{"value":1}}],"completions":0,"last":{{"at":"{at}","id":"{id}"}}"#);
+    let mut s = format!(
+        r#"{{"m":{{"state":{{"steps":[{{"value":1}}],"completions":0,"last":{{"at":"{at}","id":"{id}"}}}},"updated_at":"{at}"}}"#
+    );
     if s.len() + 2 < bytes {
         let pad = bytes - s.len() - 12;
         s.push_str(&format!(r#","pad":"{}""#, "x".repeat(pad.max(1))));
@@ -310,10 +264,10 @@ fn state_json(at: Timestamp, id: &str, bytes: usize) -> String {
 
 const EVENT_COLUMNS: [&str; 8] =
     ["tenant_id", "id", "type", "user_id", "occurred_at", "attributes", "reverses", "received_at"];
-const PROGRESS_COLUMNS: [&str; 6] = ["tenant_id", "mission_id", "user_id", "state", "completions", "updated_at"];
+const PROGRESS_COLUMNS: [&str; 4] = ["tenant_id", "user_id", "missions", "updated_at"];
 const EVENTS_CONFLICT: &str = " ON CONFLICT (tenant_id, id) DO NOTHING";
-const PROGRESS_CONFLICT: &str = " ON CONFLICT (tenant_id, mission_id, user_id) DO UPDATE SET \
-     state = excluded.state, completions = excluded.completions, updated_at = excluded.updated_at";
+const PROGRESS_CONFLICT: &str = " ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
+     missions = excluded.missions, updated_at = excluded.updated_at";
 
 async fn write(pool: &Pool, rows: &Rows) -> Result<()> {
     match pool {
@@ -323,7 +277,7 @@ async fn write(pool: &Pool, rows: &Rows) -> Result<()> {
                 sqlite_insert("events", &EVENT_COLUMNS, chunk, EVENTS_CONFLICT).build().execute(&mut *tx).await?;
             }
             for chunk in rows.progress.chunks(CHUNK) {
-                sqlite_insert("progress", &PROGRESS_COLUMNS, chunk, PROGRESS_CONFLICT)
+                sqlite_insert("user_progress", &PROGRESS_COLUMNS, chunk, PROGRESS_CONFLICT)
                     .build()
                     .execute(&mut *tx)
                     .await?;
@@ -361,7 +315,6 @@ fn sqlite_insert<'a, const N: usize>(
             match v {
                 V::Text(s) => b.push_bind(s.as_str()),
                 V::OptText(s) => b.push_bind(s.as_deref()),
-                V::Int(i) => b.push_bind(*i),
                 V::Time(t) if table == "events" && *col != "updated_at" => b.push_bind(t.as_microsecond()),
                 V::Time(t) => b.push_bind(format!("{t:.9}")),
             };
@@ -377,7 +330,10 @@ async fn pg_write(pool: &PgPool, types: &HashMap<String, String>, rows: &Rows) -
         pg_insert("events", &EVENT_COLUMNS, chunk, EVENTS_CONFLICT, types).build().execute(&mut *tx).await?;
     }
     for chunk in rows.progress.chunks(CHUNK) {
-        pg_insert("progress", &PROGRESS_COLUMNS, chunk, PROGRESS_CONFLICT, types).build().execute(&mut *tx).await?;
+        pg_insert("user_progress", &PROGRESS_COLUMNS, chunk, PROGRESS_CONFLICT, types)
+            .build()
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
@@ -398,7 +354,6 @@ fn pg_insert<'a, const N: usize>(
             let text = match v {
                 V::Text(s) => Some(s.clone()),
                 V::OptText(s) => s.clone(),
-                V::Int(i) => Some(i.to_string()),
                 V::Time(t) if ty.starts_with("int") => Some(t.as_microsecond().to_string()),
                 V::Time(t) => Some(format!("{t:.9}")),
             };
@@ -416,9 +371,12 @@ mod tests {
     #[test]
     fn state_is_padded_to_the_engines_size() {
         let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let s = state_json(at, "txn-1", 300);
-        assert!((290..=310).contains(&s.len()), "{}", s.len());
+        let s = state_json(at, "txn-1", 3000);
+        assert!((2990..=3010).contains(&s.len()), "{}", s.len());
         serde_json::from_str::<serde_json::Value>(&s).unwrap();
-        assert!(state_json(at, "txn-1", 10).len() < 100);
+        // Never smaller than one mission's state, however small the engine's rows.
+        let small = state_json(at, "txn-1", 10);
+        assert!(small.len() < 200, "{}", small.len());
+        serde_json::from_str::<serde_json::Value>(&small).unwrap();
     }
 }

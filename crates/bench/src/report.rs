@@ -77,7 +77,6 @@ pub struct Params {
     pub duration_secs: Option<u64>,
     pub seed: u64,
     pub reference_progress: ProgressRows,
-    pub reference_key: crate::reference::ProgressKey,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -285,7 +284,6 @@ impl Report {
                 duration_secs: args.duration_secs,
                 seed: args.seed,
                 reference_progress: plan.reference_progress,
-                reference_key: plan.reference_key,
             },
             engine,
             verification,
@@ -351,7 +349,7 @@ impl fmt::Display for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "database  {} ledger rows, {} progress rows ({:.0} B state), {} rewards{}",
+            "database  {} ledger rows, {} progress rows (one per user, {:.0} B each), {} rewards{}",
             e.database.ledger_rows,
             e.database.progress_rows,
             e.database.avg_state_bytes,

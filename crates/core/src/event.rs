@@ -56,6 +56,13 @@ pub struct EventKey {
     pub id: String,
 }
 
+/// Lets the fold take events and references to them alike (`&[Event]`, `Cow<Event>`).
+impl AsRef<Event> for Event {
+    fn as_ref(&self) -> &Event {
+        self
+    }
+}
+
 impl Event {
     /// An event read back from the ledger. The ledger holds only events that passed
     /// [`Event::parse`], so this trusts its fields.

@@ -8,6 +8,7 @@
 use crate::decimal;
 use crate::event::Event;
 use rust_decimal::Decimal;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// The attribute a reversal reduces.
@@ -33,9 +34,10 @@ impl Reversed {
 }
 
 /// The net form of `original` given what was reversed of it, or `None` if nothing is left.
-pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
+/// Borrowed when nothing was reversed (the common case: no copy of its attributes).
+pub fn net_event(original: &Event, reversed: Reversed) -> Option<Cow<'_, Event>> {
     match reversed {
-        Reversed::Nothing => Some(original.clone()),
+        Reversed::Nothing => Some(Cow::Borrowed(original)),
         Reversed::All => None,
         Reversed::Partly(r) => {
             let amount = original.attributes().get(AMOUNT).and_then(decimal::of_value)?;
@@ -43,7 +45,7 @@ pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
             if net <= Decimal::ZERO {
                 return None;
             }
-            Some(original.clone().with_attribute(AMOUNT, decimal::to_value(net)))
+            Some(Cow::Owned(original.clone().with_attribute(AMOUNT, decimal::to_value(net))))
         }
     }
 }
@@ -52,7 +54,7 @@ pub fn net_event(original: &Event, reversed: Reversed) -> Option<Event> {
 /// events not in `originals` are ignored (their original has not arrived yet), and so is a
 /// reversal that names another user than its original: a user's progress moves only with
 /// that user's own events.
-pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals: &[Event]) -> Vec<Event> {
+pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals: &[Event]) -> Vec<Cow<'a, Event>> {
     let mut reversed: HashMap<(&str, &str), Reversed> = HashMap::new();
     for r in reversals {
         if let Some(target) = r.reverses() {
@@ -60,7 +62,7 @@ pub fn net_events<'a>(originals: impl IntoIterator<Item = &'a Event>, reversals:
             *entry = entry.and(r);
         }
     }
-    let mut out: Vec<Event> = originals
+    let mut out: Vec<Cow<'a, Event>> = originals
         .into_iter()
         .filter(|e| e.reverses().is_none())
         .filter_map(|e| {

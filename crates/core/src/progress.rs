@@ -258,18 +258,19 @@ fn distinct_key(v: &serde_json::Value) -> String {
 }
 
 /// Folds `events` (net, in fold order) onto `state`, returning the completions they caused.
-pub fn fold<'a>(
+/// Takes events or references to them, borrowed or not (`&[Event]`, [`crate::net::net_events`]).
+pub fn fold<E: AsRef<Event>>(
     mission: &CompiledMission,
     state: &mut ProgressState,
-    events: impl IntoIterator<Item = &'a Event>,
+    events: impl IntoIterator<Item = E>,
 ) -> Vec<Completion> {
-    events.into_iter().filter_map(|e| state.apply(mission, e)).collect()
+    events.into_iter().filter_map(|e| state.apply(mission, e.as_ref())).collect()
 }
 
 /// The state `events` alone produce, from scratch.
-pub fn replay<'a>(
+pub fn replay<E: AsRef<Event>>(
     mission: &CompiledMission,
-    events: impl IntoIterator<Item = &'a Event>,
+    events: impl IntoIterator<Item = E>,
 ) -> (ProgressState, Vec<Completion>) {
     let mut state = ProgressState::new(mission);
     let completions = fold(mission, &mut state, events);

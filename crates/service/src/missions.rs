@@ -235,7 +235,7 @@ impl Service {
             }
         });
         let (originals, reversals): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| e.reverses().is_none());
-        let (state, completions) = replay(&compiled, &net_events(&originals, &reversals));
+        let (state, completions) = replay(&compiled, net_events(&originals, &reversals));
         let updated_at = state.last_counted_at;
         Ok(Simulation {
             progress: ProgressView::new(&compiled, &user, Some(&state), updated_at, now),

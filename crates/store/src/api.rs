@@ -20,8 +20,32 @@ use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::{Mission, MissionStatus};
 use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-/// A user's stored progress in one mission.
+/// A user's progress in every mission they have any in, stored as ONE row: a batch reads,
+/// locks and writes each of its users once, however many missions their events touch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserProgress {
+    pub user_id: UserId,
+    pub missions: BTreeMap<MissionId, MissionProgress>,
+}
+
+/// A user's state in one mission, and when it last changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissionProgress {
+    pub state: ProgressState,
+    pub updated_at: Timestamp,
+}
+
+impl UserProgress {
+    /// A user with no progress yet.
+    pub fn empty(user_id: UserId) -> Self {
+        Self { user_id, missions: BTreeMap::new() }
+    }
+}
+
+/// A user's stored progress in one mission, as readers get it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredProgress {
     pub mission_id: MissionId,
@@ -153,20 +177,20 @@ pub trait LedgerTx: Send {
     /// Every stored original (not reversal) event of a user with one of these types, by
     /// `(occurred_at, id)`.
     async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>>;
-    /// Serializes units per user across processes: held until commit. `users` is sorted
-    /// and unique, so that two units lock in the same order. Call it before anything else
-    /// that writes. (SQLite has one writer, so there it does nothing.)
-    async fn lock_users(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<()>;
 }
 
-/// Progress rows.
+/// Progress, one row per user.
 #[async_trait]
 pub trait ProgressTx: Send {
-    /// Stored progress for these (mission, user) pairs, in no particular order; pairs
-    /// without a row are left out.
-    async fn load_progress(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<StoredProgress>>;
-    /// Upserts; if `rows` repeats a pair, the later row wins.
-    async fn save_progress(&mut self, tenant: &TenantId, rows: &[StoredProgress]) -> Result<()>;
+    /// Locks these users' progress until commit and returns it: two units touching a user
+    /// apply one after the other, and the second reads what the first committed (PostgreSQL:
+    /// the rows `FOR UPDATE`, a row made first for a user who has none; SQLite: the single
+    /// writer already excludes every other unit). `users` is sorted and unique, so that two
+    /// units lock in the same order. Call it before anything else that writes. Users without
+    /// progress come back empty or are left out.
+    async fn lock_progress(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<UserProgress>>;
+    /// Replaces these users' progress; if `users` repeats a user, the later one wins.
+    async fn save_progress(&mut self, tenant: &TenantId, users: &[UserProgress]) -> Result<()>;
 }
 
 /// Rewards.
@@ -177,7 +201,12 @@ pub trait RewardTx: Send {
     async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>>;
     /// Fails with `Conflict` if the id is taken or the completion has a live reward; the
     /// unit stays usable.
-    async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()>;
+    async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
+        self.insert_rewards(tenant, std::slice::from_ref(reward)).await
+    }
+    /// Many rewards in a few statements. Fails with `Conflict` if any id is taken or any
+    /// completion has a live reward (the others are inserted; the unit stays usable).
+    async fn insert_rewards(&mut self, tenant: &TenantId, rewards: &[Reward]) -> Result<()>;
     /// Marks those of these rewards revoked that are still `pending` (a granted reward has
     /// been paid out and stays). Returns how many were revoked.
     async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<u64>;

@@ -15,7 +15,7 @@
 //! statement of every backend.
 //!
 //! Codemap:
-//! - `api.rs`: the traits and the values they trade ([`StoredProgress`], [`BudgetRow`],
+//! - `api.rs`: the traits and the values they trade ([`UserProgress`], [`StoredProgress`], [`BudgetRow`],
 //!   [`Page`], [`Connection`]). `error.rs`: [`StoreError`]. `keys.rs`: API keys as stored.
 //! - `rows.rs`: row decoding and encoding, one module for both backends.
 //! - `shared/`: the SQL that is the same on both backends, written once with `?`
@@ -38,8 +38,8 @@ pub mod sqlite;
 use std::sync::Arc;
 
 pub use api::{
-    BudgetRow, BudgetTx, Connection, KeyReads, KeyTx, LedgerTx, MissionReads, MissionTx, Page, ProgressTx, RewardTx,
-    Store, StoredProgress, UnitOfWork, UserReads,
+    BudgetRow, BudgetTx, Connection, KeyReads, KeyTx, LedgerTx, MissionProgress, MissionReads, MissionTx, Page,
+    ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork, UserProgress, UserReads,
 };
 pub use error::{Result, StoreError};
 pub use keys::{ApiKey, NewApiKey, Role};

@@ -15,16 +15,16 @@
 //! `...:00Z` sorts after `...:00.5Z` as text.
 
 use crate::keys::{ApiKey, Role};
-use crate::{BudgetRow, Result, StoreError, StoredProgress};
+use crate::{BudgetRow, MissionProgress, Result, StoreError, UserProgress};
 use jiff::Timestamp;
 use questline_core::event::{Event, RecordedEvent};
-use questline_core::id::TenantId;
+use questline_core::id::{MissionId, TenantId};
 use questline_core::mission::spec::RewardKind;
 use questline_core::mission::{Mission, MissionSpec, MissionStatus};
-use questline_core::progress::ProgressState;
 use questline_core::reward::{Reward, RewardStatus};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt::Display;
 
 /// The columns [`EventRow`] reads, for `SELECT {EVENT_COLUMNS} FROM events`.
@@ -32,7 +32,7 @@ pub(crate) const EVENT_COLUMNS: &str =
     "id, type AS event_type, user_id, occurred_at, attributes, reverses, received_at";
 pub(crate) const MISSION_COLUMNS: &str =
     "id, status, spec, rewards_granted, activated_at, active_periods, created_at, updated_at";
-pub(crate) const PROGRESS_COLUMNS: &str = "mission_id, user_id, state, updated_at";
+pub(crate) const USER_PROGRESS_COLUMNS: &str = "user_id, missions";
 pub(crate) const REWARD_COLUMNS: &str =
     "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, created_at, updated_at";
 pub(crate) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
@@ -170,31 +170,35 @@ impl BudgetRecord {
 
 // --- progress ---
 
+/// A user's progress row: every mission's state in one JSON object, mission id ->
+/// [`MissionProgress`].
 #[derive(sqlx::FromRow)]
-pub(crate) struct ProgressRow {
-    mission_id: String,
+pub(crate) struct UserProgressRow {
     user_id: String,
-    state: String,
-    updated_at: String,
+    missions: String,
 }
 
-impl ProgressRow {
-    pub(crate) fn into_progress(self) -> Result<StoredProgress> {
-        let what = |col: &str| format!("progress ({:?}, {:?}) {col}", self.mission_id, self.user_id);
-        let state: ProgressState = serde_json::from_str(&self.state).map_err(|e| corrupt(what("state"), e))?;
-        let updated_at = parse_ts(&self.updated_at, what("updated_at"))?;
-        Ok(StoredProgress { mission_id: self.mission_id.into(), user_id: self.user_id.into(), state, updated_at })
+impl UserProgressRow {
+    pub(crate) fn into_progress(self) -> Result<UserProgress> {
+        let missions: BTreeMap<MissionId, MissionProgress> = serde_json::from_str(&self.missions)
+            .map_err(|e| corrupt(format!("user_progress {:?} missions", self.user_id), e))?;
+        Ok(UserProgress { user_id: self.user_id.into(), missions })
     }
 }
 
-pub(crate) fn progress_from(rows: Vec<ProgressRow>) -> Result<Vec<StoredProgress>> {
-    rows.into_iter().map(ProgressRow::into_progress).collect()
+pub(crate) fn user_progress_from(rows: Vec<UserProgressRow>) -> Result<Vec<UserProgress>> {
+    rows.into_iter().map(UserProgressRow::into_progress).collect()
 }
 
-pub(crate) fn state_json(row: &StoredProgress) -> Result<String> {
-    serde_json::to_string(&row.state).map_err(|e| {
-        corrupt(format!("cannot encode progress ({:?}, {:?})", row.mission_id.as_str(), row.user_id.as_str()), e)
-    })
+/// The `missions` column of a user's row.
+pub(crate) fn missions_json(progress: &UserProgress) -> Result<String> {
+    serde_json::to_string(&progress.missions)
+        .map_err(|e| corrupt(format!("cannot encode the progress of user {:?}", progress.user_id.as_str()), e))
+}
+
+/// When a user's row last changed: its latest mission's.
+pub(crate) fn last_updated(progress: &UserProgress) -> String {
+    progress.missions.values().map(|m| m.updated_at).max().map_or_else(String::new, ts_text)
 }
 
 // --- rewards ---

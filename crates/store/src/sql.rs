@@ -4,11 +4,8 @@
 //! [`numbered`] turns them into PostgreSQL's `$1 … $n`. That keeps a statement's text in one
 //! place, so the two backends cannot drift apart in what they ask the database.
 
-use crate::rows::PROGRESS_COLUMNS;
-use questline_core::id::{MissionId, UserId};
+use questline_core::id::UserId;
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::hash::Hash;
 
 /// How a backend speaks where the shared statements leave it a choice. Implemented for
 /// `sqlx::Sqlite` and `sqlx::Postgres` in the backends' `mod.rs`, beside the reasons.
@@ -45,13 +42,6 @@ pub(crate) fn numbered(sql: &str) -> String {
     out
 }
 
-/// The first occurrence of each item, in order: a repeated key would otherwise come back
-/// twice from a join against the keys.
-pub(crate) fn unique<T: Eq + Hash>(items: &[T]) -> Vec<&T> {
-    let mut seen = HashSet::with_capacity(items.len());
-    items.iter().filter(|item| seen.insert(*item)).collect()
-}
-
 /// A lookup in the ledger, answered by each backend's `ledger::fetch` in its own SQL.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum EventLookup<'a> {
@@ -64,42 +54,6 @@ pub(crate) enum EventLookup<'a> {
     /// Every reversal of the originals `UserOriginals` names.
     UserReversals { user: &'a UserId, types: &'a [String] },
 }
-
-/// A table looked up by (mission, user) pairs. The table is aliased `p`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PairTable {
-    /// `a, b, c`: the columns to select, unqualified.
-    pub(crate) columns: &'static str,
-    pub(crate) table: &'static str,
-}
-
-/// Rows of a [`PairTable`] for some (mission, user) pairs of a tenant: each backend's
-/// `batch::fetch_pairs` joins the table against the pairs in its own way.
-pub(crate) struct PairQuery<'a> {
-    pub(crate) table: PairTable,
-    pub(crate) tenant: &'a str,
-    /// Unique: a repeated pair would come back twice from the join.
-    pub(crate) keys: Vec<&'a (MissionId, UserId)>,
-}
-
-impl<'a> PairQuery<'a> {
-    pub(crate) fn new(table: PairTable, tenant: &'a str, keys: &'a [(MissionId, UserId)]) -> Self {
-        Self { table, tenant, keys: unique(keys) }
-    }
-
-    /// The columns qualified by the table's alias, for a SELECT list.
-    pub(crate) fn select_list(&self) -> String {
-        self.table.columns.split(", ").map(|c| format!("p.{c}")).collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// A row type `fetch_pairs` can decode on the database `DB`.
-pub(crate) trait RowOf<DB: sqlx::Database>: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin {}
-
-impl<DB: sqlx::Database, R> RowOf<DB> for R where R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin {}
-
-/// Progress rows by (mission, user): one primary-key probe per pair.
-pub(crate) const PROGRESS: PairTable = PairTable { columns: PROGRESS_COLUMNS, table: "progress" };
 
 #[cfg(test)]
 mod tests {

@@ -177,18 +177,19 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
     let no_rewards = Vec::new();
     let mut out = BatchDecision::default();
 
-    for (key, mission) in &plan.pairs {
+    for pair in &plan.pairs {
+        let (key, mission) = (&pair.key, &pair.mission);
         let (_, user_id) = key;
         let before = inputs.stored.get(key);
-        let (state, completions) = if plan.must_refold(key, mission, before) {
+        let (state, completions) = if plan.must_refold(pair, before) {
             let ledger =
                 inputs.ledgers.get(user_id).ok_or_else(|| DecideError::MissingLedger { user_id: user_id.clone() })?;
-            replay(mission, &net_events(&ledger.originals, &ledger.reversals))
+            replay(mission, net_events(&ledger.originals, &ledger.reversals))
         } else {
             let mut state = before.cloned().unwrap_or_else(|| ProgressState::new(mission));
             let mine: Vec<Event> =
-                plan.new_events(user_id, mission).filter_map(|e| reversals_of.get(e.id())).flatten().cloned().collect();
-            let net = net_events(plan.new_events(user_id, mission), &mine);
+                plan.new_events(pair).filter_map(|e| reversals_of.get(e.id())).flatten().cloned().collect();
+            let net = net_events(plan.new_events(pair), &mine);
             let completions = fold(mission, &mut state, &net);
             (state, completions)
         };
@@ -198,13 +199,13 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
         out.save(mission, key, before, state, inputs.now);
     }
 
-    let mut seen: BTreeSet<PairKey> = plan.pairs.iter().map(|(k, _)| k.clone()).collect();
+    let mut seen: BTreeSet<PairKey> = plan.pairs.iter().map(|p| p.key.clone()).collect();
     for p in &inputs.inactive {
         let key = (MissionId::new(p.mission.id()), p.user_id.clone());
         if !plan.checks_inactive(p.user_id.as_str(), &p.mission) || !seen.insert(key.clone()) {
             continue;
         }
-        let (state, completions) = replay(&p.mission, &net_events(&p.ledger.originals, &p.ledger.reversals));
+        let (state, completions) = replay(&p.mission, net_events(&p.ledger.originals, &p.ledger.reversals));
         out.reconcile(&p.mission, &key, &state, &completions, p.stored.completions, &p.live_rewards, inputs.now, false);
         out.save(&p.mission, &key, Some(&p.stored), state, inputs.now);
     }

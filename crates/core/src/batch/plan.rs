@@ -27,14 +27,24 @@ pub struct IgnoredReversal {
 /// inactive-mission progress of [`BatchPlan::refold_users`].
 #[derive(Debug, Clone, Default)]
 pub struct BatchPlan {
-    pub(super) users: BTreeMap<UserId, UserWork>,
+    /// By user id.
+    pub(super) users: Vec<(UserId, UserWork)>,
     /// Every (mission, user) the batch touches, in that order, with the active mission.
-    pub(super) pairs: Vec<(PairKey, Arc<CompiledMission>)>,
+    pub(super) pairs: Vec<Pair>,
     /// The batch's new reversals: they apply to the batch's own originals at fold time.
     pub(super) fresh_reversals: Vec<Event>,
     active: BTreeSet<MissionId>,
     ledger_types: Vec<String>,
     ignored: Vec<IgnoredReversal>,
+}
+
+/// A (mission, user) pair the batch touches.
+#[derive(Debug, Clone)]
+pub(super) struct Pair {
+    pub(super) key: PairKey,
+    pub(super) mission: Arc<CompiledMission>,
+    /// The user's place in [`BatchPlan::users`].
+    pub(super) user: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -83,7 +93,8 @@ pub fn reversal_targets<'a>(fresh: impl IntoIterator<Item = &'a Event>) -> Vec<E
     targets.into_iter().collect()
 }
 
-/// Plans a batch from its new events (`fresh`: duplicates already removed by the ledger) and
+/// Plans a batch from its new events (`fresh`: duplicates already removed by the ledger;
+/// moved into the plan) and
 /// the stored events that its new reversals name (`originals`, as loaded for
 /// [`reversal_targets`]; events of this batch among them are recognised and skipped).
 ///
@@ -95,26 +106,14 @@ pub fn reversal_targets<'a>(fresh: impl IntoIterator<Item = &'a Event>) -> Vec<E
 ///   in its net form.
 /// - A reversal whose original has not arrived waits in the ledger; one naming another user's
 ///   event is ignored and reported.
-pub fn plan<'a>(
-    missions: &ActiveMissions,
-    fresh: impl IntoIterator<Item = &'a Event>,
-    originals: &[Event],
-) -> BatchPlan {
-    let fresh: Vec<&Event> = fresh.into_iter().collect();
+pub fn plan(missions: &ActiveMissions, fresh: Vec<Event>, originals: &[Event]) -> BatchPlan {
     let mut users: BTreeMap<UserId, UserWork> = BTreeMap::new();
-    for e in fresh.iter().filter(|e| e.reverses().is_none() && missions.listens_to(e.event_type())) {
-        users.entry(UserId::from(e.user_id())).or_default().originals.push((*e).clone());
-    }
-    for w in users.values_mut() {
-        w.originals.sort_by(|a, b| (a.occurred_at(), a.id()).cmp(&(b.occurred_at(), b.id())));
-    }
-
-    let fresh_by_id: HashMap<&str, &Event> = fresh.iter().map(|e| (e.id(), *e)).collect();
+    let fresh_by_id: HashMap<&str, &Event> = fresh.iter().map(|e| (e.id(), e)).collect();
     let stored_by_id: HashMap<&str, &Event> = originals.iter().map(|e| (e.id(), e)).collect();
     let mut ignored = Vec::new();
     let mut fresh_reversals = Vec::new();
     for r in fresh.iter().filter(|e| e.reverses().is_some()) {
-        fresh_reversals.push((*r).clone());
+        fresh_reversals.push(r.clone());
         let target = r.reverses().unwrap_or_default();
         let (original, in_batch) = match (fresh_by_id.get(target), stored_by_id.get(target)) {
             (Some(o), _) => (*o, true),
@@ -143,9 +142,18 @@ pub fn plan<'a>(
                 .insert(original.event_type().to_owned());
         }
     }
+    drop(fresh_by_id);
+    // Moved into the plan, not copied: the batch's events are spent here.
+    for e in fresh.into_iter().filter(|e| e.reverses().is_none() && missions.listens_to(e.event_type())) {
+        users.entry(UserId::from(e.user_id())).or_default().originals.push(e);
+    }
+    for w in users.values_mut() {
+        w.originals.sort_by(|a, b| (a.occurred_at(), a.id()).cmp(&(b.occurred_at(), b.id())));
+    }
+    let users: Vec<(UserId, UserWork)> = users.into_iter().collect();
 
     let mut pairs = Vec::new();
-    for (user, work) in &users {
+    for (index, (user, work)) in users.iter().enumerate() {
         let types = work.originals.iter().map(|e| e.event_type()).chain(work.refold_types.iter().map(String::as_str));
         let mut touched: BTreeMap<&str, &Arc<CompiledMission>> = BTreeMap::new();
         for t in types {
@@ -153,9 +161,13 @@ pub fn plan<'a>(
                 touched.insert(m.id(), m);
             }
         }
-        pairs.extend(touched.into_values().map(|m| ((MissionId::new(m.id()), user.clone()), m.clone())));
+        pairs.extend(touched.into_values().map(|m| Pair {
+            key: (MissionId::new(m.id()), user.clone()),
+            mission: m.clone(),
+            user: index,
+        }));
     }
-    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs.sort_by(|a, b| a.key.cmp(&b.key));
 
     BatchPlan {
         users,
@@ -171,13 +183,13 @@ impl BatchPlan {
     /// Every (mission, user) the batch touches, in `(mission, user)` order: load their stored
     /// progress and live (not revoked) rewards.
     pub fn pairs(&self) -> impl Iterator<Item = &PairKey> {
-        self.pairs.iter().map(|(k, _)| k)
+        self.pairs.iter().map(|p| &p.key)
     }
 
     /// The new originals some active mission listens to: load the reversals that arrived
     /// before them (`reversals_of` these ids).
     pub fn early_reversal_ids(&self) -> Vec<EventId> {
-        self.users.values().flat_map(|w| &w.originals).map(|e| EventId::from(e.id())).collect()
+        self.users.iter().flat_map(|(_, w)| &w.originals).map(|e| EventId::from(e.id())).collect()
     }
 
     /// The users whose new reversals changed counted events: their progress in missions that
@@ -188,7 +200,12 @@ impl BatchPlan {
 
     /// The event types whose counted events a new reversal of `user` changed.
     pub fn refold_types(&self, user: &str) -> Option<&BTreeSet<String>> {
-        self.users.get(user).map(|w| &w.refold_types).filter(|t| !t.is_empty())
+        self.work(user).map(|w| &w.refold_types).filter(|t| !t.is_empty())
+    }
+
+    fn work(&self, user: &str) -> Option<&UserWork> {
+        let i = self.users.binary_search_by(|(u, _)| u.as_str().cmp(user)).ok()?;
+        Some(&self.users[i].1)
     }
 
     /// Whether `user`'s stored progress in `mission`, a mission that is not active, must be
@@ -218,37 +235,22 @@ impl BatchPlan {
     /// their reversals) must be loaded because some pair of theirs is refolded. `stored`
     /// holds the stored progress of [`BatchPlan::pairs`]; a pair without a row has none.
     pub fn needs_ledger(&self, stored: &HashMap<PairKey, ProgressState>) -> BTreeSet<UserId> {
-        self.pairs
-            .iter()
-            .filter(|(key, m)| self.must_refold(key, m, stored.get(key)))
-            .map(|((_, u), _)| u.clone())
-            .collect()
+        self.pairs.iter().filter(|p| self.must_refold(p, stored.get(&p.key))).map(|p| p.key.1.clone()).collect()
     }
 
-    /// The new originals of `user` that `mission` listens to, in fold order.
-    pub(super) fn new_events<'s>(
-        &'s self,
-        user: &UserId,
-        mission: &'s CompiledMission,
-    ) -> impl Iterator<Item = &'s Event> {
-        self.users
-            .get(user)
-            .into_iter()
-            .flat_map(|w| &w.originals)
-            .filter(|e| mission.event_types().iter().any(|t| t == e.event_type()))
+    /// The new originals of the pair's user that its mission listens to, in fold order.
+    pub(super) fn new_events<'s>(&'s self, pair: &'s Pair) -> impl Iterator<Item = &'s Event> {
+        let types = pair.mission.event_types();
+        self.users[pair.user].1.originals.iter().filter(move |e| types.iter().any(|t| t == e.event_type()))
     }
 
     /// A pair is refolded from the ledger when a reversal changed an event of a type its
     /// mission listens to, or when its first new event sorts before what the stored state
     /// has folded (a late event). Otherwise its new net events fold onto the stored state.
-    pub(super) fn must_refold(
-        &self,
-        (_, user): &PairKey,
-        mission: &CompiledMission,
-        stored: Option<&ProgressState>,
-    ) -> bool {
+    pub(super) fn must_refold(&self, pair: &Pair, stored: Option<&ProgressState>) -> bool {
+        let work = &self.users[pair.user].1;
         let reversed =
-            self.users.get(user).is_some_and(|w| mission.event_types().iter().any(|t| w.refold_types.contains(t)));
-        reversed || self.new_events(user, mission).next().is_some_and(|e| stored.is_some_and(|s| !s.can_append(e)))
+            !work.refold_types.is_empty() && pair.mission.event_types().iter().any(|t| work.refold_types.contains(t));
+        reversed || stored.is_some_and(|s| self.new_events(pair).next().is_some_and(|e| !s.can_append(e)))
     }
 }

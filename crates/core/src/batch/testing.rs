@@ -127,7 +127,7 @@ impl World {
         let originals: Vec<&Event> =
             self.ledger.iter().filter(|e| e.user_id() == user && e.reverses().is_none()).collect();
         let reversals: Vec<Event> = self.ledger.iter().filter(|e| e.reverses().is_some()).cloned().collect();
-        let (state, completions) = replay(&compiled, &net_events(originals, &reversals));
+        let (state, completions) = replay(&compiled, net_events(originals, &reversals));
         (state, completions.len())
     }
 
@@ -176,7 +176,7 @@ impl World {
         );
         let targets: HashSet<String> = reversal_targets(&fresh).into_iter().map(|id| id.into_string()).collect();
         let originals: Vec<Event> = self.ledger.iter().filter(|e| targets.contains(e.id())).cloned().collect();
-        let plan = plan(&active, &fresh, &originals);
+        let plan = plan(&active, fresh.to_vec(), &originals);
 
         let stored: HashMap<PairKey, ProgressState> =
             plan.pairs().filter_map(|k| self.progress.get(k).map(|s| (k.clone(), s.clone()))).collect();

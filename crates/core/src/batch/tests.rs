@@ -80,7 +80,7 @@ fn an_original_and_its_reversal_in_one_batch_fold_in_net_form() {
     let active = ActiveMissions::new([m.clone()]);
     let fresh = [payment("p", "u", 10, d(600), "x"), refund("r", "u", "p", Some(d(550)))];
     assert_eq!(reversal_targets(&fresh), [EventId::from("p")]);
-    let plan = plan(&active, &fresh, &fresh[..1]);
+    let plan = plan(&active, fresh.to_vec(), &fresh[..1]);
     assert_eq!(plan.pairs().collect::<Vec<_>>(), [&(MissionId::new("m"), UserId::new("u"))]);
     assert_eq!(plan.refold_users().count(), 0, "no refold: the original folds in its net form");
     assert!(plan.needs_ledger(&HashMap::new()).is_empty());
@@ -117,7 +117,7 @@ fn a_late_event_refolds_the_ledger() {
     assert_eq!(out.decision.revokes.len(), 0);
     let stored: HashMap<PairKey, ProgressState> = w.progress.clone();
     assert_eq!(w.state("m", "u").completions, 2);
-    let late = plan(&ActiveMissions::new([each_payment("m")]), &[payment("c", "u", 10, d(1), "x")], &[]);
+    let late = plan(&ActiveMissions::new([each_payment("m")]), vec![payment("c", "u", 10, d(1), "x")], &[]);
     assert_eq!(late.needs_ledger(&stored).into_iter().collect::<Vec<_>>(), [UserId::new("u")]);
     let err = decide(
         &late,

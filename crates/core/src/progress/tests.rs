@@ -272,7 +272,7 @@ proptest! {
 
         let originals: Vec<Event> = events.iter().filter(|e| e.reverses().is_none()).cloned().collect();
         let reversals: Vec<Event> = events.iter().filter(|e| e.reverses().is_some()).cloned().collect();
-        let (expected, _) = replay(&m, &net_events(&originals, &reversals));
+        let (expected, _) = replay(&m, net_events(&originals, &reversals));
         let got = ingest_in_order(&m, &arrival);
         prop_assert_eq!(&got, &expected);
         prop_assert_eq!(&got.steps, &expected.steps);

@@ -105,7 +105,7 @@ fn net_events_property(backend: Backend) {
             let parsed: Vec<Event> = events.iter().map(|e| Event::parse(e, jiff::Timestamp::now()).unwrap()).collect();
             let (originals, reversals): (Vec<Event>, Vec<Event>) =
                 parsed.into_iter().partition(|e| e.reverses().is_none());
-            let (expected, _) = replay(&compiled, &net_events(&originals, &reversals));
+            let (expected, _) = replay(&compiled, net_events(&originals, &reversals));
             prop_assert_eq!(
                 &got["steps"][0]["value"],
                 &questline_core::decimal::to_value(expected.steps[0].value),

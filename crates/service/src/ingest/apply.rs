@@ -3,19 +3,21 @@
 //! The engine decides; this module only loads what it asks for, calls it, and saves what it
 //! decided, in the order the phases of `questline_core::batch` need:
 //!
-//! 1. Lock the batch's users (across processes), record the events in the ledger; an id seen
-//!    before is a duplicate and does nothing.
+//! 1. Lock and load the batch's users' progress (one row per user; across processes, a
+//!    batch touching one of them waits), record the events in the ledger; an id seen before
+//!    is a duplicate and does nothing.
 //! 2. Load the originals that new reversals name; the engine plans which (mission, user)
 //!    pairs the new events touch ([`batch::plan`]).
-//! 3. Load, in one query each for the whole batch, the stored progress and the live rewards
-//!    of those pairs and the reversals that arrived before their originals; the engine says
-//!    whose ledger a refold needs ([`batch::BatchPlan::needs_ledger`]); load those, and the
-//!    progress that users whose events were reversed have in missions no longer active.
+//! 3. Load, in one query each for the whole batch, the live rewards of those pairs and the
+//!    reversals that arrived before their originals; the engine says whose ledger a refold
+//!    needs ([`batch::BatchPlan::needs_ledger`]) from the pairs' progress; load those ledgers,
+//!    and for users whose events were reversed, their missions no longer active.
 //! 4. The engine decides ([`batch::decide`]): new states, completions, grants, revokes,
 //!    effects. Then budgets: lock the budget rows of the missions that grant, in mission
 //!    order (one global order keeps concurrent batches from deadlocking), and let the engine
 //!    take them ([`budget::take_budgets`]).
-//! 5. Save progress, revokes, rewards and budgets, and commit. Only then do callers hear back.
+//! 5. Save progress (each changed user's row once), revokes, rewards and budgets, and commit.
+//!    Only then do callers hear back.
 
 use crate::index::{MissionIndex, Snapshot};
 use jiff::Timestamp;
@@ -27,7 +29,7 @@ use questline_core::mission::CompiledMission;
 use questline_core::pointer::FieldError;
 use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
-use questline_store::{Result, Store, StoreError, StoredProgress, UnitOfWork};
+use questline_store::{MissionProgress, Result, Store, StoreError, UnitOfWork, UserProgress};
 use std::collections::{BTreeSet, HashMap};
 
 /// How often a batch that lost a race (deadlock, serialization failure) is run again.
@@ -89,7 +91,14 @@ async fn apply_once(
 ) -> Result<Applied> {
     let mut tx = store.begin().await?;
     let users: BTreeSet<UserId> = events.iter().map(|e| UserId::new(e.user_id())).collect();
-    tx.lock_users(tenant, &users.into_iter().collect::<Vec<_>>()).await?;
+    // Locked before anything is written, so a batch of another process that touches one of
+    // these users runs wholly before or wholly after this one.
+    let mut progress: HashMap<UserId, UserProgress> = tx
+        .lock_progress(tenant, &users.into_iter().collect::<Vec<_>>())
+        .await?
+        .into_iter()
+        .map(|p| (p.user_id.clone(), p))
+        .collect();
     let revision = tx.missions_revision(tenant).await?;
     let snapshot = missions.at(tenant, revision).await?;
     // The originals the batch's reversals name, as recorded before it: reversals that can
@@ -111,7 +120,8 @@ async fn apply_once(
     let fresh: Vec<Event> =
         to_record.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e.clone().received(now)).collect();
 
-    let plan = batch::plan(snapshot.active(), &fresh, &originals);
+    let recorded = fresh.len();
+    let plan = batch::plan(snapshot.active(), fresh, &originals);
     for ignored in plan.ignored() {
         // Its original arrived after it: recorded, and it never applies.
         metrics::counter!("questline_reversals_ignored_total").increment(1);
@@ -131,29 +141,34 @@ async fn apply_once(
         .collect();
     let mut applied = Applied { outcomes, ..Applied::default() };
     if !plan.is_empty() {
-        let inputs = load(&mut *tx, store, tenant, &snapshot, &plan, now).await?;
+        let inputs = load(&mut *tx, tenant, &snapshot, &plan, &progress, now).await?;
         let decision = batch::decide(&plan, &inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        save(&mut *tx, tenant, decision, now, &mut applied).await?;
+        save(&mut *tx, tenant, decision, &mut progress, now, &mut applied).await?;
     }
     tx.commit().await?;
-    metrics::counter!("questline_events_ingested_total").increment(fresh.len() as u64);
+    metrics::counter!("questline_events_ingested_total").increment(recorded as u64);
     metrics::counter!("questline_completions_total").increment(applied.completions as u64);
     Ok(applied)
 }
 
-/// Everything the engine asked for, read inside the batch's transaction (or, for missions no
-/// longer active, outside it: those rows change only under the batch's user locks).
+/// Everything the engine asked for, read inside the batch's transaction; `progress` is the
+/// batch's users' progress, as locked.
 async fn load(
     tx: &mut dyn UnitOfWork,
-    store: &dyn Store,
     tenant: &TenantId,
     snapshot: &Snapshot,
     plan: &BatchPlan,
+    progress: &HashMap<UserId, UserProgress>,
     now: Timestamp,
 ) -> Result<BatchInputs> {
     let pairs: Vec<PairKey> = plan.pairs().cloned().collect();
-    let stored: HashMap<PairKey, ProgressState> =
-        tx.load_progress(tenant, &pairs).await?.into_iter().map(|p| ((p.mission_id, p.user_id), p.state)).collect();
+    let stored: HashMap<PairKey, ProgressState> = pairs
+        .iter()
+        .filter_map(|key @ (mission, user)| {
+            let state = progress.get(user)?.missions.get(mission)?.state.clone();
+            Some((key.clone(), state))
+        })
+        .collect();
     let mut live_rewards: HashMap<PairKey, Vec<Reward>> = HashMap::new();
     for r in tx.live_rewards(tenant, &pairs).await? {
         live_rewards
@@ -170,22 +185,23 @@ async fn load(
     }
     let mut inactive = Vec::new();
     for user in plan.refold_users() {
-        for row in store.user_progress(tenant, user, None).await? {
-            if snapshot.active().contains(row.mission_id.as_str()) {
+        let Some(user_progress) = progress.get(user) else { continue };
+        for (mission_id, stored) in &user_progress.missions {
+            if snapshot.active().contains(mission_id.as_str()) {
                 continue; // active: the plan has it
             }
-            let Some(mission) = tx.get_mission(tenant, &row.mission_id).await? else { continue };
+            let Some(mission) = tx.get_mission(tenant, mission_id).await? else { continue };
             let Ok(compiled) = CompiledMission::for_mission(&mission) else { continue };
             if !plan.checks_inactive(user.as_str(), &compiled) {
                 continue;
             }
-            let key = (row.mission_id.clone(), user.clone());
+            let key = (mission_id.clone(), user.clone());
             let live = tx.live_rewards(tenant, std::slice::from_ref(&key)).await?;
             let ledger = user_ledger(tx, tenant, user, compiled.event_types()).await?;
             inactive.push(InactiveProgress {
                 mission: compiled,
                 user_id: user.clone(),
-                stored: row.state,
+                stored: stored.state.clone(),
                 ledger,
                 live_rewards: live,
             });
@@ -202,24 +218,24 @@ async fn user_ledger(tx: &mut dyn UnitOfWork, tenant: &TenantId, user: &UserId, 
     Ok(Ledger { originals, reversals })
 }
 
-/// Writes what the engine decided, and takes the budgets for its grants.
+/// Writes what the engine decided, and takes the budgets for its grants. Each user whose
+/// progress changed is written once, whatever number of missions changed.
 async fn save(
     tx: &mut dyn UnitOfWork,
     tenant: &TenantId,
     mut decision: BatchDecision,
+    progress: &mut HashMap<UserId, UserProgress>,
     now: Timestamp,
     applied: &mut Applied,
 ) -> Result<()> {
+    let mut changed = BTreeSet::new();
     // Moved, not copied: the decision is spent here.
-    let rows: Vec<StoredProgress> = std::mem::take(&mut decision.progress)
-        .into_iter()
-        .map(|p| StoredProgress {
-            mission_id: p.mission_id,
-            user_id: p.user_id,
-            state: p.state,
-            updated_at: p.updated_at,
-        })
-        .collect();
+    for p in std::mem::take(&mut decision.progress) {
+        let user = progress.entry(p.user_id.clone()).or_insert_with(|| UserProgress::empty(p.user_id.clone()));
+        user.missions.insert(p.mission_id, MissionProgress { state: p.state, updated_at: p.updated_at });
+        changed.insert(p.user_id);
+    }
+    let rows: Vec<UserProgress> = changed.iter().filter_map(|u| progress.remove(u)).collect();
     tx.save_progress(tenant, &rows).await?;
     if !decision.revokes.is_empty() {
         let ids: Vec<String> = decision.revokes.iter().map(|r| r.reward_id.clone()).collect();
@@ -231,11 +247,11 @@ async fn save(
     }
     let budgets = tx.lock_budgets(tenant, &decision.grant_missions()).await?;
     let outcome = budget::take_budgets(&budgets, decision.grants);
-    for grant in outcome.taken {
-        // Ids are made here, never by the engine (it has no randomness).
-        tx.insert_reward(tenant, &grant.into_reward(uuid::Uuid::now_v7().to_string())).await?;
-        applied.rewards_granted += 1;
-    }
+    // Ids are made here, never by the engine (it has no randomness).
+    let rewards: Vec<Reward> =
+        outcome.taken.into_iter().map(|grant| grant.into_reward(uuid::Uuid::now_v7().to_string())).collect();
+    tx.insert_rewards(tenant, &rewards).await?;
+    applied.rewards_granted += rewards.len();
     for update in outcome.updates {
         let end_at = update.ends_mission.then(|| budget::ended_at(now));
         tx.set_budget(tenant, &update.mission_id, update.granted, end_at).await?;

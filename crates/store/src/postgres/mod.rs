@@ -8,9 +8,10 @@
 //! - **Exactly once**: the ledger's primary key. `INSERT … ON CONFLICT DO NOTHING RETURNING
 //!   id` returns only the new ids; an insert of an id that a concurrent transaction has just
 //!   inserted waits for it, then skips the row if it committed.
-//! - **Per-user order**: [`crate::LedgerTx::lock_users`] takes a transaction-scoped advisory lock
-//!   per user, so two batches touching a user apply one after the other, and each reads the
-//!   progress the other committed (READ COMMITTED takes a fresh snapshot per statement).
+//! - **Per-user order**: [`crate::ProgressTx::lock_progress`] locks each user's progress row
+//!   (`FOR UPDATE`, making an empty row first for a new user), so two batches touching a
+//!   user apply one after the other, and each reads the progress the other committed (READ
+//!   COMMITTED takes a fresh snapshot per statement).
 //! - **Budgets**: [`crate::BudgetTx::lock_budgets`] reads the mission rows `FOR UPDATE`, in
 //!   id order, so concurrent units queue on a mission and each counts from what the previous
 //!   one committed.
@@ -23,8 +24,8 @@
 //! transaction and may need a read meanwhile (reloading the missions index): with a single
 //! pool, a burst of batches could hold every connection and wait forever for one more.
 //!
-//! Codemap: `ledger` (events: arrays and `= ANY`) and `batch` (progress and live rewards
-//! over `UNNEST`ed pairs, advisory user locks) hold the SQL only PostgreSQL speaks;
+//! Codemap: `ledger` (events: arrays and `= ANY`) and `batch` (progress rows over `UNNEST`ed
+//! arrays, locked `FOR UPDATE`) hold the SQL only PostgreSQL speaks;
 //! everything else is `crate::shared`'s, compiled here with `Db = Postgres`. `admin` creates
 //! and drops databases, for tests and benchmarks.
 
@@ -48,7 +49,7 @@ type Backend = PostgresStore;
 
 impl Dialect for Postgres {
     /// READ COMMITTED, whatever the server's default: every statement then sees what was
-    /// committed before it started, so the reads that follow `lock_users` see the unit that
+    /// committed before it started, so the reads that follow `lock_progress` see the unit that
     /// held the lock before. A snapshot taken at the first statement (REPEATABLE READ) would
     /// predate that commit.
     const BEGIN_WRITE: &'static str = "BEGIN ISOLATION LEVEL READ COMMITTED";

@@ -9,9 +9,8 @@
 //! What a backend provides to this module, by name: `Db` (its `sqlx` database, which
 //! implements [`Dialect`]: placeholders and the statements that begin transactions and lock
 //! rows), `Backend` (its store type, with `reader` and `writer` pools), and the modules
-//! `ledger` (`insert`, `fetch`) and `batch` (`fetch_pairs`, `save_progress`,
-//! `lock_users`) with the SQL that really differs (arrays against chunked `VALUES` lists,
-//! `INDEXED BY`, advisory locks).
+//! `ledger` (`insert`, `fetch`) and `batch` (`lock_progress`, `save_progress`) with the SQL
+//! that really differs (arrays against chunked lists, `INDEXED BY`, row locks).
 //!
 //! Codemap: `store` (the pool-level traits), `unit` (the [`crate::UnitOfWork`]), `events`
 //! (the ledger over the backend's primitives), `missions` (missions, the missions revision,

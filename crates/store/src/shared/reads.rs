@@ -1,8 +1,8 @@
 //! What the user API and recomputation read, on the reader pool, never waiting for a unit
 //! of work.
 
-use super::{BEGIN_SNAPSHOT, Conn, Db, events};
-use crate::rows::{PROGRESS_COLUMNS, ProgressRow, REWARD_COLUMNS, RewardRow, progress_from, rewards_from};
+use super::{BEGIN_SNAPSHOT, Conn, Db, events, sql};
+use crate::rows::{REWARD_COLUMNS, RewardRow, USER_PROGRESS_COLUMNS, UserProgressRow, rewards_from};
 use crate::sql::EventLookup;
 use crate::{Result, StoredProgress};
 use questline_core::event::Event;
@@ -16,14 +16,27 @@ pub(super) async fn user_progress(
     user: &UserId,
     mission: Option<&MissionId>,
 ) -> Result<Vec<StoredProgress>> {
-    let mut qb: QueryBuilder<Db> =
-        QueryBuilder::new(format!("SELECT {PROGRESS_COLUMNS} FROM progress WHERE tenant_id = "));
-    qb.push_bind(tenant.as_str()).push(" AND user_id = ").push_bind(user.as_str());
-    if let Some(mission) = mission {
-        qb.push(" AND mission_id = ").push_bind(mission.as_str());
-    }
-    qb.push(" ORDER BY mission_id");
-    progress_from(qb.build_query_as::<ProgressRow>().fetch_all(conn).await?)
+    let row: Option<UserProgressRow> = sqlx::query_as(&sql(&format!(
+        "SELECT {USER_PROGRESS_COLUMNS} FROM user_progress WHERE tenant_id = ? AND user_id = ?"
+    )))
+    .bind(tenant.as_str())
+    .bind(user.as_str())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(Vec::new()) };
+    // By mission id: the map's order.
+    Ok(row
+        .into_progress()?
+        .missions
+        .into_iter()
+        .filter(|(id, _)| mission.is_none_or(|m| m == id))
+        .map(|(mission_id, p)| StoredProgress {
+            mission_id,
+            user_id: user.clone(),
+            state: p.state,
+            updated_at: p.updated_at,
+        })
+        .collect())
 }
 
 pub(super) async fn user_rewards(conn: &mut Conn, tenant: &TenantId, user: &UserId) -> Result<Vec<Reward>> {

@@ -1,6 +1,6 @@
 //! Reward writes inside a unit of work.
 
-use super::{Conn, Db, LIST_CHUNK, sql};
+use super::{Conn, Db, LIST_CHUNK};
 use crate::rows::{REWARD_COLUMNS, RewardRow, rewards_from, ts_text};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -45,39 +45,48 @@ pub(crate) fn live_of_users_query<'a>(tenant: &'a str, users: &[&'a str]) -> Que
     qb
 }
 
-pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, reward: &Reward) -> Result<()> {
-    // DO NOTHING instead of catching the unique violation: on PostgreSQL an error would
-    // abort the whole unit of work, and the caller may go on with it after a `Conflict`.
-    let inserted = sqlx::query(&sql(
-        "INSERT INTO rewards (tenant_id, id, mission_id, user_id, completion, kind, amount, currency, code, name, \
-         status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    ))
-    .bind(tenant.as_str())
-    .bind(&reward.id)
-    .bind(&reward.mission_id)
-    .bind(&reward.user_id)
-    .bind(i64::from(reward.completion))
-    .bind(reward.kind.as_str())
-    // Decimal text keeps every digit and the scale ("0.30" stays "0.30").
-    .bind(reward.amount.map(|a| a.to_string()))
-    .bind(&reward.currency)
-    .bind(&reward.code)
-    .bind(&reward.name)
-    .bind(reward.status.as_str())
-    .bind(ts_text(reward.created_at))
-    .bind(ts_text(reward.updated_at))
-    .execute(conn)
-    .await?
-    .rows_affected()
-        > 0;
-    if inserted {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict(format!(
-            "reward {:?} or a live reward for completion {} of mission {:?} by user {:?} exists",
-            reward.id, reward.completion, reward.mission_id, reward.user_id
-        )))
+/// Rewards per multi-row insert (13 parameters each).
+const INSERT_CHUNK: usize = 200;
+
+pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward]) -> Result<()> {
+    let mut inserted = 0;
+    for chunk in rewards.chunks(INSERT_CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO rewards (tenant_id, id, mission_id, user_id, completion, kind, amount, currency, code, name, \
+             status, created_at, updated_at) ",
+        );
+        qb.push_values(chunk, |mut row, reward| {
+            row.push_bind(tenant.as_str())
+                .push_bind(reward.id.as_str())
+                .push_bind(reward.mission_id.as_str())
+                .push_bind(reward.user_id.as_str())
+                .push_bind(i64::from(reward.completion))
+                .push_bind(reward.kind.as_str())
+                // Decimal text keeps every digit and the scale ("0.30" stays "0.30").
+                .push_bind(reward.amount.map(|a| a.to_string()))
+                .push_bind(reward.currency.as_deref())
+                .push_bind(reward.code.as_deref())
+                .push_bind(reward.name.as_deref())
+                .push_bind(reward.status.as_str())
+                .push_bind(ts_text(reward.created_at))
+                .push_bind(ts_text(reward.updated_at));
+        });
+        // DO NOTHING instead of catching the unique violation: on PostgreSQL an error would
+        // abort the whole unit of work, and the caller may go on with it after a `Conflict`.
+        qb.push(" ON CONFLICT DO NOTHING");
+        inserted += qb.build().execute(&mut *conn).await?.rows_affected();
     }
+    if inserted == rewards.len() as u64 {
+        return Ok(());
+    }
+    let what = match rewards {
+        [one] => format!(
+            "reward {:?} or a live reward for completion {} of mission {:?} by user {:?}",
+            one.id, one.completion, one.mission_id, one.user_id
+        ),
+        _ => format!("{} of {} rewards", rewards.len() as u64 - inserted, rewards.len()),
+    };
+    Err(StoreError::Conflict(format!("{what} exists: an id is taken or a completion has a live reward")))
 }
 
 /// Only pending rewards: one already granted has been paid out, and marking it revoked

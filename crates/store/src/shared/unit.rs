@@ -6,11 +6,9 @@
 
 use super::{Db, batch, events, keys, missions, rewards};
 use crate::keys::{ApiKey, NewApiKey};
-use crate::rows::progress_from;
-use crate::sql::{EventLookup, PROGRESS, PairQuery};
+use crate::sql::EventLookup;
 use crate::{
-    BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, StoredProgress,
-    UnitOfWork,
+    BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, UnitOfWork, UserProgress,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -57,20 +55,16 @@ impl LedgerTx for Unit {
     async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>> {
         events::find(&mut self.tx, tenant, EventLookup::UserOriginals { user, types }).await
     }
-
-    async fn lock_users(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<()> {
-        batch::lock_users(&mut self.tx, tenant, users).await
-    }
 }
 
 #[async_trait]
 impl ProgressTx for Unit {
-    async fn load_progress(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<StoredProgress>> {
-        progress_from(batch::fetch_pairs(&mut self.tx, PairQuery::new(PROGRESS, tenant.as_str(), keys)).await?)
+    async fn lock_progress(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<UserProgress>> {
+        batch::lock_progress(&mut self.tx, tenant, users).await
     }
 
-    async fn save_progress(&mut self, tenant: &TenantId, rows: &[StoredProgress]) -> Result<()> {
-        batch::save_progress(&mut self.tx, tenant, rows).await
+    async fn save_progress(&mut self, tenant: &TenantId, users: &[UserProgress]) -> Result<()> {
+        batch::save_progress(&mut self.tx, tenant, users).await
     }
 }
 
@@ -80,8 +74,8 @@ impl RewardTx for Unit {
         rewards::live_of_pairs(&mut self.tx, tenant, keys).await
     }
 
-    async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
-        rewards::insert(&mut self.tx, tenant, reward).await
+    async fn insert_rewards(&mut self, tenant: &TenantId, new: &[Reward]) -> Result<()> {
+        rewards::insert(&mut self.tx, tenant, new).await
     }
 
     async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<u64> {

@@ -3,11 +3,10 @@
 //! a tenant's ledger or progress. The plan text is stable because SQLite is bundled.
 
 use super::SqliteStore;
-use super::batch::pairs_query;
+use super::batch::users_query;
 use super::ledger::{by_id_query, originals_query, reversals_query, user_reversals_query};
 use super::shared::rewards::live_of_users_query;
-use crate::sql::{PROGRESS, PairQuery};
-use questline_core::id::{MissionId, UserId};
+use questline_core::id::UserId;
 use sqlx::{QueryBuilder, Sqlite};
 
 async fn plan(store: &SqliteStore, qb: QueryBuilder<'_, Sqlite>) -> Vec<String> {
@@ -33,7 +32,7 @@ async fn hot_queries_search_indexes() {
     let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("plans.db").display())).await.unwrap();
     let ids = vec!["a".to_owned(), "b".to_owned()];
     let types = vec!["payment".to_owned(), "login".to_owned()];
-    let pairs = [(MissionId::from("m"), UserId::from("u")), (MissionId::from("m"), UserId::from("v"))];
+    let users = [UserId::from("u"), UserId::from("v")];
 
     let by_id = plan(&store, by_id_query("t", &ids)).await;
     assert_searches(&by_id, &["USING PRIMARY KEY (tenant_id=? AND id=?)"]);
@@ -46,13 +45,8 @@ async fn hot_queries_search_indexes() {
         &user_reversals,
         &["events_by_user (tenant_id=? AND user_id=? AND type=?)", "events_by_reversed (tenant_id=? AND reverses=?)"],
     );
-    let progress = plan(&store, {
-        let q = PairQuery::new(PROGRESS, "t", &pairs);
-        pairs_query(&q, &q.keys)
-    })
-    .await;
-    assert_searches(&progress, &["SEARCH p USING"]);
-    assert!(progress.iter().any(|l| l.contains("mission_id=?") && l.contains("user_id=?")), "{progress:#?}");
+    let progress = plan(&store, users_query("t", &users)).await;
+    assert_searches(&progress, &["SEARCH user_progress USING PRIMARY KEY (tenant_id=? AND user_id=?)"]);
     let live = plan(&store, live_of_users_query("t", &["u", "v"])).await;
     assert_searches(&live, &["SEARCH rewards USING INDEX rewards_by_user (tenant_id=? AND user_id=?)"]);
 }

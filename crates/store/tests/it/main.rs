@@ -11,6 +11,9 @@
 //! `QUESTLINE_SKIP_POSTGRES=1` says to skip them (each then says so loudly on standard
 //! error); `scripts/test` starts a server when none is running.
 //!
+//! `upgrade` starts from a database an older release made (only its migrations applied,
+//! rows as it wrote them) and checks what a store opened on it reads.
+//!
 //! Beside the suite: `pg_concurrency` (many connection pools on one database, as many
 //! processes would have, and a real deadlock) and `sqlite_files` (what only a file can
 //! show).
@@ -25,6 +28,7 @@ mod missions;
 mod open;
 mod progress;
 mod unit;
+mod upgrade;
 
 // Backend-specific.
 mod pg_concurrency;
@@ -95,11 +99,13 @@ conformance! {
     progress: [
         progress_round_trips_exactly_and_upserts,
         many_progress_rows_in_one_batch,
-        a_repeated_pair_saves_the_later_row,
+        a_repeated_user_saves_the_later_row,
         rewards_live_revoked_and_listed_newest_first,
         live_rewards_of_many_pairs_in_one_call,
         a_conflict_leaves_the_batch_usable,
         only_pending_rewards_are_revoked,
+        insert_rewards_inserts_them_all,
+        insert_rewards_with_a_conflict_inserts_the_rest,
     ],
     unit: [
         a_mission_write_and_an_ingest_commit_together,
@@ -108,6 +114,7 @@ conformance! {
         foreign_sql_rolls_back_with_the_unit,
         a_conflict_in_a_unit_leaves_it_usable,
     ],
+    upgrade: [old_progress_rows_survive_the_upgrade],
 }
 
 /// Every test writes to the default tenant unless it is testing tenant isolation.

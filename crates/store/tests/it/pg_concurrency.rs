@@ -4,10 +4,10 @@
 use crate::backend::TestStore;
 use crate::{Backend, T, TestDb, at, event, insert_mission, mid, mission, uid};
 use questline_core::event::{Event, EventKey};
-use questline_core::id::{MissionId, UserId};
+use questline_core::id::UserId;
 use questline_core::mission::MissionStatus;
 use questline_core::progress::{ProgressState, StepState};
-use questline_store::{BudgetRow, StoreError, StoredProgress, UnitOfWork};
+use questline_store::{BudgetRow, MissionProgress, StoreError, UnitOfWork, UserProgress};
 use rust_decimal::Decimal;
 use sqlx::Connection;
 use std::collections::BTreeMap;
@@ -28,8 +28,8 @@ async fn stores(n: usize) -> Option<(TestDb, Vec<Arc<TestStore>>)> {
     Some((db, stores))
 }
 
-/// A miniature ingest: lock the batch's users, record the events, add each user's new
-/// events to a counter in their progress row, commit; rerun on `Retryable`, as the service
+/// A miniature ingest: lock the batch's users' progress, record the events, add each user's
+/// new events to a counter in their progress row, commit; rerun on `Retryable`, as the service
 /// does. Returns how many events were new.
 async fn count_batch(store: &TestStore, batch: &[Event]) -> usize {
     for attempt in 1.. {
@@ -47,20 +47,20 @@ async fn count_batch_once(store: &TestStore, batch: &[Event]) -> Result<usize, S
     let mut users: Vec<UserId> = batch.iter().map(|e| uid(e.user_id())).collect();
     users.sort();
     users.dedup();
-    tx.lock_users(&T, &users).await?;
+    let mut stored: BTreeMap<UserId, UserProgress> =
+        tx.lock_progress(&T, &users).await?.into_iter().map(|p| (p.user_id.clone(), p)).collect();
     let new = tx.insert_events(&T, batch, at(0)).await?;
     let mut per_user: BTreeMap<&str, i64> = BTreeMap::new();
     for (e, _) in batch.iter().zip(&new).filter(|(_, new)| **new) {
         *per_user.entry(e.user_id()).or_default() += 1;
     }
-    let keys: Vec<(MissionId, UserId)> = per_user.keys().map(|u| (mid("m"), uid(u))).collect();
-    let stored: BTreeMap<UserId, Decimal> =
-        tx.load_progress(&T, &keys).await?.into_iter().map(|p| (p.user_id, p.state.steps[0].value)).collect();
-    let rows: Vec<StoredProgress> = per_user
+    let rows: Vec<UserProgress> = per_user
         .iter()
         .map(|(user, n)| {
-            let value = stored.get(*user).copied().unwrap_or_default() + Decimal::from(*n);
-            counter("m", user, value)
+            let mut row = stored.remove(&uid(user)).unwrap_or_else(|| UserProgress::empty(uid(user)));
+            let value = row.missions.get(&mid("m")).map_or_else(Decimal::default, |p| p.state.steps[0].value);
+            row.missions.insert(mid("m"), counter(value + Decimal::from(*n)));
+            row
         })
         .collect();
     tx.save_progress(&T, &rows).await?;
@@ -68,18 +68,18 @@ async fn count_batch_once(store: &TestStore, batch: &[Event]) -> Result<usize, S
     Ok(new.iter().filter(|&&n| n).count())
 }
 
-fn counter(mission: &str, user: &str, value: Decimal) -> StoredProgress {
+fn counter(value: Decimal) -> MissionProgress {
     let state = ProgressState {
         steps: vec![StepState { value, ..StepState::default() }],
         last: Some(EventKey { at: at(0), id: String::new() }),
         ..ProgressState::default()
     };
-    StoredProgress { mission_id: mission.into(), user_id: user.into(), state, updated_at: at(0) }
+    MissionProgress { state, updated_at: at(0) }
 }
 
 /// 8 tasks on 4 stores send overlapping batches of 40 out of 200 events (10 users): every
 /// event is counted exactly once, in the ledger and in its user's progress. Without the
-/// per-user locks, two batches of one user would both read the old counter and one
+/// per-user row locks, two batches of one user would both read the old counter and one
 /// increment would be lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_batches_from_many_pools_count_each_event_once() {
@@ -145,39 +145,61 @@ async fn concurrent_takes_from_many_pools_spend_the_budget_exactly() {
     db.finish().await;
 }
 
-/// A batch that locks a user waits for the batch holding that user to commit, then sees
-/// what it wrote; a batch of other users does not wait.
+/// A batch that locks a user's progress waits for the batch holding that user to commit,
+/// then reads what it wrote; a batch of other users does not wait. Round 1 locks a user
+/// without a row (the second batch waits for the row the first one's lock made, not yet
+/// committed); round 2 the same user, whose row is committed now (it waits for the row lock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn lock_users_serializes_batches_of_a_user() {
+async fn lock_progress_serializes_batches_of_a_user() {
     let Some((db, stores)) = stores(2).await else { return };
-    let mut first = stores[0].begin().await.unwrap();
-    first.lock_users(&T, &[uid("u")]).await.unwrap();
-    assert_eq!(first.insert_events(&T, &[event("e1", "u", "payment", 1)], at(2)).await.unwrap(), vec![true]);
+    for round in 1..=2_i64 {
+        let id = format!("e{round}");
+        let mut first = stores[0].begin().await.unwrap();
+        let mut row =
+            first.lock_progress(&T, &[uid("u")]).await.unwrap().pop().unwrap_or(UserProgress::empty(uid("u")));
+        assert_eq!(first.insert_events(&T, &[event(&id, "u", "payment", round)], at(2)).await.unwrap(), vec![true]);
+        row.missions.insert(mid("m"), counter(Decimal::from(round)));
+        first.save_progress(&T, &[row]).await.unwrap();
 
-    let (locked_tx, mut locked_rx) = tokio::sync::oneshot::channel();
-    let store = stores[1].clone();
-    #[expect(clippy::disallowed_methods, reason = "the handle is awaited below")]
-    let second = tokio::spawn(async move {
-        let mut tx = store.begin().await.unwrap();
-        tx.lock_users(&T, &[uid("t"), uid("u")]).await.unwrap();
-        let _ = locked_tx.send(());
-        // The first batch committed before this lock was granted: its event is there.
-        let seen = tx.user_originals(&T, &uid("u"), &["payment".into()]).await.unwrap();
-        let again = tx.insert_events(&T, &[event("e1", "u", "payment", 1)], at(3)).await.unwrap();
-        tx.commit().await.unwrap();
-        (seen.len(), again)
-    });
+        let (locked_tx, mut locked_rx) = tokio::sync::oneshot::channel();
+        let store = stores[1].clone();
+        let again_id = id.clone();
+        #[expect(clippy::disallowed_methods, reason = "the handle is awaited below")]
+        let second = tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            let locked = tx.lock_progress(&T, &[uid("t"), uid("u")]).await.unwrap();
+            let _ = locked_tx.send(());
+            // The first batch committed before this lock was granted: its progress and its
+            // event are there.
+            let counted = locked
+                .iter()
+                .find(|p| p.user_id == uid("u"))
+                .and_then(|p| p.missions.get(&mid("m")))
+                .map(|p| p.state.steps[0].value);
+            let seen = tx.user_originals(&T, &uid("u"), &["payment".into()]).await.unwrap();
+            let again = tx.insert_events(&T, &[event(&again_id, "u", "payment", round)], at(3)).await.unwrap();
+            tx.commit().await.unwrap();
+            (counted, seen.len(), again)
+        });
 
-    wait_for_advisory_waiters(&db, 1).await;
-    // Another user's batch is not held up.
-    let mut other = stores[1].begin().await.unwrap();
-    tokio::time::timeout(DEADLINE, other.lock_users(&T, &[uid("v")])).await.expect("v is free").unwrap();
-    other.commit().await.unwrap();
-    assert!(locked_rx.try_recv().is_err(), "the second batch must wait for the first");
+        wait_for_lock_waiters(&db, 1).await;
+        // Another user's batch is not held up.
+        let mut other = stores[1].begin().await.unwrap();
+        let v = uid(&format!("v{round}"));
+        tokio::time::timeout(DEADLINE, other.lock_progress(&T, &[v])).await.expect("v is free").unwrap();
+        other.commit().await.unwrap();
+        assert!(locked_rx.try_recv().is_err(), "round {round}: the second batch must wait for the first");
 
-    first.commit().await.unwrap();
-    let (seen, again) = tokio::time::timeout(DEADLINE, second).await.expect("granted after commit").unwrap();
-    assert_eq!((seen, again), (1, vec![false]), "the second batch sees the first's event as a duplicate");
+        first.commit().await.unwrap();
+        let (counted, seen, again) =
+            tokio::time::timeout(DEADLINE, second).await.expect("granted after commit").unwrap();
+        assert_eq!(counted, Some(Decimal::from(round)), "round {round}: the second batch reads the first's progress");
+        assert_eq!(
+            (seen, again),
+            (round as usize, vec![false]),
+            "round {round}: the second batch sees the first's event as a duplicate"
+        );
+    }
     db.finish().await;
 }
 
@@ -197,7 +219,7 @@ async fn overlapping_user_sets_never_deadlock() {
                 users.dedup();
                 let mut tx = store.begin().await.unwrap();
                 // Any error here, a deadlock included, fails the test.
-                tx.lock_users(&T, &users).await.unwrap();
+                tx.lock_progress(&T, &users).await.unwrap();
                 tx.commit().await.unwrap();
             }
         });
@@ -213,11 +235,11 @@ async fn a_deadlock_is_retryable() {
     let Some((db, stores)) = stores(2).await else { return };
     let mut one = stores[0].begin().await.unwrap();
     let mut two = stores[1].begin().await.unwrap();
-    one.lock_users(&T, &[uid("a")]).await.unwrap();
-    two.lock_users(&T, &[uid("b")]).await.unwrap();
+    one.lock_progress(&T, &[uid("a")]).await.unwrap();
+    two.lock_progress(&T, &[uid("b")]).await.unwrap();
     let cross = |mut tx: Box<dyn UnitOfWork>, user: &'static str| async move {
-        match tx.lock_users(&T, &[uid(user)]).await {
-            Ok(()) => tx.commit().await,
+        match tx.lock_progress(&T, &[uid(user)]).await {
+            Ok(_) => tx.commit().await,
             // Dropping the transaction rolls it back and releases its locks.
             Err(e) => Err(e),
         }
@@ -251,14 +273,15 @@ async fn concurrent_first_starts_migrate_once() {
     db.finish().await;
 }
 
-/// Polls `pg_locks` until `n` sessions of this database wait for an advisory lock.
-async fn wait_for_advisory_waiters(db: &TestDb, n: i64) {
+/// Polls `pg_stat_activity` until `n` sessions of this database wait for a heavyweight lock
+/// (a row lock: the holder's `transactionid`, or a `tuple`).
+async fn wait_for_lock_waiters(db: &TestDb, n: i64) {
     let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
     let started = Instant::now();
     loop {
         let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
         )
         .fetch_one(&mut conn)
         .await
@@ -266,7 +289,7 @@ async fn wait_for_advisory_waiters(db: &TestDb, n: i64) {
         if waiting >= n {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "no session waited for an advisory lock within {DEADLINE:?}");
+        assert!(started.elapsed() < DEADLINE, "no session waited for a lock within {DEADLINE:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     conn.close().await.unwrap();

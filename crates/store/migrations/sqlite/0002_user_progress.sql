@@ -1,0 +1,23 @@
+-- Progress as ONE row per user: every mission's state of a user in one JSON document, so
+-- that a batch reads and writes each of its users once, however many missions their events
+-- touch. One row per (mission, user) cost a B-tree write per pair (5 to 15 per event) and
+-- scattered a user's rows over as many pages as there were missions (docs/BENCHMARKS.md).
+--
+-- `missions` is a JSON object: mission id -> {"state": ProgressState, "updated_at": RFC 3339}.
+CREATE TABLE user_progress (
+    tenant_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    missions   TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+) WITHOUT ROWID;
+
+-- json() keeps each number's text as written, so decimals keep every digit and their scale.
+INSERT INTO user_progress (tenant_id, user_id, missions, updated_at)
+SELECT tenant_id, user_id,
+       json_group_object(mission_id, json_object('state', json(state), 'updated_at', updated_at)),
+       max(updated_at)
+FROM (SELECT * FROM progress ORDER BY tenant_id, user_id, mission_id)
+GROUP BY tenant_id, user_id;
+
+DROP TABLE progress;
