@@ -42,9 +42,12 @@ pub enum StartError {
 /// metrics recorder: the caller sets `metrics` if it installed one.
 pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let store = questline_store::connect(&config.database_url).await?;
-    // SQLite has one writer: one lane. PostgreSQL applies batches in parallel; lanes keyed by
-    // user keep each user's events in order, and its per-user locks keep processes apart.
-    let lanes = if config.database_url.starts_with("postgres") { 4 } else { 1 };
+    // Lanes keyed by user keep each user's events in order. A lane prepares its batch (reads
+    // and the engine's decision) on a snapshot, outside the write transaction, so lanes use
+    // every core even on SQLite, whose one writer then only writes; PostgreSQL also writes
+    // in parallel, and its row locks keep processes apart.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let lanes = if config.database_url.starts_with("postgres") { 4 } else { cores.clamp(2, 4) };
     let batches = BatchConfig { lanes, ..BatchConfig::default() };
     let service = Arc::new(Service::new(store, batches, Arc::new(SystemClock)));
     let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));

@@ -29,6 +29,9 @@ use std::collections::BTreeMap;
 pub struct UserProgress {
     pub user_id: UserId,
     pub missions: BTreeMap<MissionId, MissionProgress>,
+    /// The row's version as read (0: no row yet); every save bumps it. What a batch
+    /// prepared on a snapshot checks before it writes ([`ProgressTx::lock_versions`]).
+    pub version: i64,
 }
 
 /// A user's state in one mission, and when it last changed.
@@ -41,7 +44,7 @@ pub struct MissionProgress {
 impl UserProgress {
     /// A user with no progress yet.
     pub fn empty(user_id: UserId) -> Self {
-        Self { user_id, missions: BTreeMap::new() }
+        Self { user_id, missions: BTreeMap::new(), version: 0 }
     }
 }
 
@@ -92,6 +95,10 @@ impl<'a> From<&'a mut sqlx::PgConnection> for Connection<'a> {
 pub trait Store: KeyReads + MissionReads + UserReads + Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Starts a read-only snapshot for preparing a batch outside any write transaction:
+    /// everything it reads is of one instant, and nothing waits for a writer.
+    async fn begin_read(&self) -> Result<Box<dyn BatchReads>>;
 
     /// Starts a unit of work: ONE write transaction (SQLite: `BEGIN IMMEDIATE` on the single
     /// writer connection, so at most one is open per store and a second `begin` waits for
@@ -152,11 +159,36 @@ pub trait UserReads: Send + Sync {
 
 // --- the unit of work ---
 
+/// What preparing a batch reads: from a read-only snapshot ([`Store::begin_read`]), or
+/// inside a unit of work, which sees its own writes.
+#[async_trait]
+pub trait BatchReads: Send {
+    /// Which of these ids the ledger holds, in no particular order.
+    async fn known_ids(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<String>>;
+    /// The stored events with these ids, by `(occurred_at, id)`.
+    async fn events_by_id(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>>;
+    /// Every stored reversal of any of these ids, by `(occurred_at, id)`.
+    async fn reversals_of(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>>;
+    /// Every stored original (not reversal) event of a user with one of these types, by
+    /// `(occurred_at, id)`.
+    async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>>;
+    /// These users' progress, with each row's version, without locking anything. Users
+    /// without progress come back empty (version 0) or are left out.
+    async fn read_progress(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<UserProgress>>;
+    /// The live (not revoked) rewards of these (mission, user) pairs, in one query, ordered
+    /// by (mission, user, completion).
+    async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>>;
+    /// The missions revision as this view sees it (a unit: its own bumps included).
+    async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64>;
+    /// The mission as this view sees it.
+    async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>>;
+}
+
 /// One write transaction. Nothing is visible to others until [`UnitOfWork::commit`];
 /// dropping it rolls back everything it did, the foreign SQL run on
 /// [`UnitOfWork::connection`] included.
 #[async_trait]
-pub trait UnitOfWork: LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + Send {
+pub trait UnitOfWork: BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + Send {
     /// The transaction's connection, for rows of other crates that must commit with this
     /// unit. Leave the transaction itself alone (no `COMMIT`, `ROLLBACK` or `SAVEPOINT`).
     fn connection(&mut self) -> Connection<'_>;
@@ -170,13 +202,6 @@ pub trait LedgerTx: Send {
     /// before (in an earlier unit, or earlier in this one) is a duplicate and is not written.
     async fn insert_events(&mut self, tenant: &TenantId, events: &[Event], received_at: Timestamp)
     -> Result<Vec<bool>>;
-    /// The stored events with these ids, by `(occurred_at, id)`.
-    async fn events_by_id(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>>;
-    /// Every stored reversal of any of these ids, by `(occurred_at, id)`.
-    async fn reversals_of(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>>;
-    /// Every stored original (not reversal) event of a user with one of these types, by
-    /// `(occurred_at, id)`.
-    async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>>;
 }
 
 /// Progress, one row per user.
@@ -189,16 +214,18 @@ pub trait ProgressTx: Send {
     /// units lock in the same order. Call it before anything else that writes. Users without
     /// progress come back empty or are left out.
     async fn lock_progress(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<UserProgress>>;
-    /// Replaces these users' progress; if `users` repeats a user, the later one wins.
+    /// Locks these users' progress as [`ProgressTx::lock_progress`] does, and returns only
+    /// each row's version (0: no row yet), in `users`' order: how a batch prepared on a
+    /// snapshot checks that nothing it read has changed.
+    async fn lock_versions(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<i64>>;
+    /// Replaces these users' progress and bumps each row's version (whatever `version`
+    /// the value holds); if `users` repeats a user, the later one wins.
     async fn save_progress(&mut self, tenant: &TenantId, users: &[UserProgress]) -> Result<()>;
 }
 
 /// Rewards.
 #[async_trait]
 pub trait RewardTx: Send {
-    /// The live (not revoked) rewards of these (mission, user) pairs, in one query, ordered
-    /// by (mission, user, completion).
-    async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>>;
     /// Fails with `Conflict` if the id is taken or the completion has a live reward; the
     /// unit stays usable.
     async fn insert_reward(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
@@ -249,10 +276,6 @@ pub trait MissionTx: Send {
     ) -> Result<bool>;
     /// Deletes a mission only while it is a draft. Returns whether one was deleted.
     async fn delete_draft_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<bool>;
-    /// The revision as this unit sees it (its own bumps included).
-    async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64>;
-    /// The mission as this unit sees it.
-    async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>>;
 }
 
 /// API key writes.

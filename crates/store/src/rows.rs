@@ -32,7 +32,7 @@ pub(crate) const EVENT_COLUMNS: &str =
     "id, type AS event_type, user_id, occurred_at, attributes, reverses, received_at";
 pub(crate) const MISSION_COLUMNS: &str =
     "id, status, spec, rewards_granted, activated_at, active_periods, created_at, updated_at";
-pub(crate) const USER_PROGRESS_COLUMNS: &str = "user_id, missions";
+pub(crate) const USER_PROGRESS_COLUMNS: &str = "user_id, missions, version";
 pub(crate) const REWARD_COLUMNS: &str =
     "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, created_at, updated_at";
 pub(crate) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
@@ -176,18 +176,26 @@ impl BudgetRecord {
 pub(crate) struct UserProgressRow {
     user_id: String,
     missions: String,
+    version: i64,
 }
 
 impl UserProgressRow {
     pub(crate) fn into_progress(self) -> Result<UserProgress> {
         let missions: BTreeMap<MissionId, MissionProgress> = serde_json::from_str(&self.missions)
             .map_err(|e| corrupt(format!("user_progress {:?} missions", self.user_id), e))?;
-        Ok(UserProgress { user_id: self.user_id.into(), missions })
+        Ok(UserProgress { user_id: self.user_id.into(), missions, version: self.version })
     }
 }
 
 pub(crate) fn user_progress_from(rows: Vec<UserProgressRow>) -> Result<Vec<UserProgress>> {
     rows.into_iter().map(UserProgressRow::into_progress).collect()
+}
+
+/// Each user's version in `users`' order, from `(user, version)` rows; 0 for a user without
+/// a row.
+pub(crate) fn versions_in_order(users: &[questline_core::id::UserId], rows: Vec<(String, i64)>) -> Vec<i64> {
+    let found: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+    users.iter().map(|u| found.get(u.as_str()).copied().unwrap_or(0)).collect()
 }
 
 /// The `missions` column of a user's row.

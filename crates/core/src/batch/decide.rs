@@ -166,6 +166,8 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
     // from the batch's own, each counted once.
     let reversals: BTreeMap<&str, &Event> =
         inputs.early_reversals.iter().chain(&plan.fresh_reversals).map(|r| (r.id(), r)).collect();
+    // What a refold adds to a ledger recorded before the batch.
+    let batch_reversals: Vec<&Event> = reversals.values().copied().collect();
     // Indexed by the original they name, once per batch: a pair's fold then looks at the
     // reversals of its own events only, not at every reversal of the batch.
     let mut reversals_of: HashMap<&str, Vec<Event>> = HashMap::new();
@@ -184,7 +186,8 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
         let (state, completions) = if plan.must_refold(pair, before) {
             let ledger =
                 inputs.ledgers.get(user_id).ok_or_else(|| DecideError::MissingLedger { user_id: user_id.clone() })?;
-            replay(mission, net_events(&ledger.originals, &ledger.reversals))
+            let (originals, reversals) = plan.with_batch(user_id, ledger, batch_reversals.iter().copied());
+            replay(mission, net_events(originals, &reversals))
         } else {
             let mut state = before.cloned().unwrap_or_else(|| ProgressState::new(mission));
             let mine: Vec<Event> =
@@ -205,7 +208,8 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
         if !plan.checks_inactive(p.user_id.as_str(), &p.mission) || !seen.insert(key.clone()) {
             continue;
         }
-        let (state, completions) = replay(&p.mission, net_events(&p.ledger.originals, &p.ledger.reversals));
+        let (originals, reversals) = plan.with_batch(&p.user_id, &p.ledger, batch_reversals.iter().copied());
+        let (state, completions) = replay(&p.mission, net_events(originals, &reversals));
         out.reconcile(&p.mission, &key, &state, &completions, p.stored.completions, &p.live_rewards, inputs.now, false);
         out.save(&p.mission, &key, Some(&p.stored), state, inputs.now);
     }

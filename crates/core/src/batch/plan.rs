@@ -1,12 +1,12 @@
 //! Phase 1 and 2 of a batch: what it touches, and what must be loaded to decide it.
 
-use super::{ActiveMissions, PairKey};
+use super::{ActiveMissions, Ledger, PairKey};
 use crate::event::Event;
 use crate::id::{EventId, MissionId, UserId};
 use crate::mission::CompiledMission;
 use crate::pointer::FieldError;
 use crate::progress::ProgressState;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A new reversal that names another user's event: it is ignored (a user's progress moves
@@ -201,6 +201,27 @@ impl BatchPlan {
     /// The event types whose counted events a new reversal of `user` changed.
     pub fn refold_types(&self, user: &str) -> Option<&BTreeSet<String>> {
         self.work(user).map(|w| &w.refold_types).filter(|t| !t.is_empty())
+    }
+
+    /// `user`'s ledger as recorded before the batch, with the batch's own new originals of
+    /// that user and `batch_reversals` (the batch's new reversals, and those recorded before
+    /// that name its new originals): what a refold folds. An event both in `ledger` and among
+    /// the others counts once.
+    pub(super) fn with_batch<'s>(
+        &'s self,
+        user: &UserId,
+        ledger: &'s Ledger,
+        batch_reversals: impl IntoIterator<Item = &'s Event>,
+    ) -> (Vec<&'s Event>, Vec<Event>) {
+        let recorded: HashSet<&str> = ledger.originals.iter().map(Event::id).collect();
+        let batch = self.work(user.as_str()).map(|w| w.originals.as_slice()).unwrap_or_default();
+        let originals = ledger.originals.iter().chain(batch.iter().filter(|e| !recorded.contains(e.id()))).collect();
+        let recorded: HashSet<&str> = ledger.reversals.iter().map(Event::id).collect();
+        let mut reversals = ledger.reversals.clone();
+        reversals.extend(
+            batch_reversals.into_iter().filter(|r| r.user_id() == user.as_str() && !recorded.contains(r.id())).cloned(),
+        );
+        (originals, reversals)
     }
 
     fn work(&self, user: &str) -> Option<&UserWork> {

@@ -160,14 +160,15 @@ impl World {
         self.ledger.iter().filter(|e| e.reverses().is_some_and(|t| ids.contains(t))).cloned().collect()
     }
 
-    /// Applies one batch, as the service does with one transaction.
+    /// Applies one batch, as the service does with one transaction: everything is read as
+    /// recorded before the batch (the service prepares a batch on a snapshot, and records
+    /// its events only when it writes), and the batch's events are recorded at the end.
     pub fn ingest(&mut self, batch: &[Event]) -> Ingested {
         let now = self.tick();
         // The ledger: an id recorded before (or earlier in this batch) is a duplicate.
         let mut fresh = Vec::new();
         for e in batch {
             if self.ids.insert(e.id().to_owned()) {
-                self.ledger.push(e.to_builder().received_at(now).build());
                 fresh.push(e.clone().received(now));
             }
         }
@@ -210,6 +211,7 @@ impl World {
         }
         let inputs = BatchInputs { stored, early_reversals, ledgers, live_rewards, inactive, now };
         let decision = decide(&plan, &inputs).expect("every ledger asked for was loaded");
+        self.ledger.extend(fresh);
 
         for p in &decision.progress {
             self.progress.insert((p.mission_id.clone(), p.user_id.clone()), p.state.clone());

@@ -21,7 +21,9 @@
 
 use crate::index::{MissionIndex, Snapshot};
 use jiff::Timestamp;
-use questline_core::batch::{self, BatchDecision, BatchInputs, BatchPlan, InactiveProgress, Ledger, PairKey};
+use questline_core::batch::{
+    self, BatchDecision, BatchInputs, BatchPlan, IgnoredReversal, InactiveProgress, Ledger, PairKey,
+};
 use questline_core::budget;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
@@ -29,8 +31,9 @@ use questline_core::mission::CompiledMission;
 use questline_core::pointer::FieldError;
 use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
-use questline_store::{MissionProgress, Result, Store, StoreError, UnitOfWork, UserProgress};
-use std::collections::{BTreeSet, HashMap};
+use questline_store::{BatchReads, MissionProgress, Result, Store, StoreError, UnitOfWork, UserProgress};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// How often a batch that lost a race (deadlock, serialization failure) is run again.
 const ATTEMPTS: u32 = 5;
@@ -70,7 +73,10 @@ pub async fn apply_batch(
 ) -> Result<Applied> {
     let mut attempt = 1;
     loop {
-        match apply_once(store, missions, tenant, events, now).await {
+        // Prepared on a snapshot first; after losing races, under the users' locks, so that
+        // a batch contended by another process still gets through.
+        let locked = attempt >= LOCKED_FROM;
+        match apply_once(store, missions, tenant, events, now, locked).await {
             Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                 tracing::debug!(attempt, error = %e, "batch conflicted; retrying");
                 metrics::counter!("questline_batch_retries_total").increment(1);
@@ -82,47 +88,79 @@ pub async fn apply_batch(
     }
 }
 
+/// From which attempt a batch is prepared inside its transaction, under the users' locks.
+const LOCKED_FROM: u32 = 3;
+
+/// A batch decided on what it read, to be written if nothing it read has changed.
+struct Prepared<'a> {
+    users: Vec<UserId>,
+    /// Each user's progress version as read, in `users`' order.
+    versions: Vec<i64>,
+    revision: i64,
+    /// The events to record (refused reversals left out) and which of them the ledger did
+    /// not hold.
+    to_record: Cow<'a, [Event]>,
+    new: Vec<bool>,
+    applied: Applied,
+    recorded: usize,
+    refused: usize,
+    ignored: Vec<IgnoredReversal>,
+    decision: Option<BatchDecision>,
+    progress: HashMap<UserId, UserProgress>,
+}
+
+/// One attempt. The batch is prepared (read, planned, decided) on a read-only snapshot,
+/// outside any write transaction, so that lanes prepare in parallel on every core while
+/// another lane writes; then the unit of work checks that nothing the decision rests on
+/// changed (the users' progress versions, the missions revision, which events are new) and
+/// writes it. A change is a lost race: `Retryable`, and the batch is prepared again. With
+/// `locked`, the users are locked first and the batch prepared inside the unit.
 async fn apply_once(
     store: &dyn Store,
     missions: &MissionIndex,
     tenant: &TenantId,
     events: &[Event],
     now: Timestamp,
+    locked: bool,
 ) -> Result<Applied> {
-    let mut tx = store.begin().await?;
-    let users: BTreeSet<UserId> = events.iter().map(|e| UserId::new(e.user_id())).collect();
-    // Locked before anything is written, so a batch of another process that touches one of
-    // these users runs wholly before or wholly after this one.
-    let mut progress: HashMap<UserId, UserProgress> = tx
-        .lock_progress(tenant, &users.into_iter().collect::<Vec<_>>())
-        .await?
-        .into_iter()
-        .map(|p| (p.user_id.clone(), p))
-        .collect();
-    let revision = tx.missions_revision(tenant).await?;
-    let snapshot = missions.at(tenant, revision).await?;
-    // The originals the batch's reversals name, as recorded before it: reversals that can
-    // never apply are refused before anything is written.
-    let targets: Vec<String> = batch::reversal_targets(events).into_iter().map(|id| id.into_string()).collect();
-    let originals = if targets.is_empty() { Vec::new() } else { tx.events_by_id(tenant, &targets).await? };
-    let screened = batch::screen_reversals(events, &originals);
-    let refused = screened.iter().filter(|s| s.is_some()).count();
-    metrics::counter!("questline_events_rejected_total").increment(refused as u64);
-    let kept: Vec<Event>;
-    let to_record = if refused == 0 {
-        events
+    let users: Vec<UserId> =
+        events.iter().map(|e| UserId::new(e.user_id())).collect::<BTreeSet<_>>().into_iter().collect();
+    // The active missions are taken before the snapshot opens: loading them needs a reader
+    // connection of its own, and lanes holding every reader while waiting for one more
+    // would wait forever. If the missions change meanwhile, the revision check catches it.
+    let (mut tx, prepared) = if locked {
+        let mut tx = store.begin().await?;
+        tx.lock_versions(tenant, &users).await?;
+        let revision = tx.missions_revision(tenant).await?;
+        let active = missions.at(tenant, revision).await?;
+        let prepared = prepare(&mut *tx, (revision, &active), tenant, events, users, now).await?;
+        (tx, prepared)
     } else {
-        kept = events.iter().zip(&screened).filter(|(_, s)| s.is_none()).map(|(e, _)| e.clone()).collect();
-        &kept
+        let revision = store.missions_revision(tenant).await?;
+        let active = missions.at(tenant, revision).await?;
+        let mut snapshot = store.begin_read().await?;
+        let prepared = prepare(&mut *snapshot, (revision, &active), tenant, events, users, now).await?;
+        drop(snapshot);
+        (store.begin().await?, prepared)
     };
-    let new = tx.insert_events(tenant, to_record, now).await?;
-    // As recorded: stamped with the time the ledger holds for them.
-    let fresh: Vec<Event> =
-        to_record.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e.clone().received(now)).collect();
-
-    let recorded = fresh.len();
-    let plan = batch::plan(snapshot.active(), fresh, &originals);
-    for ignored in plan.ignored() {
+    // Locked in `users` order, so a batch of another process that touches one of these
+    // users runs wholly before or wholly after this one.
+    if tx.lock_versions(tenant, &prepared.users).await? != prepared.versions {
+        return Err(StoreError::Retryable("a user's progress changed while the batch was prepared".into()));
+    }
+    if tx.missions_revision(tenant).await? != prepared.revision {
+        return Err(StoreError::Retryable("the missions changed while the batch was prepared".into()));
+    }
+    if tx.insert_events(tenant, &prepared.to_record, now).await? != prepared.new {
+        return Err(StoreError::Retryable("an event was recorded while the batch was prepared".into()));
+    }
+    let Prepared { mut applied, decision, mut progress, recorded, refused, ignored, .. } = prepared;
+    if let Some(decision) = decision {
+        save(&mut *tx, tenant, decision, &mut progress, now, &mut applied).await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("questline_events_rejected_total").increment(refused as u64);
+    for ignored in ignored {
         // Its original arrived after it: recorded, and it never applies.
         metrics::counter!("questline_reversals_ignored_total").increment(1);
         tracing::warn!(
@@ -130,31 +168,83 @@ async fn apply_once(
             "a reversal names another user's event; ignored"
         );
     }
-    let mut new = new.into_iter();
-    let outcomes = screened
-        .into_iter()
-        .map(|refusal| match refusal {
-            Some(reason) => Recorded::Refused(reason),
-            None if new.next().unwrap_or(false) => Recorded::New,
-            None => Recorded::Duplicate,
-        })
-        .collect();
-    let mut applied = Applied { outcomes, ..Applied::default() };
-    if !plan.is_empty() {
-        let inputs = load(&mut *tx, tenant, &snapshot, &plan, &progress, now).await?;
-        let decision = batch::decide(&plan, &inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        save(&mut *tx, tenant, decision, &mut progress, now, &mut applied).await?;
-    }
-    tx.commit().await?;
     metrics::counter!("questline_events_ingested_total").increment(recorded as u64);
     metrics::counter!("questline_completions_total").increment(applied.completions as u64);
     Ok(applied)
 }
 
-/// Everything the engine asked for, read inside the batch's transaction; `progress` is the
-/// batch's users' progress, as locked.
+/// Reads what the batch needs and lets the engine decide it; writes nothing.
+async fn prepare<'a>(
+    reads: &mut dyn BatchReads,
+    (revision, snapshot): (i64, &Snapshot),
+    tenant: &TenantId,
+    events: &'a [Event],
+    users: Vec<UserId>,
+    now: Timestamp,
+) -> Result<Prepared<'a>> {
+    let progress: HashMap<UserId, UserProgress> =
+        reads.read_progress(tenant, &users).await?.into_iter().map(|p| (p.user_id.clone(), p)).collect();
+    let versions = users.iter().map(|u| progress.get(u).map_or(0, |p| p.version)).collect();
+    // The originals the batch's reversals name, as recorded before it: reversals that can
+    // never apply are refused before anything is written.
+    let targets: Vec<String> = batch::reversal_targets(events).into_iter().map(|id| id.into_string()).collect();
+    let originals = if targets.is_empty() { Vec::new() } else { reads.events_by_id(tenant, &targets).await? };
+    let screened = batch::screen_reversals(events, &originals);
+    let refused = screened.iter().filter(|s| s.is_some()).count();
+    let to_record: Cow<'a, [Event]> = if refused == 0 {
+        Cow::Borrowed(events)
+    } else {
+        Cow::Owned(events.iter().zip(&screened).filter(|(_, s)| s.is_none()).map(|(e, _)| e.clone()).collect())
+    };
+    let new = new_in_ledger(reads, tenant, &to_record).await?;
+    // As recorded: stamped with the time the ledger holds for them.
+    let fresh: Vec<Event> =
+        to_record.iter().zip(&new).filter(|(_, n)| **n).map(|(e, _)| e.clone().received(now)).collect();
+    let recorded = fresh.len();
+    let plan = batch::plan(snapshot.active(), fresh, &originals);
+    let mut is_new = new.iter().copied();
+    let outcomes = screened
+        .into_iter()
+        .map(|refusal| match refusal {
+            Some(reason) => Recorded::Refused(reason),
+            None if is_new.next().unwrap_or(false) => Recorded::New,
+            None => Recorded::Duplicate,
+        })
+        .collect();
+    let decision = if plan.is_empty() {
+        None
+    } else {
+        let inputs = load(reads, tenant, snapshot, &plan, &progress, now).await?;
+        Some(batch::decide(&plan, &inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+    };
+    Ok(Prepared {
+        users,
+        versions,
+        revision,
+        to_record,
+        new,
+        applied: Applied { outcomes, ..Applied::default() },
+        recorded,
+        refused,
+        ignored: plan.ignored().to_vec(),
+        decision,
+        progress,
+    })
+}
+
+/// For each event, whether recording it would be new: its id is not in the ledger and not
+/// earlier in the slice (what [`questline_store::LedgerTx::insert_events`] will answer if
+/// nothing is recorded meanwhile).
+async fn new_in_ledger(reads: &mut dyn BatchReads, tenant: &TenantId, events: &[Event]) -> Result<Vec<bool>> {
+    let ids: Vec<String> = events.iter().map(|e| e.id().to_owned()).collect();
+    let mut seen: HashSet<String> = reads.known_ids(tenant, &ids).await?.into_iter().collect();
+    Ok(ids.into_iter().map(|id| seen.insert(id)).collect())
+}
+
+/// Everything the engine asked for, read on the batch's snapshot (or in its unit); `progress`
+/// is the batch's users' progress, as read.
 async fn load(
-    tx: &mut dyn UnitOfWork,
+    tx: &mut dyn BatchReads,
     tenant: &TenantId,
     snapshot: &Snapshot,
     plan: &BatchPlan,
@@ -211,7 +301,7 @@ async fn load(
 }
 
 /// A user's originals of `types` with every reversal of them: the input of a refold.
-async fn user_ledger(tx: &mut dyn UnitOfWork, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Ledger> {
+async fn user_ledger(tx: &mut dyn BatchReads, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Ledger> {
     let originals = tx.user_originals(tenant, user, types).await?;
     let ids: Vec<String> = originals.iter().map(|e| e.id().to_owned()).collect();
     let reversals = if ids.is_empty() { Vec::new() } else { tx.reversals_of(tenant, &ids).await? };

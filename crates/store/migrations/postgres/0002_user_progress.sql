@@ -11,16 +11,20 @@ CREATE TABLE user_progress (
     tenant_id  TEXT COLLATE "C" NOT NULL,
     user_id    TEXT COLLATE "C" NOT NULL,
     missions   TEXT NOT NULL,
+    -- Bumped by every write: a batch prepared on a snapshot commits only if its users'
+    -- versions are still those it read.
+    version    BIGINT NOT NULL DEFAULT 0,
     updated_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (tenant_id, user_id)
 ) WITH (fillfactor = 80);
 
 -- The json type (not jsonb) keeps each number's text as written: decimals keep every digit
 -- and their scale.
-INSERT INTO user_progress (tenant_id, user_id, missions, updated_at)
+INSERT INTO user_progress (tenant_id, user_id, missions, version, updated_at)
 SELECT tenant_id, user_id,
        json_object_agg(mission_id, json_build_object('state', state::json, 'updated_at', updated_at)
                        ORDER BY mission_id)::text,
+       1,
        max(updated_at)
 FROM progress
 GROUP BY tenant_id, user_id;

@@ -1,12 +1,14 @@
 //! Per-batch progress in PostgreSQL's terms.
 //!
 //! Batches of many processes run at once. What keeps them apart: the row lock on each of a
-//! batch's users' progress rows ([`crate::ProgressTx::lock_progress`]), the ledger's primary
+//! batch's users' progress rows ([`crate::ProgressTx::lock_versions`]), the ledger's primary
 //! key, and the row locks `lock_budgets` holds on missions until commit. Multi-row work is
 //! one statement over arrays (`UNNEST`), so a batch costs a handful of round trips whatever
 //! its size, and a statement never meets the protocol's limit of 65535 bound parameters.
 
-use crate::rows::{USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from};
+use crate::rows::{
+    USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from, versions_in_order,
+};
 use crate::{Result, UserProgress};
 use questline_core::id::{TenantId, UserId};
 use sqlx::PgConnection;
@@ -14,9 +16,34 @@ use std::collections::HashMap;
 
 /// Row locks rather than advisory locks: they live in the rows, not in the shared lock
 /// table, so a batch of thousands of users cannot exhaust it. A user without a row gets an
-/// empty one first, so that there is a row to lock; both statements go in `user_id` order,
-/// the one order every unit locks in.
-pub(super) async fn lock_progress(
+/// empty one first (version 0, as if absent), so that there is a row to lock; both
+/// statements go in `user_id` order, the one order every unit locks in.
+pub(super) async fn lock_versions(conn: &mut PgConnection, tenant: &TenantId, users: &[UserId]) -> Result<Vec<i64>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+    sqlx::query(
+        "INSERT INTO user_progress (tenant_id, user_id, missions, version, updated_at) \
+         SELECT $1, u, '{}', 0, '' FROM UNNEST($2::text[]) AS u ORDER BY u \
+         ON CONFLICT (tenant_id, user_id) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT user_id, version FROM user_progress WHERE tenant_id = $1 AND user_id = ANY($2) \
+         ORDER BY user_id FOR UPDATE",
+    )
+    .bind(tenant.as_str())
+    .bind(&ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(versions_in_order(users, rows))
+}
+
+pub(super) async fn read_progress(
     conn: &mut PgConnection,
     tenant: &TenantId,
     users: &[UserId],
@@ -24,22 +51,12 @@ pub(super) async fn lock_progress(
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-    sqlx::query(
-        "INSERT INTO user_progress (tenant_id, user_id, missions, updated_at) \
-         SELECT $1, u, '{}', '' FROM UNNEST($2::text[]) AS u ORDER BY u \
-         ON CONFLICT (tenant_id, user_id) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .bind(&users)
-    .execute(&mut *conn)
-    .await?;
+    let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
     let rows: Vec<UserProgressRow> = sqlx::query_as(&format!(
-        "SELECT {USER_PROGRESS_COLUMNS} FROM user_progress WHERE tenant_id = $1 AND user_id = ANY($2) \
-         ORDER BY user_id FOR UPDATE"
+        "SELECT {USER_PROGRESS_COLUMNS} FROM user_progress WHERE tenant_id = $1 AND user_id = ANY($2) ORDER BY user_id"
     ))
     .bind(tenant.as_str())
-    .bind(&users)
+    .bind(&ids)
     .fetch_all(conn)
     .await?;
     user_progress_from(rows)
@@ -66,10 +83,11 @@ pub(super) async fn save_progress(conn: &mut PgConnection, tenant: &TenantId, us
         updated.push(last_updated(p));
     }
     sqlx::query(
-        "INSERT INTO user_progress (tenant_id, user_id, missions, updated_at) \
-         SELECT $1, k.user_id, k.missions, k.updated_at \
+        "INSERT INTO user_progress (tenant_id, user_id, missions, version, updated_at) \
+         SELECT $1, k.user_id, k.missions, 1, k.updated_at \
          FROM UNNEST($2::text[], $3::text[], $4::text[]) AS k (user_id, missions, updated_at) \
-         ON CONFLICT (tenant_id, user_id) DO UPDATE SET missions = excluded.missions, updated_at = excluded.updated_at",
+         ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
+             missions = excluded.missions, version = user_progress.version + 1, updated_at = excluded.updated_at",
     )
     .bind(tenant.as_str())
     .bind(&ids)

@@ -1,9 +1,9 @@
 //! The pool-level traits: reads on the reader pool, units of work on the writer pool.
 
-use super::unit::Unit;
-use super::{BEGIN_WRITE, Backend, keys, missions, reads};
+use super::unit::{ReadUnit, Unit};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads};
 use crate::keys::{ApiKey, Role};
-use crate::{KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads};
+use crate::{BatchReads, KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::event::Event;
@@ -16,6 +16,11 @@ impl Store for Backend {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    async fn begin_read(&self) -> Result<Box<dyn BatchReads>> {
+        let tx = self.reader.begin_with(BEGIN_SNAPSHOT).await?;
+        Ok(Box::new(ReadUnit { tx }))
     }
 
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>> {

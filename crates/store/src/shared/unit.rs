@@ -8,7 +8,8 @@ use super::{Db, batch, events, keys, missions, rewards};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::sql::EventLookup;
 use crate::{
-    BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, UnitOfWork, UserProgress,
+    BatchReads, BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, UnitOfWork,
+    UserProgress,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -21,6 +22,60 @@ use sqlx::Transaction;
 pub(super) struct Unit {
     pub(super) tx: Transaction<'static, Db>,
 }
+
+/// A read-only snapshot on a reader connection ([`crate::Store::begin_read`]); dropping it
+/// ends the transaction.
+pub(super) struct ReadUnit {
+    pub(super) tx: Transaction<'static, Db>,
+}
+
+/// The same reads for a snapshot and for a unit of work, each on its own transaction.
+macro_rules! batch_reads {
+    ($unit:ty) => {
+        #[async_trait]
+        impl BatchReads for $unit {
+            async fn known_ids(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<String>> {
+                events::known(&mut self.tx, tenant, ids).await
+            }
+
+            async fn events_by_id(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>> {
+                events::find(&mut self.tx, tenant, EventLookup::ById(ids)).await
+            }
+
+            async fn reversals_of(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>> {
+                events::find(&mut self.tx, tenant, EventLookup::ReversalsOf(ids)).await
+            }
+
+            async fn user_originals(
+                &mut self,
+                tenant: &TenantId,
+                user: &UserId,
+                types: &[String],
+            ) -> Result<Vec<Event>> {
+                events::find(&mut self.tx, tenant, EventLookup::UserOriginals { user, types }).await
+            }
+
+            async fn read_progress(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<UserProgress>> {
+                batch::read_progress(&mut self.tx, tenant, users).await
+            }
+
+            async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>> {
+                rewards::live_of_pairs(&mut self.tx, tenant, keys).await
+            }
+
+            async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64> {
+                missions::revision(&mut self.tx, tenant).await
+            }
+
+            async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>> {
+                missions::get(&mut self.tx, tenant, id).await
+            }
+        }
+    };
+}
+
+batch_reads!(Unit);
+batch_reads!(ReadUnit);
 
 #[async_trait]
 impl UnitOfWork for Unit {
@@ -43,24 +98,17 @@ impl LedgerTx for Unit {
     ) -> Result<Vec<bool>> {
         events::insert(&mut self.tx, tenant, events, received_at).await
     }
-
-    async fn events_by_id(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>> {
-        events::find(&mut self.tx, tenant, EventLookup::ById(ids)).await
-    }
-
-    async fn reversals_of(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Event>> {
-        events::find(&mut self.tx, tenant, EventLookup::ReversalsOf(ids)).await
-    }
-
-    async fn user_originals(&mut self, tenant: &TenantId, user: &UserId, types: &[String]) -> Result<Vec<Event>> {
-        events::find(&mut self.tx, tenant, EventLookup::UserOriginals { user, types }).await
-    }
 }
 
 #[async_trait]
 impl ProgressTx for Unit {
     async fn lock_progress(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<UserProgress>> {
-        batch::lock_progress(&mut self.tx, tenant, users).await
+        batch::lock_versions(&mut self.tx, tenant, users).await?;
+        batch::read_progress(&mut self.tx, tenant, users).await
+    }
+
+    async fn lock_versions(&mut self, tenant: &TenantId, users: &[UserId]) -> Result<Vec<i64>> {
+        batch::lock_versions(&mut self.tx, tenant, users).await
     }
 
     async fn save_progress(&mut self, tenant: &TenantId, users: &[UserProgress]) -> Result<()> {
@@ -70,10 +118,6 @@ impl ProgressTx for Unit {
 
 #[async_trait]
 impl RewardTx for Unit {
-    async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>> {
-        rewards::live_of_pairs(&mut self.tx, tenant, keys).await
-    }
-
     async fn insert_rewards(&mut self, tenant: &TenantId, new: &[Reward]) -> Result<()> {
         rewards::insert(&mut self.tx, tenant, new).await
     }
@@ -117,14 +161,6 @@ impl MissionTx for Unit {
 
     async fn delete_draft_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<bool> {
         missions::delete_draft(&mut self.tx, tenant, id).await
-    }
-
-    async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64> {
-        missions::revision(&mut self.tx, tenant).await
-    }
-
-    async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>> {
-        missions::get(&mut self.tx, tenant, id).await
     }
 }
 

@@ -2,7 +2,9 @@
 //! primary-key probe each), multi-row upserts, and no locks, because the single writer
 //! connection already excludes every other unit.
 
-use crate::rows::{USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from};
+use crate::rows::{
+    USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from, versions_in_order,
+};
 use crate::{Result, UserProgress};
 use questline_core::id::{TenantId, UserId};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -12,9 +14,9 @@ const KEY_CHUNK: usize = 500;
 /// Rows per multi-row upsert (4 parameters each).
 const SAVE_CHUNK: usize = 500;
 
-/// Nothing to lock: the writer pool has one connection, so this unit already excludes every
-/// other. Users without a row are left out.
-pub(super) async fn lock_progress(
+/// Users without a row are left out. (Nothing to lock, here or in [`lock_versions`]: the
+/// writer pool has one connection, so a unit already excludes every other.)
+pub(super) async fn read_progress(
     conn: &mut SqliteConnection,
     tenant: &TenantId,
     users: &[UserId],
@@ -22,15 +24,28 @@ pub(super) async fn lock_progress(
     let mut out = Vec::with_capacity(users.len());
     for chunk in users.chunks(KEY_CHUNK) {
         let rows: Vec<UserProgressRow> =
-            users_query(tenant.as_str(), chunk).build_query_as().fetch_all(&mut *conn).await?;
+            users_query(USER_PROGRESS_COLUMNS, tenant.as_str(), chunk).build_query_as().fetch_all(&mut *conn).await?;
         out.extend(user_progress_from(rows)?);
     }
     Ok(out)
 }
 
+pub(super) async fn lock_versions(
+    conn: &mut SqliteConnection,
+    tenant: &TenantId,
+    users: &[UserId],
+) -> Result<Vec<i64>> {
+    let mut rows = Vec::with_capacity(users.len());
+    for chunk in users.chunks(KEY_CHUNK) {
+        let mut qb = users_query("user_id, version", tenant.as_str(), chunk);
+        rows.extend(qb.build_query_as::<(String, i64)>().fetch_all(&mut *conn).await?);
+    }
+    Ok(versions_in_order(users, rows))
+}
+
 /// Apart from its execution, so that `plans` can check how SQLite runs it.
-pub(super) fn users_query<'a>(tenant: &'a str, users: &'a [UserId]) -> QueryBuilder<'a, Sqlite> {
-    let mut qb = QueryBuilder::new(format!("SELECT {USER_PROGRESS_COLUMNS} FROM user_progress WHERE tenant_id = "));
+pub(super) fn users_query<'a>(columns: &str, tenant: &'a str, users: &'a [UserId]) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::new(format!("SELECT {columns} FROM user_progress WHERE tenant_id = "));
     qb.push_bind(tenant).push(" AND user_id IN (");
     let mut list = qb.separated(", ");
     for user in users {
@@ -48,14 +63,18 @@ pub(super) async fn save_progress(
     for chunk in users.chunks(SAVE_CHUNK) {
         let missions = chunk.iter().map(missions_json).collect::<Result<Vec<_>>>()?;
         let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO user_progress (tenant_id, user_id, missions, updated_at) ");
+            QueryBuilder::new("INSERT INTO user_progress (tenant_id, user_id, missions, version, updated_at) ");
         qb.push_values(chunk.iter().zip(missions), |mut row, (p, missions)| {
-            row.push_bind(tenant.as_str()).push_bind(p.user_id.as_str()).push_bind(missions).push_bind(last_updated(p));
+            row.push_bind(tenant.as_str())
+                .push_bind(p.user_id.as_str())
+                .push_bind(missions)
+                .push_bind(1_i64)
+                .push_bind(last_updated(p));
         });
         // If a slice repeats a user, the later row wins, as if saved one by one.
         qb.push(
             " ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
-             missions = excluded.missions, updated_at = excluded.updated_at",
+             missions = excluded.missions, version = user_progress.version + 1, updated_at = excluded.updated_at",
         );
         qb.build().execute(&mut *conn).await?;
     }

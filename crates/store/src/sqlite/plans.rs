@@ -45,7 +45,7 @@ async fn hot_queries_search_indexes() {
         &user_reversals,
         &["events_by_user (tenant_id=? AND user_id=? AND type=?)", "events_by_reversed (tenant_id=? AND reverses=?)"],
     );
-    let progress = plan(&store, users_query("t", &users)).await;
+    let progress = plan(&store, users_query("user_id, missions, version", "t", &users)).await;
     assert_searches(&progress, &["SEARCH user_progress USING PRIMARY KEY (tenant_id=? AND user_id=?)"]);
     let live = plan(&store, live_of_users_query("t", &["u", "v"])).await;
     assert_searches(&live, &["SEARCH rewards USING INDEX rewards_by_user (tenant_id=? AND user_id=?)"]);

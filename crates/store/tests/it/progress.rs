@@ -23,7 +23,11 @@ fn state(mission: &str, user: &str, value: &str, completions: u32, updated_at: T
 
 /// A user's whole progress row: these (mission, state) pairs.
 fn user(user: &str, missions: &[(&str, MissionProgress)]) -> UserProgress {
-    UserProgress { user_id: user.into(), missions: missions.iter().map(|(m, p)| (mid(m), p.clone())).collect() }
+    UserProgress {
+        user_id: user.into(),
+        missions: missions.iter().map(|(m, p)| (mid(m), p.clone())).collect(),
+        version: 0,
+    }
 }
 
 /// One mission of a user's row as `user_progress` reads it.
@@ -33,13 +37,21 @@ fn stored(p: &UserProgress, mission: &str) -> StoredProgress {
 }
 
 /// What `lock_progress` returned, less the empty rows PostgreSQL makes for users without
-/// progress (SQLite leaves them out). Checks that every empty one is among `may_be_empty`.
+/// progress (SQLite leaves them out), with versions cleared for comparing with what was
+/// saved. Checks that every empty one is among `may_be_empty` and has version 0, and that
+/// every saved one has a version.
 fn with_progress(locked: Vec<UserProgress>, may_be_empty: &[&str]) -> Vec<UserProgress> {
     let (empty, full): (Vec<_>, Vec<_>) = locked.into_iter().partition(|p| p.missions.is_empty());
     for p in &empty {
         assert!(may_be_empty.contains(&p.user_id.as_str()), "{:?} came back empty", p.user_id);
+        assert_eq!(p.version, 0, "{:?}: an empty row is as good as none", p.user_id);
     }
-    full
+    full.into_iter()
+        .map(|p| {
+            assert!(p.version > 0, "{:?} was saved, so it has a version", p.user_id);
+            UserProgress { version: 0, ..p }
+        })
+        .collect()
 }
 
 fn reward(id: &str, completion: u32, amount: Option<&str>, created_at: Timestamp) -> Reward {
@@ -89,7 +101,14 @@ pub async fn progress_round_trips_exactly_and_upserts(db: &TestDb) {
     let u = user("u", &[("m1", updated.clone()), ("m2", other.clone())]);
     let w = user("w", &[("m3", state("m3", "w", "8", 2, at(10)))]);
     tx.save_progress(&T, &[u.clone(), w.clone()]).await.unwrap();
-    assert_eq!(tx.lock_progress(&T, &[uid("u"), uid("w")]).await.unwrap(), vec![u.clone(), w.clone()]);
+    let locked = tx.lock_progress(&T, &[uid("u"), uid("w")]).await.unwrap();
+    assert_eq!(locked.iter().map(|p| p.version).collect::<Vec<_>>(), [2, 2], "each save bumps the version");
+    assert_eq!(
+        tx.lock_versions(&T, &[uid("nobody"), uid("u"), uid("w")]).await.unwrap(),
+        [0, 2, 2],
+        "versions in the order asked, 0 without a row"
+    );
+    assert_eq!(with_progress(locked, &[]), vec![u.clone(), w.clone()]);
     // Another tenant sees none of it.
     let elsewhere = tx.lock_progress(&tenant("other"), &[uid("u")]).await.unwrap();
     assert!(with_progress(elsewhere, &["u"]).is_empty());
@@ -155,7 +174,10 @@ pub async fn a_repeated_user_saves_the_later_row(db: &TestDb) {
     let mut tx = store.begin().await.unwrap();
     tx.save_progress(&T, &[earlier, other.clone(), later.clone()]).await.unwrap();
     tx.save_progress(&T, &[]).await.unwrap();
-    assert_eq!(tx.lock_progress(&T, &[uid("u"), uid("v")]).await.unwrap(), vec![later.clone(), other]);
+    assert_eq!(
+        with_progress(tx.lock_progress(&T, &[uid("u"), uid("v")]).await.unwrap(), &[]),
+        vec![later.clone(), other]
+    );
     assert!(tx.lock_progress(&T, &[]).await.unwrap().is_empty());
     tx.commit().await.unwrap();
     assert_eq!(store.user_progress(&T, &uid("u"), None).await.unwrap(), vec![stored(&later, "m2")]);
