@@ -7,7 +7,8 @@
 //! its size, and a statement never meets the protocol's limit of 65535 bound parameters.
 
 use crate::rows::{
-    USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from, versions_in_order,
+    REWARD_COLUMNS, RewardRow, USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from,
+    versions_in_order,
 };
 use crate::{Result, UserProgress};
 use questline_core::id::{TenantId, UserId};
@@ -96,4 +97,18 @@ pub(super) async fn save_progress(conn: &mut PgConnection, tenant: &TenantId, us
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Every reward of these users (the caller keeps the live ones). An array (`= ANY`), not a list of parameters: a long
+/// `IN ($2, $3, …)` list made the planner walk the table as rewards grew.
+pub(super) async fn live_rewards_of_users(
+    conn: &mut PgConnection,
+    tenant: &str,
+    users: &[&str],
+) -> Result<Vec<RewardRow>> {
+    Ok(sqlx::query_as(&format!("SELECT {REWARD_COLUMNS} FROM rewards WHERE tenant_id = $1 AND user_id = ANY($2)"))
+        .bind(tenant)
+        .bind(users)
+        .fetch_all(conn)
+        .await?)
 }

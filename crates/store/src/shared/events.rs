@@ -2,14 +2,13 @@
 //! `ledger::fetch`): what is the same whatever the SQL — repeats within a slice, empty
 //! lists, decoding, and the fold order `(occurred_at, id)` of every result — is done here.
 
-use super::{Conn, Db, LIST_CHUNK, ledger};
+use super::{Conn, ledger};
 use crate::Result;
 use crate::rows::events_from;
 use crate::sql::EventLookup;
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::id::TenantId;
-use sqlx::QueryBuilder;
 use std::collections::HashSet;
 
 /// See [`crate::LedgerTx::insert_events`].
@@ -34,18 +33,10 @@ pub(super) async fn insert(
 
 /// See [`crate::BatchReads::known_ids`].
 pub(super) async fn known(conn: &mut Conn, tenant: &TenantId, ids: &[String]) -> Result<Vec<String>> {
-    let mut known = Vec::new();
-    for chunk in ids.chunks(LIST_CHUNK) {
-        let mut qb: QueryBuilder<Db> = QueryBuilder::new("SELECT id FROM events WHERE tenant_id = ");
-        qb.push_bind(tenant.as_str()).push(" AND id IN (");
-        let mut list = qb.separated(", ");
-        for id in chunk {
-            list.push_bind(id.as_str());
-        }
-        qb.push(")");
-        known.extend(qb.build_query_scalar::<String>().fetch_all(&mut *conn).await?);
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(known)
+    ledger::known(conn, tenant.as_str(), ids).await
 }
 
 /// The events a lookup names, in fold order.

@@ -20,7 +20,7 @@ mod events;
 mod keys;
 mod missions;
 mod reads;
-pub(super) mod rewards;
+mod rewards;
 mod store;
 mod unit;
 

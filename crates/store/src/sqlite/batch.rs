@@ -3,7 +3,8 @@
 //! connection already excludes every other unit.
 
 use crate::rows::{
-    USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from, versions_in_order,
+    REWARD_COLUMNS, RewardRow, USER_PROGRESS_COLUMNS, UserProgressRow, last_updated, missions_json, user_progress_from,
+    versions_in_order,
 };
 use crate::{Result, UserProgress};
 use questline_core::id::{TenantId, UserId};
@@ -79,4 +80,26 @@ pub(super) async fn save_progress(
         qb.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Every reward of these users (the caller keeps the live ones), one index probe
+/// (`rewards_by_user`) per user.
+pub(super) async fn live_rewards_of_users(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    users: &[&str],
+) -> Result<Vec<RewardRow>> {
+    Ok(live_of_users_query(tenant, users).build_query_as().fetch_all(conn).await?)
+}
+
+/// Apart from its execution, so that `plans` can check how SQLite runs it.
+pub(super) fn live_of_users_query<'a>(tenant: &'a str, users: &[&'a str]) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::new(format!("SELECT {REWARD_COLUMNS} FROM rewards WHERE tenant_id = "));
+    qb.push_bind(tenant).push(" AND user_id IN (");
+    let mut list = qb.separated(", ");
+    for user in users {
+        list.push_bind(*user);
+    }
+    qb.push(")");
+    qb
 }

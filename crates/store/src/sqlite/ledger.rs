@@ -45,6 +45,27 @@ pub(super) async fn fetch(conn: &mut SqliteConnection, tenant: &str, lookup: Eve
     Ok(rows)
 }
 
+/// Which of `ids` the ledger holds: one primary-key probe each, a chunk of ids at a time.
+pub(super) async fn known(conn: &mut SqliteConnection, tenant: &str, ids: &[String]) -> Result<Vec<String>> {
+    let mut known = Vec::new();
+    for chunk in ids.chunks(ID_CHUNK) {
+        known.extend(known_query(tenant, chunk).build_query_scalar::<String>().fetch_all(&mut *conn).await?);
+    }
+    Ok(known)
+}
+
+/// Apart from its execution, so that `plans` can check how SQLite runs it.
+pub(super) fn known_query<'a>(tenant: &'a str, ids: &'a [String]) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::new("SELECT id FROM events WHERE tenant_id = ");
+    qb.push_bind(tenant).push(" AND id IN (");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.as_str());
+    }
+    qb.push(")");
+    qb
+}
+
 /// Records `events` (unique ids), received `at` (microseconds); returns the ids that were new.
 pub(super) async fn insert(
     conn: &mut SqliteConnection,

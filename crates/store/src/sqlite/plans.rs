@@ -3,9 +3,8 @@
 //! a tenant's ledger or progress. The plan text is stable because SQLite is bundled.
 
 use super::SqliteStore;
-use super::batch::users_query;
-use super::ledger::{by_id_query, originals_query, reversals_query, user_reversals_query};
-use super::shared::rewards::live_of_users_query;
+use super::batch::{live_of_users_query, users_query};
+use super::ledger::{by_id_query, known_query, originals_query, reversals_query, user_reversals_query};
 use questline_core::id::UserId;
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -34,6 +33,8 @@ async fn hot_queries_search_indexes() {
     let types = vec!["payment".to_owned(), "login".to_owned()];
     let users = [UserId::from("u"), UserId::from("v")];
 
+    let known = plan(&store, known_query("t", &ids)).await;
+    assert_searches(&known, &["USING PRIMARY KEY (tenant_id=? AND id=?)"]);
     let by_id = plan(&store, by_id_query("t", &ids)).await;
     assert_searches(&by_id, &["USING PRIMARY KEY (tenant_id=? AND id=?)"]);
     let reversals = plan(&store, reversals_query("t", &ids)).await;
