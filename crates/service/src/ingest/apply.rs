@@ -1,23 +1,28 @@
-//! Applying one batch of events, exactly once, in ONE transaction (one unit of work).
+//! Applying one batch of events, exactly once, in ONE write transaction (one unit of work).
 //!
 //! The engine decides; this module only loads what it asks for, calls it, and saves what it
-//! decided, in the order the phases of `questline_core::batch` need:
+//! decided, in the order the phases of `questline_core::batch` need. A batch is **prepared**
+//! on a read-only snapshot (so that lanes prepare in parallel while another lane writes) and
+//! then **written** in a short unit of work that first checks nothing the decision rests on
+//! has changed:
 //!
-//! 1. Lock and load the batch's users' progress (one row per user; across processes, a
-//!    batch touching one of them waits), record the events in the ledger; an id seen before
-//!    is a duplicate and does nothing.
-//! 2. Load the originals that new reversals name; the engine plans which (mission, user)
-//!    pairs the new events touch ([`batch::plan`]).
-//! 3. Load, in one query each for the whole batch, the live rewards of those pairs and the
+//! 1. Prepare: read the batch's users' progress (one row per user, with its version) and the
+//!    originals that new reversals name; screen reversals; predict which events are new
+//!    (an id already in the ledger, or earlier in the batch, is a duplicate); the engine
+//!    plans which (mission, user) pairs the new events touch ([`batch::plan`]).
+//! 2. Load, in one query each for the whole batch, the live rewards of those pairs and the
 //!    reversals that arrived before their originals; the engine says whose ledger a refold
-//!    needs ([`batch::BatchPlan::needs_ledger`]) from the pairs' progress; load those ledgers,
-//!    and for users whose events were reversed, their missions no longer active.
-//! 4. The engine decides ([`batch::decide`]): new states, completions, grants, revokes,
-//!    effects. Then budgets: lock the budget rows of the missions that grant, in mission
-//!    order (one global order keeps concurrent batches from deadlocking), and let the engine
-//!    take them ([`budget::take_budgets`]).
-//! 5. Save progress (each changed user's row once), revokes, rewards and budgets, and commit.
-//!    Only then do callers hear back.
+//!    needs ([`batch::BatchPlan::needs_ledger`]) from the pairs' progress; load those ledgers
+//!    (as recorded before the batch), and for users whose events were reversed, their
+//!    missions no longer active. The engine decides ([`batch::decide`]): new states,
+//!    completions, grants, revokes, effects.
+//! 3. Write: lock the users' rows and check their versions, the missions revision, and that
+//!    the ledger insert finds exactly the predicted events new; any difference is a lost
+//!    race (`Retryable`: prepared again, from the third attempt under the locks). Then
+//!    budgets: lock the budget rows of the missions that grant, in mission order (one global
+//!    order keeps concurrent batches from deadlocking), and let the engine take them
+//!    ([`budget::take_budgets`]). Save progress (each changed user's row once), revokes,
+//!    rewards and budgets, and commit. Only then do callers hear back.
 
 use crate::index::{MissionIndex, Snapshot};
 use jiff::Timestamp;

@@ -39,8 +39,9 @@ pub const MAX_BATCH: usize = 1000;
 /// How micro-batches are formed.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
-    /// Parallel lanes; each applies its own transactions. SQLite has one writer, so more
-    /// than one lane only adds contention there.
+    /// Parallel lanes; each prepares its batches on a snapshot and writes them in its own
+    /// transactions. On SQLite, whose one writer serializes the writes, lanes still prepare
+    /// (read and decide) in parallel: about one per core.
     pub lanes: usize,
     /// Most events in one transaction (a request is never split across transactions).
     pub max_events: usize,
