@@ -178,6 +178,13 @@ pub trait BatchReads: Send {
     /// The live (not revoked) rewards of these (mission, user) pairs, in one query, ordered
     /// by (mission, user, completion).
     async fn live_rewards(&mut self, tenant: &TenantId, keys: &[(MissionId, UserId)]) -> Result<Vec<Reward>>;
+    /// Which of these (mission, user, completion) have a live (not revoked) reward: one probe
+    /// of the one-live-reward-per-completion index each.
+    async fn live_completions(
+        &mut self,
+        tenant: &TenantId,
+        keys: &[(MissionId, UserId, u32)],
+    ) -> Result<Vec<(MissionId, UserId, u32)>>;
     /// The missions revision as this view sees it (a unit: its own bumps included).
     async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64>;
     /// The mission as this view sees it.

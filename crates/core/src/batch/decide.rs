@@ -10,7 +10,7 @@ use crate::progress::{Completion, ProgressState, fold, replay};
 use crate::reward::{self, Reward, RewardStatus};
 use jiff::Timestamp;
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A user's recorded events, the input of a refold: originals (of the types asked for) and
@@ -46,7 +46,10 @@ pub struct BatchInputs {
     pub early_reversals: Vec<Event>,
     /// The ledger of every user of [`BatchPlan::needs_ledger`].
     pub ledgers: HashMap<UserId, Ledger>,
-    /// Live (not revoked) rewards of [`BatchPlan::pairs`]; a pair with none may be absent.
+    /// Live (not revoked) rewards of the pairs of the users a refold needs
+    /// ([`BatchPlan::needs_ledger`]); a pair with none may be absent. Other pairs only add
+    /// completions, so they need none: their grants are checked afterwards against the
+    /// rewards that exist ([`BatchDecision::drop_rewarded`]).
     pub live_rewards: HashMap<PairKey, Vec<Reward>>,
     /// Progress in missions no longer active, for [`BatchPlan::refold_users`].
     pub inactive: Vec<InactiveProgress>,
@@ -141,6 +144,20 @@ pub struct BatchDecision {
 }
 
 impl BatchDecision {
+    /// The (mission, user, completion) of every grant: look up which already have a live
+    /// reward, for [`BatchDecision::drop_rewarded`].
+    pub fn grant_keys(&self) -> Vec<(MissionId, UserId, u32)> {
+        self.grants.iter().map(|g| (g.mission_id.clone(), g.user_id.clone(), g.completion)).collect()
+    }
+
+    /// Drops the grants whose completion already has a live reward (`rewarded`, as
+    /// (mission, user, completion)): a pair that was not refolded was decided without its
+    /// live rewards, and may reach again a completion that was rewarded (and settled) before
+    /// a reversal took it back. One reward per completion, ever.
+    pub fn drop_rewarded(&mut self, rewarded: &HashSet<(MissionId, UserId, u32)>) {
+        self.grants.retain(|g| !rewarded.contains(&(g.mission_id.clone(), g.user_id.clone(), g.completion)));
+    }
+
     /// The missions whose budget rows must be locked (in this order) to take the grants.
     pub fn grant_missions(&self) -> Vec<MissionId> {
         let ids: BTreeSet<&MissionId> = self.grants.iter().map(|g| &g.mission_id).collect();

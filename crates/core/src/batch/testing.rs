@@ -183,15 +183,18 @@ impl World {
             plan.pairs().filter_map(|k| self.progress.get(k).map(|s| (k.clone(), s.clone()))).collect();
         let early_ids: Vec<String> = plan.early_reversal_ids().into_iter().map(|id| id.into_string()).collect();
         let early_reversals = self.reversals_of(&early_ids.iter().map(String::as_str).collect());
-        let ledgers: HashMap<UserId, Ledger> = plan
-            .needs_ledger(&stored)
-            .into_iter()
+        let refolded = plan.needs_ledger(&stored);
+        let ledgers: HashMap<UserId, Ledger> = refolded
+            .iter()
+            .cloned()
             .map(|u| {
                 let ledger = self.ledger_of(u.as_str(), plan.ledger_types());
                 (u, ledger)
             })
             .collect();
-        let live_rewards: HashMap<PairKey, Vec<Reward>> = plan.pairs().map(|k| (k.clone(), self.live_of(k))).collect();
+        // As the service loads them: only for the users a refold needs.
+        let live_rewards: HashMap<PairKey, Vec<Reward>> =
+            plan.pairs().filter(|k| refolded.contains(&k.1)).map(|k| (k.clone(), self.live_of(k))).collect();
         let mut inactive = Vec::new();
         let refold_users: BTreeSet<&UserId> = plan.refold_users().collect();
         for ((mission, user), state) in &self.progress {
@@ -210,7 +213,13 @@ impl World {
             }
         }
         let inputs = BatchInputs { stored, early_reversals, ledgers, live_rewards, inactive, now };
-        let decision = decide(&plan, &inputs).expect("every ledger asked for was loaded");
+        let mut decision = decide(&plan, &inputs).expect("every ledger asked for was loaded");
+        let rewarded: HashSet<(MissionId, UserId, u32)> = decision
+            .grant_keys()
+            .into_iter()
+            .filter(|(m, u, c)| self.live(m.as_str(), u.as_str()).iter().any(|r| r.completion == *c))
+            .collect();
+        decision.drop_rewarded(&rewarded);
         self.ledger.extend(fresh);
 
         for p in &decision.progress {

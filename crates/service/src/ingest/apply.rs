@@ -220,7 +220,13 @@ async fn prepare<'a>(
         None
     } else {
         let inputs = load(reads, tenant, snapshot, &plan, &progress, now).await?;
-        Some(batch::decide(&plan, &inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        let mut decision = batch::decide(&plan, &inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let keys = decision.grant_keys();
+        if !keys.is_empty() {
+            let rewarded: HashSet<_> = reads.live_completions(tenant, &keys).await?.into_iter().collect();
+            decision.drop_rewarded(&rewarded);
+        }
+        Some(decision)
     };
     Ok(Prepared {
         users,
@@ -264,8 +270,12 @@ async fn load(
             Some((key.clone(), state))
         })
         .collect();
+    // Only refolded users' pairs can lose completions (revokes) or need to know what was
+    // rewarded before; the others' grants are checked against existing rewards afterwards.
+    let refolded = plan.needs_ledger(&stored);
+    let refold_pairs: Vec<PairKey> = pairs.iter().filter(|(_, u)| refolded.contains(u)).cloned().collect();
     let mut live_rewards: HashMap<PairKey, Vec<Reward>> = HashMap::new();
-    for r in tx.live_rewards(tenant, &pairs).await? {
+    for r in tx.live_rewards(tenant, &refold_pairs).await? {
         live_rewards
             .entry((MissionId::new(r.mission_id.as_str()), UserId::new(r.user_id.as_str())))
             .or_default()
@@ -274,7 +284,7 @@ async fn load(
     let early_ids: Vec<String> = plan.early_reversal_ids().into_iter().map(|id| id.into_string()).collect();
     let early_reversals = if early_ids.is_empty() { Vec::new() } else { tx.reversals_of(tenant, &early_ids).await? };
     let mut ledgers = HashMap::new();
-    for user in plan.needs_ledger(&stored) {
+    for user in refolded {
         let ledger = user_ledger(tx, tenant, &user, plan.ledger_types()).await?;
         ledgers.insert(user, ledger);
     }

@@ -11,7 +11,7 @@ use crate::rows::{
     versions_in_order,
 };
 use crate::{Result, UserProgress};
-use questline_core::id::{TenantId, UserId};
+use questline_core::id::{MissionId, TenantId, UserId};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
@@ -111,4 +111,32 @@ pub(super) async fn live_rewards_of_users(
         .bind(users)
         .fetch_all(conn)
         .await?)
+}
+
+/// See [`crate::BatchReads::live_completions`]: the keys unnested from arrays, each probing
+/// `rewards_live` (whose predicate the query repeats, so the planner may use it).
+pub(super) async fn live_completions(
+    conn: &mut PgConnection,
+    tenant: &str,
+    keys: &[(MissionId, UserId, u32)],
+) -> Result<Vec<(MissionId, UserId, u32)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let missions: Vec<&str> = keys.iter().map(|(m, _, _)| m.as_str()).collect();
+    let users: Vec<&str> = keys.iter().map(|(_, u, _)| u.as_str()).collect();
+    let completions: Vec<i64> = keys.iter().map(|(_, _, c)| i64::from(*c)).collect();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT r.mission_id, r.user_id, r.completion \
+         FROM UNNEST($2::text[], $3::text[], $4::int8[]) AS k (mission_id, user_id, completion) \
+         JOIN rewards AS r ON r.tenant_id = $1 AND r.mission_id = k.mission_id AND r.user_id = k.user_id \
+             AND r.completion = k.completion AND r.status <> 'revoked'",
+    )
+    .bind(tenant)
+    .bind(&missions)
+    .bind(&users)
+    .bind(&completions)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(m, u, c)| (MissionId::from(m), UserId::from(u), c as u32)).collect())
 }

@@ -63,6 +63,14 @@ macro_rules! batch_reads {
                 rewards::live_of_pairs(&mut self.tx, tenant, keys).await
             }
 
+            async fn live_completions(
+                &mut self,
+                tenant: &TenantId,
+                keys: &[(MissionId, UserId, u32)],
+            ) -> Result<Vec<(MissionId, UserId, u32)>> {
+                batch::live_completions(&mut self.tx, tenant.as_str(), keys).await
+            }
+
             async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64> {
                 missions::revision(&mut self.tx, tenant).await
             }

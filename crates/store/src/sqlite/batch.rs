@@ -7,7 +7,7 @@ use crate::rows::{
     versions_in_order,
 };
 use crate::{Result, UserProgress};
-use questline_core::id::{TenantId, UserId};
+use questline_core::id::{MissionId, TenantId, UserId};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 /// Users per lookup (1 parameter each).
@@ -101,5 +101,43 @@ pub(super) fn live_of_users_query<'a>(tenant: &'a str, users: &[&'a str]) -> Que
         list.push_bind(*user);
     }
     qb.push(")");
+    qb
+}
+
+/// (mission, user, completion) keys per lookup (3 parameters each).
+const COMPLETION_CHUNK: usize = 300;
+
+/// See [`crate::BatchReads::live_completions`]: the keys as a `VALUES` table, each probing
+/// `rewards_live`.
+pub(super) async fn live_completions(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    keys: &[(MissionId, UserId, u32)],
+) -> Result<Vec<(MissionId, UserId, u32)>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(COMPLETION_CHUNK) {
+        let rows: Vec<(String, String, i64)> =
+            live_completions_query(tenant, chunk).build_query_as().fetch_all(&mut *conn).await?;
+        out.extend(rows.into_iter().map(|(m, u, c)| (MissionId::from(m), UserId::from(u), c as u32)));
+    }
+    Ok(out)
+}
+
+/// Apart from its execution, so that `plans` can check how SQLite runs it.
+pub(super) fn live_completions_query<'a>(
+    tenant: &'a str,
+    keys: &'a [(MissionId, UserId, u32)],
+) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::new("SELECT r.mission_id, r.user_id, r.completion FROM (");
+    qb.push_values(keys, |mut row, (mission, user, completion)| {
+        row.push_bind(mission.as_str()).push_bind(user.as_str()).push_bind(i64::from(*completion));
+    });
+    // CROSS JOIN fixes the order: each key probes the index, never a walk of the table.
+    qb.push(") AS k CROSS JOIN rewards AS r ON r.tenant_id = ");
+    qb.push_bind(tenant);
+    qb.push(
+        " AND r.mission_id = k.column1 AND r.user_id = k.column2 AND r.completion = k.column3 \
+         AND r.status <> 'revoked'",
+    );
     qb
 }

@@ -3,9 +3,9 @@
 //! a tenant's ledger or progress. The plan text is stable because SQLite is bundled.
 
 use super::SqliteStore;
-use super::batch::{live_of_users_query, users_query};
+use super::batch::{live_completions_query, live_of_users_query, users_query};
 use super::ledger::{by_id_query, known_query, originals_query, reversals_query, user_reversals_query};
-use questline_core::id::UserId;
+use questline_core::id::{MissionId, UserId};
 use sqlx::{QueryBuilder, Sqlite};
 
 async fn plan(store: &SqliteStore, qb: QueryBuilder<'_, Sqlite>) -> Vec<String> {
@@ -48,6 +48,9 @@ async fn hot_queries_search_indexes() {
     );
     let progress = plan(&store, users_query("user_id, missions, version", "t", &users)).await;
     assert_searches(&progress, &["SEARCH user_progress USING PRIMARY KEY (tenant_id=? AND user_id=?)"]);
+    let keys = [(MissionId::from("m"), UserId::from("u"), 1), (MissionId::from("m"), UserId::from("v"), 2)];
+    let completions = plan(&store, live_completions_query("t", &keys)).await;
+    assert_searches(&completions, &["SEARCH r USING INDEX rewards_live"]);
     let live = plan(&store, live_of_users_query("t", &["u", "v"])).await;
     assert_searches(&live, &["SEARCH rewards USING INDEX rewards_by_user (tenant_id=? AND user_id=?)"]);
 }

@@ -104,6 +104,7 @@ conformance! {
         live_rewards_of_many_pairs_in_one_call,
         a_conflict_leaves_the_batch_usable,
         only_pending_rewards_are_revoked,
+        live_completions_name_the_rewarded_ones,
         insert_rewards_inserts_them_all,
         insert_rewards_with_a_conflict_inserts_the_rest,
     ],

@@ -340,3 +340,25 @@ pub async fn insert_rewards_with_a_conflict_inserts_the_rest(db: &TestDb) {
     let (originals, _) = store.user_ledger(&T, &uid("u"), &["payment".into()]).await.unwrap();
     assert_eq!(originals.len(), 1);
 }
+
+/// `live_completions` answers which (mission, user, completion) have a live reward: revoked
+/// ones and other tenants do not count; keys past one statement's worth are all answered.
+pub async fn live_completions_name_the_rewarded_ones(db: &TestDb) {
+    let store = db.open().await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_rewards(
+        &T,
+        &[reward("a", 1, Some("1"), at(1)), reward("b", 2, Some("1"), at(2)), reward("c", 3, None, at(3))],
+    )
+    .await
+    .unwrap();
+    tx.insert_reward(&tenant("other"), &reward("o", 4, None, at(4))).await.unwrap();
+    tx.revoke_rewards(&T, &["b".into()], at(5)).await.unwrap();
+    let mut keys: Vec<(MissionId, UserId, u32)> = (0..700).map(|i| (mid("m"), uid(&format!("x{i}")), 1)).collect();
+    keys.extend([1, 2, 3, 4, 5].map(|c| (mid("m"), uid("u"), c)));
+    let mut live = tx.live_completions(&T, &keys).await.unwrap();
+    live.sort();
+    assert_eq!(live, [(mid("m"), uid("u"), 1), (mid("m"), uid("u"), 3)]);
+    assert!(tx.live_completions(&T, &[]).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+}
