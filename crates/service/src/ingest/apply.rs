@@ -149,8 +149,9 @@ async fn apply_once(
         (store.begin().await?, prepared)
     };
     // Locked in `users` order, so a batch of another process that touches one of these
-    // users runs wholly before or wholly after this one.
-    if tx.lock_versions(tenant, &prepared.users).await? != prepared.versions {
+    // users runs wholly before or wholly after this one. A locked attempt took the locks
+    // before it read, so what it read is current.
+    if !locked && tx.lock_versions(tenant, &prepared.users).await? != prepared.versions {
         return Err(StoreError::Retryable("a user's progress changed while the batch was prepared".into()));
     }
     if tx.missions_revision(tenant).await? != prepared.revision {
