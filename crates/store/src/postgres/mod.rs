@@ -109,6 +109,14 @@ impl PostgresStore {
             // Names our sessions in `pg_stat_activity`.
             connect = connect.application_name("questline");
         }
+        if !url.contains("plan_cache_mode") {
+            // A batch's statements take arrays whose best plan depends on their contents and
+            // on tables that grow fast. A cached generic plan made while a table was nearly
+            // empty (before autovacuum's first ANALYZE) walked a tenant's whole ledger for
+            // each `id = ANY($2)` probe: 127 ms instead of 4 (docs/BENCHMARKS.md, "plan
+            // cache"). Planning each execution costs well under a millisecond.
+            connect = connect.options([("plan_cache_mode", "force_custom_plan")]);
+        }
         let writer =
             PgPoolOptions::new().max_connections(options.max_connections.max(1)).connect_with(connect.clone()).await?;
         // Concurrent starts are safe: the migrator holds an advisory lock while it works.

@@ -294,3 +294,29 @@ async fn wait_for_lock_waiters(db: &TestDb, n: i64) {
     }
     conn.close().await.unwrap();
 }
+
+/// Every session plans a batch statement for the arrays it is given (a generic plan cached
+/// while the tables were nearly empty walked the whole ledger per probe); a URL that sets
+/// `plan_cache_mode` itself is obeyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_plan_each_statement_unless_the_url_says_otherwise() {
+    let Some(db) = TestDb::fresh(Backend::Postgres, "pg_concurrency::sessions_plan_each_statement").await else {
+        return;
+    };
+    async fn mode(store: &TestStore) -> String {
+        let mut unit = store.begin().await.unwrap();
+        let questline_store::Connection::Postgres(conn) = unit.connection() else { unreachable!() };
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(&mut *conn).await.unwrap();
+        unit.commit().await.unwrap();
+        mode
+    }
+    let store = db.open().await;
+    assert_eq!(mode(&store).await, "force_custom_plan");
+    store.close().await;
+
+    let url = format!("{}?options=-c%20plan_cache_mode%3Dauto", db.url());
+    let own = TestStore::Postgres(questline_store::postgres::PostgresStore::connect(&url).await.unwrap());
+    assert_eq!(mode(&own).await, "auto");
+    own.close().await;
+    db.finish().await;
+}
