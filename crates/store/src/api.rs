@@ -100,6 +100,21 @@ pub trait Store: KeyReads + MissionReads + UserReads + Send + Sync + 'static {
     /// everything it reads is of one instant, and nothing waits for a writer.
     async fn begin_read(&self) -> Result<Box<dyn BatchReads>>;
 
+    /// Starts a read-only snapshot (on a reader connection, as [`Store::begin_read`]) for SQL
+    /// the store does not know: another crate's reads of its own tables (e.g. a job queue's
+    /// lists), which must not wait for a writer either.
+    async fn begin_foreign_read(&self) -> Result<Box<dyn ForeignRead>>;
+
+    /// Applies another crate's migrations to this database: `sqlite` or `postgres`, the one
+    /// for this backend, on a writer connection. Their versions must differ from the store's
+    /// own, and each set must tolerate the other's applied versions (`ignore_missing`, as the
+    /// store's own migrator does).
+    async fn apply_migrations(
+        &self,
+        sqlite: &sqlx::migrate::Migrator,
+        postgres: &sqlx::migrate::Migrator,
+    ) -> Result<()>;
+
     /// Starts a unit of work: ONE write transaction (SQLite: `BEGIN IMMEDIATE` on the single
     /// writer connection, so at most one is open per store and a second `begin` waits for
     /// it; PostgreSQL: READ COMMITTED on a writer connection). Do not call a write of the
@@ -189,6 +204,13 @@ pub trait BatchReads: Send {
     async fn missions_revision(&mut self, tenant: &TenantId) -> Result<i64>;
     /// The mission as this view sees it.
     async fn get_mission(&mut self, tenant: &TenantId, id: &MissionId) -> Result<Option<Mission>>;
+}
+
+/// A read-only snapshot for another crate's SQL ([`Store::begin_foreign_read`]); dropping it
+/// ends the transaction.
+pub trait ForeignRead: Send {
+    /// The snapshot's connection. Leave the transaction itself alone.
+    fn connection(&mut self) -> Connection<'_>;
 }
 
 /// One write transaction. Nothing is visible to others until [`UnitOfWork::commit`];

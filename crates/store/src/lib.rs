@@ -38,8 +38,8 @@ pub mod sqlite;
 use std::sync::Arc;
 
 pub use api::{
-    BatchReads, BudgetRow, BudgetTx, Connection, KeyReads, KeyTx, LedgerTx, MissionProgress, MissionReads, MissionTx,
-    Page, ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork, UserProgress, UserReads,
+    BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyReads, KeyTx, LedgerTx, MissionProgress, MissionReads,
+    MissionTx, Page, ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork, UserProgress, UserReads,
 };
 pub use error::{Result, StoreError};
 pub use keys::{ApiKey, NewApiKey, Role};

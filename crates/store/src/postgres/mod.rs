@@ -63,6 +63,23 @@ impl Dialect for Postgres {
     }
 }
 
+/// The store's migrations. Other crates keep their own tables' migrations
+/// ([`crate::Store::apply_migrations`]) in the same `_sqlx_migrations` table, under versions
+/// of their own, so the store ignores versions it does not know.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Of another crate's two migration sets, the one this backend runs.
+fn migrator_for<'m>(
+    _: &'m sqlx::migrate::Migrator,
+    postgres: &'m sqlx::migrate::Migrator,
+) -> &'m sqlx::migrate::Migrator {
+    postgres
+}
+
 /// Pool sizes. Each running batch holds one writer connection until it commits, so
 /// `max_connections` bounds how many batches one process applies at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +137,7 @@ impl PostgresStore {
         let writer =
             PgPoolOptions::new().max_connections(options.max_connections.max(1)).connect_with(connect.clone()).await?;
         // Concurrent starts are safe: the migrator holds an advisory lock while it works.
-        sqlx::migrate!("./migrations/postgres").run(&writer).await?;
+        migrator().run(&writer).await?;
         let reader =
             PgPoolOptions::new().max_connections(options.read_connections.max(1)).connect_with(connect).await?;
         Ok(Self { writer, reader })

@@ -3,7 +3,9 @@
 use super::unit::{ReadUnit, Unit};
 use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads};
 use crate::keys::{ApiKey, Role};
-use crate::{BatchReads, KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads};
+use crate::{
+    BatchReads, ForeignRead, KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads,
+};
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::event::Event;
@@ -21,6 +23,20 @@ impl Store for Backend {
     async fn begin_read(&self) -> Result<Box<dyn BatchReads>> {
         let tx = self.reader.begin_with(BEGIN_SNAPSHOT).await?;
         Ok(Box::new(ReadUnit { tx }))
+    }
+
+    async fn begin_foreign_read(&self) -> Result<Box<dyn ForeignRead>> {
+        let tx = self.reader.begin_with(BEGIN_SNAPSHOT).await?;
+        Ok(Box::new(ReadUnit { tx }))
+    }
+
+    async fn apply_migrations(
+        &self,
+        sqlite: &sqlx::migrate::Migrator,
+        postgres: &sqlx::migrate::Migrator,
+    ) -> Result<()> {
+        super::super::migrator_for(sqlite, postgres).run(&self.writer).await?;
+        Ok(())
     }
 
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>> {

@@ -8,8 +8,8 @@ use super::{Db, batch, events, keys, missions, rewards};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::sql::EventLookup;
 use crate::{
-    BatchReads, BudgetRow, BudgetTx, Connection, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx, UnitOfWork,
-    UserProgress,
+    BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx,
+    UnitOfWork, UserProgress,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -84,6 +84,12 @@ macro_rules! batch_reads {
 
 batch_reads!(Unit);
 batch_reads!(ReadUnit);
+
+impl ForeignRead for ReadUnit {
+    fn connection(&mut self) -> Connection<'_> {
+        Connection::from(&mut *self.tx)
+    }
+}
 
 #[async_trait]
 impl UnitOfWork for Unit {

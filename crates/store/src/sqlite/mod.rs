@@ -72,7 +72,7 @@ impl SqliteStore {
                     .pragma("cache_size", "-262144"),
             )
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        migrator().run(&writer).await?;
 
         // `query_only` makes a write that strays onto a reader fail loudly instead of
         // racing the writer for the lock.
@@ -86,6 +86,23 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// The store's migrations. Other crates keep their own tables' migrations
+/// ([`crate::Store::apply_migrations`]) in the same `_sqlx_migrations` table, under versions
+/// of their own, so the store ignores versions it does not know.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Of another crate's two migration sets, the one this backend runs.
+fn migrator_for<'m>(
+    sqlite: &'m sqlx::migrate::Migrator,
+    _: &'m sqlx::migrate::Migrator,
+) -> &'m sqlx::migrate::Migrator {
+    sqlite
 }
 
 impl Dialect for Sqlite {
