@@ -1,0 +1,328 @@
+//! The durable lane: jobs in the questline store's own database (SQLite or PostgreSQL).
+//!
+//! The lane owns no connection pool: writes run in the store's units of work
+//! ([`Store::begin`]; on SQLite that is the store's single writer, so the queue and ingest
+//! never collide on the file lock), reads in its read snapshots
+//! ([`Store::begin_foreign_read`]). A producer that is already in a unit of work enqueues
+//! on its connection ([`SqlQueue::enqueue_in`]), so that a job commits with the business
+//! rows it belongs to, or not at all.
+//!
+//! The table is this crate's own (`migrations/`, versions from 1001, applied by
+//! [`migrate`] through [`Store::apply_migrations`]).
+//!
+//! Codemap: `shared.rs` (the statements, compiled once per backend), `sqlite.rs` and
+//! `postgres.rs` (the words that differ; PostgreSQL's `LISTEN`).
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::CHANNEL;
+
+use crate::backend::{Backend, QueueConfig, wake};
+use crate::error::{QueueError, Result};
+use crate::memory::as_read;
+use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, JobState, ListFilter, NewJob, Page, add};
+use crate::transition;
+use async_trait::async_trait;
+use jiff::Timestamp;
+use questline_store::{Connection, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A unit of work that lost a race (deadlock, serialization failure) is run again, up to
+/// this many times in all.
+const WRITE_TRIES: u32 = 3;
+
+/// Lapsed jobs one rescue handles; the worker rescues again on its next round.
+const RESCUE_BATCH: usize = 500;
+
+/// Applies the queue's migrations to the store's database (idempotent; concurrent starts
+/// on PostgreSQL are safe, the migrator holds an advisory lock).
+pub async fn migrate(store: &dyn Store) -> Result<()> {
+    let mut sqlite = sqlx::migrate!("./migrations/sqlite");
+    sqlite.set_ignore_missing(true);
+    let mut postgres = sqlx::migrate!("./migrations/postgres");
+    postgres.set_ignore_missing(true);
+    Ok(store.apply_migrations(&sqlite, &postgres).await?)
+}
+
+/// Runs `$call` (a function of `sqlite` and `postgres`, taking the connection first) on
+/// the backend `$conn` is of.
+macro_rules! on {
+    ($conn:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $conn {
+            Connection::Sqlite(c) => sqlite::$f(c, $($arg),*).await,
+            Connection::Postgres(c) => postgres::$f(c, $($arg),*).await,
+        }
+    };
+}
+
+/// Runs `$body` (which uses the unit's connection as `$conn`) in a unit of work of its own
+/// and commits it; a lost race runs it again.
+macro_rules! in_unit {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let result: Result<_> = async {
+                let mut unit = $store.begin().await?;
+                let value = {
+                    let $conn = unit.connection();
+                    $body
+                };
+                unit.commit().await?;
+                Ok(value)
+            }
+            .await;
+            match result {
+                Err(QueueError::Store(e)) if e.is_retryable() && tries < WRITE_TRIES => continue,
+                other => break other,
+            }
+        }
+    }};
+}
+
+pub struct SqlQueue {
+    store: Arc<dyn Store>,
+    config: QueueConfig,
+    wakeups: watch::Sender<u64>,
+    /// PostgreSQL only: where to `LISTEN` for other processes' enqueues.
+    listen_url: Option<String>,
+}
+
+impl SqlQueue {
+    /// The lane on `store`'s database; applies the queue's migrations first.
+    pub async fn open(store: Arc<dyn Store>, config: QueueConfig) -> Result<Self> {
+        migrate(&*store).await?;
+        Ok(Self { store, config, wakeups: watch::channel(0).0, listen_url: None })
+    }
+
+    /// Also hear other processes' enqueues: on PostgreSQL, [`Backend::listen`] then runs
+    /// `LISTEN` on a connection of its own to `database_url`. (SQLite has no `NOTIFY`;
+    /// another process's jobs are found by the workers' poll.)
+    pub fn listening(mut self, database_url: &str) -> Self {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            self.listen_url = Some(database_url.to_owned());
+        }
+        self
+    }
+
+    /// Enqueues jobs in the caller's unit of work (from [`questline_store::UnitOfWork::connection`]):
+    /// they commit with it or not at all. Returns one job per input, as
+    /// [`Backend::enqueue`] does. Workers in this process are woken now (on SQLite their
+    /// claim then waits for the writer, so it sees the jobs once the unit commits);
+    /// PostgreSQL's listeners hear of the jobs when the unit commits.
+    pub async fn enqueue_in(&self, conn: Connection<'_>, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>> {
+        let jobs = self.make(jobs, now);
+        let out = match conn {
+            Connection::Sqlite(c) => enqueue_sqlite(c, jobs).await?,
+            Connection::Postgres(c) => enqueue_postgres(c, jobs).await?,
+        };
+        wake(&self.wakeups);
+        Ok(out)
+    }
+
+    fn make(&self, jobs: Vec<NewJob>, now: Timestamp) -> Vec<Job> {
+        jobs.into_iter()
+            .map(|new| {
+                let max_attempts = self.config.policies.get(&new.kind).max_attempts;
+                Job::from_new(new, JobId::generate(), max_attempts, now)
+            })
+            .collect()
+    }
+
+    /// Reads in a snapshot of their own.
+    async fn read<T>(&self, f: impl AsyncFnOnce(Connection<'_>) -> Result<T>) -> Result<T> {
+        let mut snapshot = self.store.begin_foreign_read().await?;
+        f(snapshot.connection()).await
+    }
+
+    /// Changes the one job `id` with `change` in a unit of work of its own.
+    async fn update(
+        &self,
+        id: &JobId,
+        action: &'static str,
+        change: impl Fn(Job) -> Result<Job, JobState> + Send + Sync,
+    ) -> Result<Job> {
+        in_unit!(self.store, |conn| {
+            let (job, conn) = match conn {
+                Connection::Sqlite(c) => {
+                    (sqlite::fetch(c, std::slice::from_ref(id), true).await?, Connection::Sqlite(c))
+                }
+                Connection::Postgres(c) => {
+                    (postgres::fetch(c, std::slice::from_ref(id), true).await?, Connection::Postgres(c))
+                }
+            };
+            let job = job.into_iter().next().ok_or_else(|| QueueError::NotFound(id.clone()))?;
+            let changed = change(job).map_err(|state| QueueError::WrongState { id: id.clone(), state, action })?;
+            on!(conn, write_back(std::slice::from_ref(&changed)))?;
+            changed
+        })
+    }
+}
+
+/// Inserts made jobs, and answers for those a unique key turned away with the job that
+/// holds the key.
+macro_rules! enqueue_on {
+    ($name:ident, $backend:ident) => {
+        async fn $name(conn: &mut $backend::Conn, jobs: Vec<Job>) -> Result<Vec<Job>> {
+            let inserted = $backend::insert(&mut *conn, &jobs).await?;
+            let inserted: std::collections::HashSet<JobId> = inserted.into_iter().collect();
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                if inserted.contains(&job.id) {
+                    crate::metrics::enqueued(&job);
+                    out.push(job);
+                    continue;
+                }
+                let holder = match &job.unique_key {
+                    Some(key) => $backend::holder_of(&mut *conn, &job.tenant_id, key).await?,
+                    None => None,
+                };
+                // Only a unique key turns a job away; anything else is a bug worth failing on.
+                out.push(holder.ok_or_else(|| QueueError::Corrupt(format!("job {} was not inserted", job.id)))?);
+            }
+            if !inserted.is_empty() {
+                $backend::notify(&mut *conn).await?;
+            }
+            Ok(out)
+        }
+    };
+}
+
+enqueue_on!(enqueue_sqlite, sqlite);
+enqueue_on!(enqueue_postgres, postgres);
+
+#[async_trait]
+impl Backend for SqlQueue {
+    async fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>> {
+        let jobs = self.make(jobs, now);
+        let out = in_unit!(self.store, |conn| match conn {
+            Connection::Sqlite(c) => enqueue_sqlite(c, jobs.clone()).await?,
+            Connection::Postgres(c) => enqueue_postgres(c, jobs.clone()).await?,
+        })?;
+        wake(&self.wakeups);
+        Ok(out)
+    }
+
+    async fn claim(&self, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
+        in_unit!(self.store, |conn| match conn {
+            Connection::Sqlite(c) => {
+                sqlite::before_claim(c).await?;
+                sqlite::claim(c, request, now).await?
+            }
+            Connection::Postgres(c) => {
+                postgres::before_claim(c).await?;
+                postgres::claim(c, request, now).await?
+            }
+        })
+    }
+
+    async fn complete(&self, acks: Vec<Ack>, now: Timestamp) -> Result<Vec<Job>> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<JobId> = acks.iter().map(|a| a.claim.id.clone()).collect();
+        let done = in_unit!(self.store, |conn| {
+            let (current, conn) = match conn {
+                Connection::Sqlite(c) => (sqlite::fetch(c, &ids, true).await?, Connection::Sqlite(c)),
+                Connection::Postgres(c) => (postgres::fetch(c, &ids, true).await?, Connection::Postgres(c)),
+            };
+            let mut current: HashMap<JobId, Job> = current.into_iter().map(|j| (j.id.clone(), j)).collect();
+            let mut done = Vec::with_capacity(acks.len());
+            for ack in &acks {
+                let Some(job) = current.remove(&ack.claim.id).filter(|j| j.is_held_by(&ack.claim)) else { continue };
+                let policy = self.config.policies.get(&job.kind);
+                done.push(transition::settle(job, &ack.outcome, policy, now, rand::random()));
+            }
+            on!(conn, write_back(&done))?;
+            done
+        })?;
+        if done.iter().any(|j| j.state.is_waiting()) {
+            wake(&self.wakeups);
+        }
+        Ok(done)
+    }
+
+    async fn heartbeat(&self, claims: &[Claim], lease: Duration, now: Timestamp) -> Result<Vec<Claim>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = add(now, lease);
+        in_unit!(self.store, |conn| on!(conn, heartbeat(claims, until))?)
+    }
+
+    async fn rescue(&self, now: Timestamp) -> Result<Vec<Job>> {
+        let rescued = in_unit!(self.store, |conn| {
+            let (lapsed, conn) = match conn {
+                Connection::Sqlite(c) => (sqlite::lapsed(c, now, RESCUE_BATCH).await?, Connection::Sqlite(c)),
+                Connection::Postgres(c) => (postgres::lapsed(c, now, RESCUE_BATCH).await?, Connection::Postgres(c)),
+            };
+            let rescued: Vec<Job> =
+                lapsed.into_iter().map(|j| transition::rescue(j, self.config.max_crashes, now)).collect();
+            if !rescued.is_empty() {
+                on!(conn, write_back(&rescued))?;
+            }
+            rescued
+        })?;
+        if !rescued.is_empty() {
+            wake(&self.wakeups);
+        }
+        Ok(rescued)
+    }
+
+    async fn get(&self, id: &JobId, now: Timestamp) -> Result<Option<Job>> {
+        let job = self.read(async |conn| on!(conn, get(id))).await?;
+        Ok(job.map(|j| as_read(j, now)))
+    }
+
+    async fn list(&self, filter: &ListFilter, now: Timestamp) -> Result<Page> {
+        let mut items = self.read(async |conn| on!(conn, list(filter, now))).await?;
+        let size = filter.page_size();
+        let next_cursor = (items.len() > size).then(|| {
+            items.truncate(size);
+            items[size - 1].id.clone()
+        });
+        Ok(Page { items: items.into_iter().map(|j| as_read(j, now)).collect(), next_cursor })
+    }
+
+    async fn retry_now(&self, id: &JobId, now: Timestamp) -> Result<Job> {
+        // A dead job's unique key is free, and may have been taken since.
+        let job = self.get(id, now).await?.ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        if let (JobState::Dead, Some(key)) = (job.state, &job.unique_key) {
+            let holder = self.read(async |conn| on!(conn, holder_of(&job.tenant_id, key))).await?;
+            if let Some(holder) = holder {
+                return Err(QueueError::UniqueKeyTaken { id: id.clone(), holder: holder.id });
+            }
+        }
+        let job = self.update(id, "retried", |job| transition::retry_now(job, now)).await?;
+        wake(&self.wakeups);
+        Ok(as_read(job, now))
+    }
+
+    async fn cancel(&self, id: &JobId, now: Timestamp) -> Result<Job> {
+        let job = self.update(id, "cancelled", |job| transition::cancel(job, now)).await?;
+        Ok(as_read(job, now))
+    }
+
+    async fn prune(&self, finished_before: Timestamp, dead_before: Option<Timestamp>) -> Result<u64> {
+        in_unit!(self.store, |conn| on!(conn, prune(finished_before, dead_before))?)
+    }
+
+    fn wakeups(&self) -> watch::Receiver<u64> {
+        self.wakeups.subscribe()
+    }
+
+    async fn listen(&self, stop: CancellationToken) -> Result<()> {
+        match &self.listen_url {
+            Some(url) => postgres::listen(url, &self.wakeups, &stop).await,
+            None => {
+                stop.cancelled().await;
+                Ok(())
+            }
+        }
+    }
+}

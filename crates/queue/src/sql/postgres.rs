@@ -1,0 +1,82 @@
+//! The SQL lane on PostgreSQL: many processes on one database.
+//!
+//! - Claims pick with `FOR UPDATE SKIP LOCKED`, so concurrent claimers pass each other's
+//!   rows, and are serialized by a transaction-scoped advisory lock taken just before: that
+//!   is what makes a concurrency key's limit exact across processes (two claims counting
+//!   the same running jobs at once could each take the last slot). A claim takes a batch
+//!   in one short statement, so the queueing this adds is small next to the jobs' work.
+//! - Other writes read their rows `FOR UPDATE` in id order before writing them back.
+//! - Enqueues `NOTIFY` [`CHANNEL`] inside their transaction, so listeners hear of a job
+//!   exactly when it commits, and never of a rolled-back one.
+
+#[allow(clippy::duplicate_mod, reason = "the shared SQL, compiled once per backend")]
+#[path = "shared.rs"]
+mod shared;
+
+pub(super) use shared::*;
+
+use crate::Result;
+use crate::backend::wake;
+use sqlx::postgres::PgListener;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+type Db = sqlx::Postgres;
+
+const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+const FOR_UPDATE: &str = " FOR UPDATE";
+
+/// The `LISTEN`/`NOTIFY` channel on which enqueues announce new jobs.
+pub const CHANNEL: &str = "questline_queue_jobs";
+
+/// The advisory lock key claims take (an arbitrary constant of this crate's: "queue").
+const CLAIM_LOCK: i64 = 0x0071_7565_7565;
+
+pub(super) async fn before_claim(conn: &mut Conn) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *conn).await?;
+    Ok(())
+}
+
+pub(super) async fn notify(conn: &mut Conn) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Bumps `wakeups` on every notification until `stop`. A lost connection is reopened (after
+/// a pause, so a database that is down is not hammered); meanwhile workers fall back to
+/// their poll interval.
+pub(super) async fn listen(url: &str, wakeups: &watch::Sender<u64>, stop: &CancellationToken) -> Result<()> {
+    const PAUSE: Duration = Duration::from_secs(1);
+    while !stop.is_cancelled() {
+        let mut listener = match PgListener::connect(url).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "queue: cannot LISTEN; polling until the database answers");
+                tokio::select! { () = stop.cancelled() => break, () = tokio::time::sleep(PAUSE) => continue }
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "queue: LISTEN failed; polling meanwhile");
+            tokio::select! { () = stop.cancelled() => break, () = tokio::time::sleep(PAUSE) => continue }
+        }
+        // After (re)connecting, something may have been missed: wake once.
+        wake(wakeups);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => wake(wakeups),
+                    // The connection dropped (`PgListener` would reconnect, but a notification
+                    // sent meanwhile is lost): wake once for it.
+                    Ok(None) => wake(wakeups),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "queue: LISTEN connection lost; reconnecting");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,363 @@
+//! The worker runtime: claims jobs in batches for the kinds it has handlers for, runs each
+//! under a concurrency limit, heartbeats what it holds, acknowledges outcomes in batches,
+//! rescues lapsed leases, and stops gracefully.
+//!
+//! Named steps, each a task in one `TaskTracker` that [`Worker::run`] waits for:
+//! - the **claim loop** (in `run` itself): waits for a free slot, claims up to that many
+//!   jobs, starts each; with nothing due it sleeps until a wakeup (an enqueue in this
+//!   process, PostgreSQL `NOTIFY`) or the poll interval, never spinning;
+//! - a **job task** per job: the handler, in a `JoinSet` of its own so that a panic
+//!   becomes a failed attempt, and abandoned (released) if shutdown's grace runs out;
+//! - the **acker**: takes every outcome ready and completes them in one call;
+//! - the **heartbeat**: renews the leases of every job held, in one call per beat;
+//! - the **rescuer**: hands lapsed leases (other workers that died) back to the queue;
+//! - the backend's **listener** ([`Backend::listen`]).
+//!
+//! No transaction is held while a handler runs: the claim commits before it starts, the
+//! acknowledgement is a transaction of its own after it ends. [`Worker::run_once`] is the
+//! step-by-step entry point for tests: one batch, run to the end, acknowledged.
+
+use crate::backend::Backend;
+use crate::error::{QueueError, Result};
+use crate::metrics;
+use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, Outcome};
+use jiff::Timestamp;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// What runs a job of one kind.
+pub type Handler = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs running at once.
+    pub concurrency: usize,
+    /// Jobs claimed at most per claim.
+    pub claim_batch: usize,
+    /// Acknowledgements completed at most per call.
+    pub ack_batch: usize,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// How often held leases are renewed (well inside `lease`).
+    pub heartbeat: Duration,
+    /// How often to look for due jobs when no wakeup comes (a delayed job's time, another
+    /// process's enqueue on SQLite).
+    pub poll: Duration,
+    /// How often to rescue jobs whose worker died.
+    pub rescue: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are released.
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            claim_batch: 100,
+            ack_batch: 500,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            poll: Duration::from_secs(1),
+            rescue: Duration::from_secs(5),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Pause after a failed claim or acknowledgement before the next try.
+const PAUSE: Duration = Duration::from_millis(200);
+/// An acknowledgement that keeps failing is given up after this many tries; its jobs'
+/// leases then lapse and the rescuer retries them (at least once, never lost).
+const ACK_TRIES: u32 = 5;
+
+/// The jobs this worker holds, for the heartbeat.
+type Held = Arc<Mutex<HashMap<JobId, Claim>>>;
+
+pub struct Worker {
+    backend: Arc<dyn Backend>,
+    handlers: HashMap<String, Handler>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    pub fn new(backend: Arc<dyn Backend>, config: WorkerConfig) -> Self {
+        Self { backend, handlers: HashMap::new(), config }
+    }
+
+    /// Runs jobs of `kind` with `handler`.
+    pub fn handle<F, Fut>(mut self, kind: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
+        self.handlers.insert(kind.into(), handler);
+        self
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        kinds
+    }
+
+    /// One step, for tests: claims one batch due at `now`, runs every job to its end, and
+    /// acknowledges them at `now` in one call. Returns the jobs as they then stand.
+    pub async fn run_once(&self, now: Timestamp) -> Result<Vec<Job>> {
+        let request = ClaimRequest {
+            kinds: self.kinds(),
+            limit: self.config.claim_batch.min(self.config.concurrency).max(1),
+            lease: self.config.lease,
+        };
+        let claimed = self.backend.claim(&request, now).await?;
+        let mut running = JoinSet::new();
+        for job in claimed {
+            metrics::started(&job, now);
+            let handler = self.handlers[&job.kind].clone();
+            running.spawn(async move {
+                let claim = job.claim();
+                Ack { claim, outcome: run_handler(&handler, job).await }
+            });
+        }
+        let acks = running.join_all().await;
+        let done = self.backend.complete(acks, now).await?;
+        done.iter().for_each(metrics::settled);
+        Ok(done)
+    }
+
+    /// Runs until `shutdown` is cancelled; then stops claiming, lets running jobs finish for
+    /// up to [`WorkerConfig::grace`], releases the rest (back to available, the attempt not
+    /// spent), acknowledges everything, and returns once every task has ended.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
+        let tracker = TaskTracker::new();
+        // Ends the helpers (listener, heartbeat, rescuer) once the jobs are acknowledged.
+        let helpers = CancellationToken::new();
+        let held: Held = Arc::default();
+        let (acks, ack_rx) = mpsc::unbounded_channel();
+
+        let backend = self.backend.clone();
+        let stop = helpers.clone();
+        tracker.spawn(async move {
+            if let Err(e) = backend.listen(stop).await {
+                tracing::warn!(error = %e, "queue: listener stopped; polling only");
+            }
+        });
+        tracker.spawn(heartbeats(self.backend.clone(), held.clone(), self.config.clone(), helpers.clone()));
+        tracker.spawn(rescuer(self.backend.clone(), self.config.rescue, helpers.clone()));
+        let acker = tracker.spawn(acker(self.backend.clone(), ack_rx, self.config.ack_batch));
+
+        let jobs = TaskTracker::new();
+        let release = CancellationToken::new();
+        self.claim_loop(&shutdown, &jobs, &held, &acks, &release).await;
+
+        // Shutdown: nothing new is claimed; running jobs get the grace period.
+        jobs.close();
+        tokio::select! {
+            () = jobs.wait() => {}
+            () = tokio::time::sleep(self.config.grace) => {
+                tracing::info!(jobs = jobs.len(), "queue: grace period over; releasing the jobs still running");
+                release.cancel();
+                jobs.wait().await;
+            }
+        }
+        drop(acks);
+        if acker.await.is_err() {
+            tracing::error!("queue: the acknowledging task panicked");
+        }
+        helpers.cancel();
+        tracker.close();
+        tracker.wait().await;
+        Ok(())
+    }
+
+    async fn claim_loop(
+        &self,
+        shutdown: &CancellationToken,
+        jobs: &TaskTracker,
+        held: &Held,
+        acks: &mpsc::UnboundedSender<Ack>,
+        release: &CancellationToken,
+    ) {
+        let kinds = self.kinds();
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut wakeups = self.backend.wakeups();
+        loop {
+            // Wait for one free slot, then take every other free one, up to a batch.
+            let first = tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = shutdown.cancelled() => return,
+            };
+            let mut permits = vec![first];
+            while permits.len() < self.config.claim_batch.max(1) {
+                match slots.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            // Seen before claiming: a wakeup during the claim makes the wait below return.
+            wakeups.borrow_and_update();
+            let request = ClaimRequest { kinds: kinds.clone(), limit: permits.len(), lease: self.config.lease };
+            let now = Timestamp::now();
+            let claimed = match self.backend.claim(&request, now).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue: claim failed");
+                    drop(permits);
+                    if pause(shutdown, PAUSE).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                drop(permits);
+                tokio::select! {
+                    _ = wakeups.changed() => {}
+                    () = tokio::time::sleep(self.config.poll) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            // Unused permits go back with the rest of `permits` when it drops.
+            let mut permits = permits.into_iter();
+            for job in claimed {
+                let permit = permits.next().expect("a claim returns at most `limit` jobs");
+                metrics::started(&job, now);
+                lock(held).insert(job.id.clone(), job.claim());
+                let handler = self.handlers[&job.kind].clone();
+                let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
+                jobs.spawn(run_job(handler, job, permit, held.clone(), acks.clone(), release.clone()).instrument(span));
+            }
+        }
+    }
+}
+
+/// One job: the handler's outcome, or a release if shutdown's grace ran out first.
+async fn run_job(
+    handler: Handler,
+    job: Job,
+    permit: OwnedSemaphorePermit,
+    held: Held,
+    acks: mpsc::UnboundedSender<Ack>,
+    release: CancellationToken,
+) {
+    let claim = job.claim();
+    let outcome = tokio::select! {
+        outcome = run_handler(&handler, job) => outcome,
+        () = release.cancelled() => {
+            tracing::info!("queue: released unfinished at shutdown");
+            Outcome::Snooze(Duration::ZERO)
+        }
+    };
+    lock(&held).remove(&claim.id);
+    // The acker outlives every job task (`run` drops the last sender after they end).
+    let _ = acks.send(Ack { claim, outcome });
+    drop(permit);
+}
+
+/// Runs the handler in a task of its own, so that a panic is the attempt's failure rather
+/// than the worker's; dropping the future (a release) aborts it.
+async fn run_handler(handler: &Handler, job: Job) -> Outcome {
+    let mut one = JoinSet::new();
+    one.spawn(handler(job));
+    match one.join_next().await {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(e)) if e.is_panic() => {
+            tracing::error!("queue: handler panicked");
+            Outcome::retry("the handler panicked")
+        }
+        _ => Outcome::retry("the handler was cancelled"),
+    }
+}
+
+/// Completes every outcome that is ready in one call, until every sender is gone.
+async fn acker(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<Ack>, batch: usize) {
+    let mut acks = Vec::with_capacity(batch);
+    while rx.recv_many(&mut acks, batch.max(1)).await > 0 {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match backend.complete(acks.clone(), Timestamp::now()).await {
+                Ok(done) => {
+                    for job in &done {
+                        metrics::settled(job);
+                        tracing::debug!(id = %job.id, kind = %job.kind, state = job.state.as_str(), "queue: job acknowledged");
+                    }
+                    break;
+                }
+                Err(e) if tries < ACK_TRIES => {
+                    tracing::warn!(error = %e, jobs = acks.len(), "queue: acknowledgement failed; trying again");
+                    tokio::time::sleep(PAUSE).await;
+                }
+                Err(e) => {
+                    let ids: Vec<&str> = acks.iter().map(|a| a.claim.id.as_str()).collect();
+                    tracing::error!(error = %e, ?ids, "queue: acknowledgement given up; the leases will lapse and the jobs run again");
+                    break;
+                }
+            }
+        }
+        acks.clear();
+    }
+}
+
+/// Renews the leases of every job held, once per beat.
+async fn heartbeats(backend: Arc<dyn Backend>, held: Held, config: WorkerConfig, stop: CancellationToken) {
+    loop {
+        if pause(&stop, config.heartbeat).await {
+            return;
+        }
+        let claims: Vec<Claim> = lock(&held).values().cloned().collect();
+        if claims.is_empty() {
+            continue;
+        }
+        match backend.heartbeat(&claims, config.lease, Timestamp::now()).await {
+            Ok(kept) if kept.len() < claims.len() => {
+                for lost in claims.iter().filter(|c| !kept.contains(c)) {
+                    tracing::warn!(id = %lost.id, "queue: lease lost (it lapsed and the job was rescued); its outcome will be ignored");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "queue: heartbeat failed"),
+        }
+    }
+}
+
+/// Hands jobs whose worker died back to the queue, every `every`.
+async fn rescuer(backend: Arc<dyn Backend>, every: Duration, stop: CancellationToken) {
+    loop {
+        match backend.rescue(Timestamp::now()).await {
+            Ok(rescued) => {
+                for job in &rescued {
+                    metrics::settled(job);
+                    tracing::warn!(id = %job.id, kind = %job.kind, crashes = job.crashes, state = job.state.as_str(), "queue: lease lapsed; job rescued");
+                }
+            }
+            Err(QueueError::Store(e)) if e.is_retryable() => {}
+            Err(e) => tracing::warn!(error = %e, "queue: rescue failed"),
+        }
+        if pause(&stop, every).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps for `d`; true if `stop` came first.
+async fn pause(stop: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
+
+fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashMap<JobId, Claim>> {
+    held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

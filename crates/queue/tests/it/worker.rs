@@ -1,0 +1,180 @@
+//! The worker runtime on the real clock: draining, graceful shutdown, waking on enqueue,
+//! and the step-by-step entry point.
+
+use crate::{Lane, LaneKind, enqueue, job};
+use jiff::Timestamp;
+use questline_queue::{Job, JobId, JobState, ListFilter, Outcome, Worker, WorkerConfig};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a test waits for something the worker should do in milliseconds.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs of each job, and a signal on each.
+#[derive(Default)]
+struct Runs {
+    by_id: Mutex<HashMap<JobId, u32>>,
+    changed: Notify,
+}
+
+impl Runs {
+    fn record(&self, job: &Job) {
+        *self.by_id.lock().unwrap().entry(job.id.clone()).or_default() += 1;
+        self.changed.notify_waiters();
+    }
+
+    fn total(&self) -> usize {
+        self.by_id.lock().unwrap().values().map(|&n| n as usize).sum()
+    }
+
+    /// Waits until `done` holds of the runs, or fails the test after [`DEADLINE`].
+    async fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let changed = self.changed.notified();
+            if done(self) {
+                return;
+            }
+            // Re-checked at least every 50 ms, in case a signal came between check and wait.
+            let next = (tokio::time::Instant::now() + Duration::from_millis(50)).min(deadline);
+            if tokio::time::Instant::now() >= deadline {
+                panic!("timed out waiting for {what}: {} runs", self.total());
+            }
+            let _ = tokio::time::timeout_at(next, changed).await;
+        }
+    }
+}
+
+fn config() -> WorkerConfig {
+    WorkerConfig {
+        concurrency: 4,
+        claim_batch: 8,
+        lease: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(5),
+        poll: Duration::from_millis(100),
+        grace: Duration::from_secs(5),
+        ..WorkerConfig::default()
+    }
+}
+
+pub async fn a_worker_drains_every_job_exactly_once(lane: &Lane) {
+    const JOBS: usize = 120;
+    let runs = Arc::new(Runs::default());
+    let recorder = runs.clone();
+    let worker = Arc::new(Worker::new(lane.queue.clone(), config()).handle("noop", move |job: Job| {
+        let runs = recorder.clone();
+        async move {
+            runs.record(&job);
+            Outcome::Done
+        }
+    }));
+    let news = (0..JOBS).map(|i| job("noop", &i.to_string())).collect();
+    let enqueued = lane.queue.enqueue(news, Timestamp::now()).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let running = worker.clone();
+    let stop = shutdown.clone();
+    let run = tasks.spawn(async move { running.run(stop).await });
+    runs.wait_until("every job to run", |r| r.total() >= JOBS).await;
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+
+    let by_id = runs.by_id.lock().unwrap().clone();
+    assert_eq!(by_id.len(), JOBS);
+    assert!(by_id.values().all(|&n| n == 1), "each job ran exactly once");
+    for job in &enqueued {
+        let stored = lane.queue.get(&job.id, Timestamp::now()).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Succeeded, "acknowledged before run returned");
+    }
+}
+
+pub async fn shutdown_releases_unfinished_work(lane: &Lane) {
+    let runs = Arc::new(Runs::default());
+    let recorder = runs.clone();
+    // A handler that never ends by itself.
+    let worker = Arc::new(
+        Worker::new(lane.queue.clone(), WorkerConfig { grace: Duration::from_millis(200), ..config() }).handle(
+            "stuck",
+            move |job: Job| {
+                let runs = recorder.clone();
+                async move {
+                    runs.record(&job);
+                    std::future::pending::<Outcome>().await
+                }
+            },
+        ),
+    );
+    let now = Timestamp::now();
+    let enqueued = lane.queue.enqueue(vec![job("stuck", "a"), job("stuck", "b")], now).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (running, stop) = (worker.clone(), shutdown.clone());
+    let run = tasks.spawn(async move { running.run(stop).await });
+    runs.wait_until("both jobs to start", |r| r.total() == 2).await;
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, run).await.expect("run returns after its grace period").unwrap().unwrap();
+
+    for job in &enqueued {
+        let stored = lane.queue.get(&job.id, Timestamp::now()).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Available, "released, due again");
+        assert_eq!(stored.attempt, 0, "the attempt was given back");
+        assert!(stored.errors.is_empty());
+    }
+    let available = ListFilter { state: Some(JobState::Available), ..ListFilter::default() };
+    assert_eq!(lane.queue.list(&available, Timestamp::now()).await.unwrap().items.len(), 2);
+}
+
+pub async fn a_worker_wakes_on_enqueue_without_waiting_for_its_poll(lane: &Lane) {
+    let runs = Arc::new(Runs::default());
+    let recorder = runs.clone();
+    // A poll interval far beyond the deadline: only a wakeup can start the job in time.
+    let config = WorkerConfig { poll: Duration::from_secs(600), ..config() };
+    let worker = Arc::new(Worker::new(lane.queue.clone(), config).handle("ping", move |job: Job| {
+        let runs = recorder.clone();
+        async move {
+            runs.record(&job);
+            Outcome::Done
+        }
+    }));
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (running, stop) = (worker.clone(), shutdown.clone());
+    let run = tasks.spawn(async move { running.run(stop).await });
+    // Let the worker find nothing and go to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // On PostgreSQL the job comes from another process, so only NOTIFY can tell this one.
+    // SQLite has no NOTIFY: there the enqueue is this process's own.
+    let producer = match lane.kind {
+        LaneKind::Postgres => lane.other_process().await,
+        LaneKind::Memory | LaneKind::Sqlite => lane.queue.clone(),
+    };
+    enqueue(&*producer, job("ping", "wake up"), Timestamp::now()).await;
+    runs.wait_until("the job to run", |r| r.total() == 1).await;
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+}
+
+pub async fn run_once_persists_a_failure_as_a_retry(lane: &Lane) {
+    let worker = Worker::new(lane.queue.clone(), config())
+        .handle("flaky", |_job: Job| async { Outcome::retry_after("503", Duration::from_secs(90)) })
+        .handle("boom", |_job: Job| async { panic!("handler bug") });
+    let now = Timestamp::from_second(1_704_067_200).unwrap();
+    let flaky = enqueue(&*lane.queue, job("flaky", "f"), now).await;
+    let boom = enqueue(&*lane.queue, job("boom", "b"), now).await;
+    let done = worker.run_once(now).await.unwrap();
+    assert_eq!(done.len(), 2);
+    let flaky = lane.queue.get(&flaky.id, now).await.unwrap().unwrap();
+    assert_eq!((flaky.state, flaky.run_at), (JobState::Retrying, now + Duration::from_secs(90)));
+    // A panicking handler fails its attempt; the worker lives on.
+    let boom = lane.queue.get(&boom.id, now).await.unwrap().unwrap();
+    assert_eq!(boom.state, JobState::Retrying);
+    assert_eq!(boom.errors[0].error, "the handler panicked");
+    assert!(worker.run_once(now).await.unwrap().is_empty(), "nothing is due until the backoff passes");
+}
