@@ -28,6 +28,8 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 pub enum StartError {
     #[error("could not open the database: {0}")]
     Store(#[from] StoreError),
+    #[error("could not migrate the job queue's tables: {0}")]
+    Queue(#[from] questline_queue::QueueError),
     #[error("could not create the admin key: {0}")]
     Bootstrap(#[from] ServiceError),
     #[error("could not listen on {addr}: {source}")]
@@ -42,6 +44,8 @@ pub enum StartError {
 /// metrics recorder: the caller sets `metrics` if it installed one.
 pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let store = questline_store::connect(&config.database_url).await?;
+    // The job queue's tables live in the same database, under migrations of its own.
+    questline_queue::sql::migrate(&*store).await?;
     // Lanes keyed by user keep each user's events in order. A lane prepares its batch (reads
     // and the engine's decision) on a snapshot, outside the write transaction, so lanes use
     // every core even on SQLite, whose one writer then only writes; PostgreSQL also writes
@@ -141,9 +145,11 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     server.serve().await
 }
 
-/// Applies the migrations (opening the store does) and returns.
+/// Applies the migrations (the store's, which opening it does, and the job queue's) and
+/// returns.
 pub async fn migrate(config: &Config) -> Result<(), StartError> {
-    questline_store::connect(&config.database_url).await?;
+    let store = questline_store::connect(&config.database_url).await?;
+    questline_queue::sql::migrate(&*store).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

@@ -92,3 +92,20 @@ fn help_names_the_environment_variables() {
         assert!(line.contains(&format!("[env: {variable}]")), "{flag}: {line}\n{help}");
     }
 }
+
+#[tokio::test]
+async fn migrate_applies_the_store_and_the_job_queue_migrations() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.db").display());
+    for run in ["first", "second"] {
+        let out = questline(dir.path(), &["migrate", "--database-url", &url], &[]);
+        assert!(out.status.success(), "{run} migrate: {}", stderr(&out));
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&mut conn).await.unwrap();
+    assert!(versions.contains(&1) && versions.contains(&1001), "the store's and the queue's: {versions:?}");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM queue_jobs").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(jobs, 0, "the queue's table exists, empty");
+}
