@@ -38,6 +38,12 @@ pub trait Backend: Send + Sync + 'static {
     /// in order.
     async fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>>;
 
+    /// Enqueues `job` as periodic schedule `schedule`'s run for the tick that starts at
+    /// `tick`, unless this tick or a later one was enqueued already, by this process or any
+    /// other: one job per tick however many workers hold the schedule. Returns the job if
+    /// this call enqueued it.
+    async fn enqueue_tick(&self, schedule: &str, tick: Timestamp, job: NewJob, now: Timestamp) -> Result<Option<Job>>;
+
     /// Claims up to `limit` due jobs of these kinds, by priority then `run_at`, never more
     /// running at once per concurrency key than its limit: each becomes `running` with one
     /// more attempt and a lease until `now + lease`. Two claims never return the same job.

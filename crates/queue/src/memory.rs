@@ -32,6 +32,8 @@ struct Inner {
     unique: HashMap<(String, String), JobId>,
     /// Running jobs by (tenant, concurrency key).
     running: HashMap<(String, String), u32>,
+    /// The last tick each periodic schedule enqueued.
+    ticks: HashMap<String, Timestamp>,
 }
 
 impl Inner {
@@ -135,6 +137,17 @@ impl Backend for MemoryQueue {
         }
         wake(&self.wakeups);
         Ok(out)
+    }
+
+    async fn enqueue_tick(&self, schedule: &str, tick: Timestamp, job: NewJob, now: Timestamp) -> Result<Option<Job>> {
+        {
+            let mut inner = self.lock();
+            if inner.ticks.get(schedule).is_some_and(|last| *last >= tick) {
+                return Ok(None);
+            }
+            inner.ticks.insert(schedule.to_owned(), tick);
+        }
+        Ok(self.enqueue(vec![job], now).await?.pop())
     }
 
     async fn claim(&self, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {

@@ -11,6 +11,8 @@
 //! - the **acker**: takes every outcome ready and completes them in one call;
 //! - the **heartbeat**: renews the leases of every job held, in one call per beat;
 //! - the **rescuer**: hands lapsed leases (other workers that died) back to the queue;
+//! - a **scheduler** per periodic schedule ([`Worker::every`]): at each tick, enqueues the
+//!   tick's job through [`Backend::enqueue_tick`], which lets one worker of all win it;
 //! - the backend's **listener** ([`Backend::listen`]).
 //!
 //! No transaction is held while a handler runs: the claim commits before it starts, the
@@ -20,7 +22,7 @@
 use crate::backend::Backend;
 use crate::error::{QueueError, Result};
 use crate::metrics;
-use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, Outcome};
+use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, NewJob, Outcome};
 use jiff::Timestamp;
 use std::collections::HashMap;
 use std::future::Future;
@@ -79,18 +81,31 @@ const PAUSE: Duration = Duration::from_millis(200);
 /// leases then lapse and the rescuer retries them (at least once, never lost).
 const ACK_TRIES: u32 = 5;
 
+/// Makes the job of a periodic schedule's tick (which starts at the instant given).
+pub type MakeJob = Arc<dyn Fn(Timestamp) -> NewJob + Send + Sync>;
+
+/// A periodic schedule: a job every `interval`, at instants that are whole multiples of it
+/// since the Unix epoch (so every worker agrees on the ticks).
+#[derive(Clone)]
+struct Schedule {
+    name: String,
+    interval: Duration,
+    make: MakeJob,
+}
+
 /// The jobs this worker holds, for the heartbeat.
 type Held = Arc<Mutex<HashMap<JobId, Claim>>>;
 
 pub struct Worker {
     backend: Arc<dyn Backend>,
     handlers: HashMap<String, Handler>,
+    schedules: Vec<Schedule>,
     config: WorkerConfig,
 }
 
 impl Worker {
     pub fn new(backend: Arc<dyn Backend>, config: WorkerConfig) -> Self {
-        Self { backend, handlers: HashMap::new(), config }
+        Self { backend, handlers: HashMap::new(), schedules: Vec::new(), config }
     }
 
     /// Runs jobs of `kind` with `handler`.
@@ -101,6 +116,21 @@ impl Worker {
     {
         let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
         self.handlers.insert(kind.into(), handler);
+        self
+    }
+
+    /// Enqueues `make(tick)` once per `interval` tick while the worker runs, as the
+    /// schedule `name`: however many workers run the same schedule, each tick is enqueued
+    /// once. A tick missed while no worker ran is not made up. The job runs on whichever
+    /// worker has a handler for its kind.
+    pub fn every(
+        mut self,
+        name: impl Into<String>,
+        interval: Duration,
+        make: impl Fn(Timestamp) -> NewJob + Send + Sync + 'static,
+    ) -> Self {
+        let interval = interval.max(Duration::from_millis(1));
+        self.schedules.push(Schedule { name: name.into(), interval, make: Arc::new(make) });
         self
     }
 
@@ -154,6 +184,9 @@ impl Worker {
         tracker.spawn(heartbeats(self.backend.clone(), held.clone(), self.config.clone(), helpers.clone()));
         tracker.spawn(rescuer(self.backend.clone(), self.config.rescue, helpers.clone()));
         let acker = tracker.spawn(acker(self.backend.clone(), ack_rx, self.config.ack_batch));
+        for schedule in &self.schedules {
+            tracker.spawn(scheduler(self.backend.clone(), schedule.clone(), helpers.clone()));
+        }
 
         let jobs = TaskTracker::new();
         let release = CancellationToken::new();
@@ -345,6 +378,36 @@ async fn rescuer(backend: Arc<dyn Backend>, every: Duration, stop: CancellationT
             Err(e) => tracing::warn!(error = %e, "queue: rescue failed"),
         }
         if pause(&stop, every).await {
+            return;
+        }
+    }
+}
+
+/// Enqueues each tick of `schedule` (if no other worker did) until `stop`.
+async fn scheduler(backend: Arc<dyn Backend>, schedule: Schedule, stop: CancellationToken) {
+    let every = i64::try_from(schedule.interval.as_micros()).unwrap_or(i64::MAX);
+    loop {
+        let now = Timestamp::now();
+        let us = now.as_microsecond();
+        let tick_us = us - us.rem_euclid(every);
+        let tick = Timestamp::from_microsecond(tick_us).unwrap_or(now);
+        let job = (schedule.make)(tick).run_at(tick);
+        match backend.enqueue_tick(&schedule.name, tick, job, now).await {
+            Ok(Some(job)) => {
+                tracing::debug!(id = %job.id, schedule = %schedule.name, %tick, "queue: periodic job enqueued")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Tried again within the same tick, which is not lost unless the failure lasts.
+                tracing::warn!(error = %e, schedule = %schedule.name, "queue: periodic enqueue failed");
+                if pause(&stop, PAUSE).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        let until_next = u64::try_from(tick_us.saturating_add(every).saturating_sub(us)).unwrap_or(0);
+        if pause(&stop, Duration::from_micros(until_next.max(1))).await {
             return;
         }
     }

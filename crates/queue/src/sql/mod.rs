@@ -208,6 +208,24 @@ impl Backend for SqlQueue {
         Ok(out)
     }
 
+    async fn enqueue_tick(&self, schedule: &str, tick: Timestamp, job: NewJob, now: Timestamp) -> Result<Option<Job>> {
+        let jobs = self.make(vec![job], now);
+        let out = in_unit!(self.store, |conn| match conn {
+            Connection::Sqlite(c) => match sqlite::advance_tick(c, schedule, tick).await? {
+                true => enqueue_sqlite(c, jobs.clone()).await?.pop(),
+                false => None,
+            },
+            Connection::Postgres(c) => match postgres::advance_tick(c, schedule, tick).await? {
+                true => enqueue_postgres(c, jobs.clone()).await?.pop(),
+                false => None,
+            },
+        })?;
+        if out.is_some() {
+            wake(&self.wakeups);
+        }
+        Ok(out)
+    }
+
     async fn claim(&self, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
         in_unit!(self.store, |conn| match conn {
             Connection::Sqlite(c) => {

@@ -62,6 +62,19 @@ pub(crate) async fn insert(conn: &mut Conn, jobs: &[Job]) -> Result<Vec<JobId>> 
     Ok(inserted)
 }
 
+/// Moves periodic schedule `schedule`'s last tick to `tick` if it is behind; returns
+/// whether it moved (this transaction then owns the tick). On PostgreSQL a concurrent
+/// transaction moving the same schedule waits for this one, then finds the tick taken.
+pub(crate) async fn advance_tick(conn: &mut Conn, schedule: &str, tick: Timestamp) -> Result<bool> {
+    let mut q = QueryBuilder::<Db>::new("INSERT INTO queue_periodic (name, last_tick) VALUES (");
+    q.push_bind(schedule.to_owned()).push(", ").push_bind(micros(tick));
+    q.push(
+        ") ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick \
+         WHERE queue_periodic.last_tick < excluded.last_tick RETURNING name",
+    );
+    Ok(q.build().fetch_optional(&mut *conn).await?.is_some())
+}
+
 /// The unfinished job of `tenant` holding `key`, if any.
 pub(crate) async fn holder_of(conn: &mut Conn, tenant: &str, key: &str) -> Result<Option<Job>> {
     let mut q = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM queue_jobs WHERE tenant_id = "));

@@ -104,3 +104,27 @@ pub async fn heartbeats_keep_a_lease(lane: &Lane) {
     assert_eq!(get(q, long, at(60)).await.state, JobState::Running);
     assert!(ack(q, long, Outcome::Done, at(61)).await.is_some(), "its claim still holds");
 }
+
+pub async fn concurrent_claimers_keep_a_concurrency_limit(lane: &Lane) {
+    const LIMIT: u32 = 3;
+    let q = &*lane.queue;
+    q.enqueue((0..60).map(|i| job("k", &i.to_string()).concurrency("tenant:t1", LIMIT)).collect(), at(0))
+        .await
+        .unwrap();
+    // Four claimers in two processes, each claiming again and again without finishing
+    // anything: together they may never hold more than the limit.
+    let processes: [Arc<dyn Backend>; 2] = [lane.queue.clone(), lane.other_process().await];
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let claimer = processes[i % 2].clone();
+        tasks.spawn(async move {
+            let mut mine = 0;
+            for _ in 0..10 {
+                mine += crate::claim(&*claimer, &["k"], 2, at(1)).await.len();
+            }
+            mine
+        });
+    }
+    let claimed: usize = tasks.join_all().await.into_iter().sum();
+    assert_eq!(claimed, LIMIT as usize, "exactly the limit, never more");
+}

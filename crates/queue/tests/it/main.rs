@@ -21,6 +21,7 @@ mod lane;
 mod basics;
 mod keys;
 mod leases;
+mod periodic;
 mod retries;
 mod worker;
 
@@ -89,15 +90,21 @@ conformance! {
     ],
     leases: [
         two_claimers_never_get_the_same_job,
+        concurrent_claimers_keep_a_concurrency_limit,
         a_lapsed_lease_is_rescued_and_runs_again,
         a_job_that_keeps_crashing_is_quarantined,
         heartbeats_keep_a_lease,
+    ],
+    periodic: [
+        a_tick_is_enqueued_once_whoever_asks,
+        two_workers_run_each_tick_once,
     ],
     worker: [
         a_worker_drains_every_job_exactly_once,
         shutdown_releases_unfinished_work,
         a_worker_wakes_on_enqueue_without_waiting_for_its_poll,
         run_once_persists_a_failure_as_a_retry,
+        a_dead_workers_job_runs_again_after_its_lease,
     ],
 }
 

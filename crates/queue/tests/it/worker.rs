@@ -178,3 +178,34 @@ pub async fn run_once_persists_a_failure_as_a_retry(lane: &Lane) {
     assert_eq!(boom.errors[0].error, "the handler panicked");
     assert!(worker.run_once(now).await.unwrap().is_empty(), "nothing is due until the backoff passes");
 }
+
+pub async fn a_dead_workers_job_runs_again_after_its_lease(lane: &Lane) {
+    // A worker that died holding the job: claimed with a 1 s lease, never acknowledged.
+    let now = Timestamp::now();
+    let orphan = enqueue(&*lane.queue, job("work", "orphan"), now).await;
+    let request = questline_queue::ClaimRequest { kinds: vec!["work".into()], limit: 1, lease: Duration::from_secs(1) };
+    assert_eq!(lane.queue.claim(&request, now).await.unwrap().len(), 1);
+
+    let runs = Arc::new(Runs::default());
+    let recorder = runs.clone();
+    let config = WorkerConfig { rescue: Duration::from_millis(100), ..config() };
+    let worker = Arc::new(Worker::new(lane.other_process().await, config).handle("work", move |job: Job| {
+        let runs = recorder.clone();
+        async move {
+            runs.record(&job);
+            Outcome::Done
+        }
+    }));
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (running, stop) = (worker.clone(), shutdown.clone());
+    let run = tasks.spawn(async move { running.run(stop).await });
+    runs.wait_until("the orphan to run after its lease", |r| r.total() == 1).await;
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+
+    let done = lane.queue.get(&orphan.id, Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!((done.state, done.attempt, done.crashes), (JobState::Succeeded, 2, 1));
+    assert_eq!(done.errors.iter().map(|e| e.error.as_str()).collect::<Vec<_>>(), [questline_queue::LEASE_LAPSED]);
+    assert!(Timestamp::now() >= now + Duration::from_secs(1), "not before the lease lapsed");
+}
