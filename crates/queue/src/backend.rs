@@ -6,7 +6,7 @@
 //! ([`crate::Job::state_at`]).
 
 use crate::error::Result;
-use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, ListFilter, NewJob, Page};
+use crate::model::{Ack, Claim, ClaimRequest, Depth, Job, JobId, ListFilter, NewJob, Page};
 use crate::policy::Policies;
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -64,6 +64,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn rescue(&self, now: Timestamp) -> Result<Vec<Job>>;
 
     async fn get(&self, id: &JobId, now: Timestamp) -> Result<Option<Job>>;
+
+    /// How many unfinished jobs there are, by kind and state as a reader at `now` sees it
+    /// (the queue depth an operator watches). Kinds and states with none are left out.
+    async fn depth(&self, now: Timestamp) -> Result<Vec<Depth>>;
 
     /// A page of jobs by id.
     async fn list(&self, filter: &ListFilter, now: Timestamp) -> Result<Page>;

@@ -47,7 +47,7 @@ pub use backend::{Backend, QueueConfig};
 pub use error::{QueueError, Result};
 pub use memory::MemoryQueue;
 pub use model::{
-    Ack, AttemptError, Claim, ClaimRequest, Concurrency, DEFAULT_PAGE, DEFAULT_TENANT, Job, JobId, JobState,
+    Ack, AttemptError, Claim, ClaimRequest, Concurrency, DEFAULT_PAGE, DEFAULT_TENANT, Depth, Job, JobId, JobState,
     ListFilter, MAX_PAGE, NewJob, Outcome, Page,
 };
 pub use policy::{Jitter, Policies, RetryPolicy};

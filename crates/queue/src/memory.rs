@@ -8,7 +8,7 @@
 
 use crate::backend::{Backend, QueueConfig, wake};
 use crate::error::{QueueError, Result};
-use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, JobState, ListFilter, NewJob, Page, add};
+use crate::model::{Ack, Claim, ClaimRequest, Depth, Job, JobId, JobState, ListFilter, NewJob, Page, add};
 use crate::{metrics, transition};
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -246,6 +246,14 @@ impl Backend for MemoryQueue {
 
     async fn get(&self, id: &JobId, now: Timestamp) -> Result<Option<Job>> {
         Ok(self.lock().jobs.get(id).map(|j| as_read(j.clone(), now)))
+    }
+
+    async fn depth(&self, now: Timestamp) -> Result<Vec<Depth>> {
+        let mut counts: BTreeMap<(String, JobState), u64> = BTreeMap::new();
+        for job in self.lock().jobs.values().filter(|j| !j.state.is_finished()) {
+            *counts.entry((job.kind.clone(), job.state_at(now))).or_default() += 1;
+        }
+        Ok(counts.into_iter().map(|((kind, state), jobs)| Depth { kind, state, jobs }).collect())
     }
 
     async fn list(&self, filter: &ListFilter, now: Timestamp) -> Result<Page> {

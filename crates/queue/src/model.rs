@@ -43,7 +43,7 @@ impl fmt::Display for JobId {
 }
 
 /// Where a job is in its life; exactly the states of API.md's `Job`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for a `run_at` still ahead.
@@ -99,8 +99,9 @@ pub struct AttemptError {
     pub error: String,
 }
 
-/// At most `limit` jobs with this key run at once (across every worker), so that one
-/// tenant's flood does not take every worker from the others.
+/// At most `limit` jobs of a tenant with this key run at once (across every worker and
+/// process), so that one tenant's flood does not take every worker from the others. Jobs
+/// of one key should carry one limit; each job is held to its own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Concurrency {
     pub key: String,
@@ -332,6 +333,14 @@ impl ListFilter {
             n => n.min(MAX_PAGE),
         }
     }
+}
+
+/// How many unfinished jobs of one kind are in one state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Depth {
+    pub kind: String,
+    pub state: JobState,
+    pub jobs: u64,
 }
 
 /// One page of jobs, by id.

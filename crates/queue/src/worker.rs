@@ -10,7 +10,8 @@
 //!   becomes a failed attempt, and abandoned (released) if shutdown's grace runs out;
 //! - the **acker**: takes every outcome ready and completes them in one call;
 //! - the **heartbeat**: renews the leases of every job held, in one call per beat;
-//! - the **rescuer**: hands lapsed leases (other workers that died) back to the queue;
+//! - the **rescuer**: hands lapsed leases (other workers that died) back to the queue, and
+//!   reports the queue depth;
 //! - a **scheduler** per periodic schedule ([`Worker::every`]): at each tick, enqueues the
 //!   tick's job through [`Backend::enqueue_tick`], which lets one worker of all win it;
 //! - the backend's **listener** ([`Backend::listen`]).
@@ -364,9 +365,15 @@ async fn heartbeats(backend: Arc<dyn Backend>, held: Held, config: WorkerConfig,
     }
 }
 
-/// Hands jobs whose worker died back to the queue, every `every`.
+/// Hands jobs whose worker died back to the queue, and reports the queue depth, every
+/// `every`.
 async fn rescuer(backend: Arc<dyn Backend>, every: Duration, stop: CancellationToken) {
+    let mut shown = std::collections::BTreeSet::new();
     loop {
+        match backend.depth(Timestamp::now()).await {
+            Ok(depth) => metrics::depth(&depth, &mut shown),
+            Err(e) => tracing::debug!(error = %e, "queue: depth not read"),
+        }
         match backend.rescue(Timestamp::now()).await {
             Ok(rescued) => {
                 for job in &rescued {

@@ -21,11 +21,11 @@ pub use postgres::CHANNEL;
 use crate::backend::{Backend, QueueConfig, wake};
 use crate::error::{QueueError, Result};
 use crate::memory::as_read;
-use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, JobState, ListFilter, NewJob, Page, add};
+use crate::model::{Ack, Claim, ClaimRequest, Depth, Job, JobId, JobState, ListFilter, NewJob, Page, add};
 use crate::transition;
 use async_trait::async_trait;
 use jiff::Timestamp;
-use questline_store::{Connection, Store};
+use questline_store::{Connection, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,10 +117,13 @@ impl SqlQueue {
     /// PostgreSQL's listeners hear of the jobs when the unit commits.
     pub async fn enqueue_in(&self, conn: Connection<'_>, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>> {
         let jobs = self.make(jobs, now);
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
         let out = match conn {
             Connection::Sqlite(c) => enqueue_sqlite(c, jobs).await?,
             Connection::Postgres(c) => enqueue_postgres(c, jobs).await?,
         };
+        // Counted when written into the unit: a unit rolled back afterwards is not seen here.
+        count_new(&ids, &out);
         wake(&self.wakeups);
         Ok(out)
     }
@@ -174,7 +177,6 @@ macro_rules! enqueue_on {
             let mut out = Vec::with_capacity(jobs.len());
             for job in jobs {
                 if inserted.contains(&job.id) {
-                    crate::metrics::enqueued(&job);
                     out.push(job);
                     continue;
                 }
@@ -182,8 +184,11 @@ macro_rules! enqueue_on {
                     Some(key) => $backend::holder_of(&mut *conn, &job.tenant_id, key).await?,
                     None => None,
                 };
-                // Only a unique key turns a job away; anything else is a bug worth failing on.
-                out.push(holder.ok_or_else(|| QueueError::Corrupt(format!("job {} was not inserted", job.id)))?);
+                // Only a unique key turns a job away. Its holder can be gone only if it
+                // finished between the insert and this read: a lost race, run again.
+                let lost =
+                    || StoreError::Retryable(format!("the holder of job {}'s unique key finished meanwhile", job.id));
+                out.push(holder.ok_or_else(lost)?);
             }
             if !inserted.is_empty() {
                 $backend::notify(&mut *conn).await?;
@@ -193,6 +198,11 @@ macro_rules! enqueue_on {
     };
 }
 
+/// Counts the jobs of `out` that are the ones made (`ids`), not existing holders of a key.
+fn count_new(ids: &[JobId], out: &[Job]) {
+    ids.iter().zip(out).filter(|(id, job)| **id == job.id).for_each(|(_, job)| crate::metrics::enqueued(job));
+}
+
 enqueue_on!(enqueue_sqlite, sqlite);
 enqueue_on!(enqueue_postgres, postgres);
 
@@ -200,10 +210,12 @@ enqueue_on!(enqueue_postgres, postgres);
 impl Backend for SqlQueue {
     async fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>> {
         let jobs = self.make(jobs, now);
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
         let out = in_unit!(self.store, |conn| match conn {
             Connection::Sqlite(c) => enqueue_sqlite(c, jobs.clone()).await?,
             Connection::Postgres(c) => enqueue_postgres(c, jobs.clone()).await?,
         })?;
+        count_new(&ids, &out);
         wake(&self.wakeups);
         Ok(out)
     }
@@ -220,7 +232,8 @@ impl Backend for SqlQueue {
                 false => None,
             },
         })?;
-        if out.is_some() {
+        if let Some(job) = &out {
+            crate::metrics::enqueued(job);
             wake(&self.wakeups);
         }
         Ok(out)
@@ -295,6 +308,12 @@ impl Backend for SqlQueue {
     async fn get(&self, id: &JobId, now: Timestamp) -> Result<Option<Job>> {
         let job = self.read(async |conn| on!(conn, get(id))).await?;
         Ok(job.map(|j| as_read(j, now)))
+    }
+
+    async fn depth(&self, now: Timestamp) -> Result<Vec<Depth>> {
+        let mut depth = self.read(async |conn| on!(conn, depth(now))).await?;
+        depth.sort();
+        Ok(depth)
     }
 
     async fn list(&self, filter: &ListFilter, now: Timestamp) -> Result<Page> {

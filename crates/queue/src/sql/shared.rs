@@ -8,7 +8,7 @@
 
 use super::{Db, FOR_UPDATE, SKIP_LOCKED};
 use crate::error::{QueueError, Result};
-use crate::model::{AttemptError, Claim, ClaimRequest, Concurrency, Job, JobId, JobState, ListFilter, add};
+use crate::model::{AttemptError, Claim, ClaimRequest, Concurrency, Depth, Job, JobId, JobState, ListFilter, add};
 use jiff::Timestamp;
 use sqlx::{QueryBuilder, Row};
 
@@ -255,6 +255,24 @@ pub(crate) async fn list(conn: &mut Conn, filter: &ListFilter, now: Timestamp) -
     }
     q.push(" ORDER BY id LIMIT ").push_bind(i64::try_from(filter.page_size() + 1).unwrap_or(i64::MAX));
     q.build().fetch_all(&mut *conn).await?.iter().map(decode).collect()
+}
+
+/// Unfinished jobs by kind and state as read at `now`.
+pub(crate) async fn depth(conn: &mut Conn, now: Timestamp) -> Result<Vec<Depth>> {
+    let mut q = QueryBuilder::<Db>::new("SELECT kind, CASE WHEN state = 'scheduled' AND run_at <= ");
+    q.push_bind(micros(now));
+    q.push(
+        " THEN 'available' ELSE state END AS shown, count(*) AS jobs FROM queue_jobs \
+         WHERE state IN ('scheduled', 'available', 'running', 'retrying') GROUP BY kind, shown",
+    );
+    let mut depth = Vec::new();
+    for row in q.build().fetch_all(&mut *conn).await? {
+        let shown: String = row.try_get("shown")?;
+        let state = JobState::parse(&shown).ok_or_else(|| QueueError::Corrupt(format!("job state {shown:?}")))?;
+        let jobs: i64 = row.try_get("jobs")?;
+        depth.push(Depth { kind: row.try_get("kind")?, state, jobs: u64::try_from(jobs).unwrap_or(0) });
+    }
+    Ok(depth)
 }
 
 pub(crate) async fn prune(conn: &mut Conn, finished_before: Timestamp, dead_before: Option<Timestamp>) -> Result<u64> {

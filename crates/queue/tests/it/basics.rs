@@ -152,3 +152,34 @@ pub async fn prune_deletes_old_finished_jobs_and_keeps_dead_letters(lane: &Lane)
     assert!(q.get(&dead.id, at(30)).await.unwrap().is_none());
     assert!(q.get(&waiting.id, at(30)).await.unwrap().is_some(), "unfinished jobs are never pruned");
 }
+
+pub async fn depth_counts_unfinished_jobs_by_kind_and_state(lane: &Lane) {
+    let q = &*lane.queue;
+    assert!(q.depth(at(0)).await.unwrap().is_empty());
+    q.enqueue(
+        vec![job("a", "1"), job("a", "2"), job("a", "3"), job("a", "later").run_at(at(50)), job("b", "1")],
+        at(0),
+    )
+    .await
+    .unwrap();
+    let running = claim(q, &["a"], 2, at(1)).await;
+    ack(q, &running[0], Outcome::Done, at(2)).await.unwrap();
+    let b = claim(q, &["b"], 1, at(2)).await.remove(0);
+    ack(q, &b, Outcome::retry("x"), at(3)).await.unwrap();
+    let depth = |now| async move {
+        q.depth(now).await.unwrap().into_iter().map(|d| (d.kind, d.state, d.jobs)).collect::<Vec<_>>()
+    };
+    let s = |k: &str| k.to_owned();
+    assert_eq!(
+        depth(at(4)).await,
+        [
+            (s("a"), JobState::Scheduled, 1),
+            (s("a"), JobState::Available, 1),
+            (s("a"), JobState::Running, 1),
+            (s("b"), JobState::Retrying, 1)
+        ],
+        "succeeded jobs are not counted"
+    );
+    // At 50 the scheduled job counts as available.
+    assert_eq!(depth(at(50)).await[0], (s("a"), JobState::Available, 2));
+}

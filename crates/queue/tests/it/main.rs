@@ -26,6 +26,7 @@ mod retries;
 mod worker;
 
 // Not per lane.
+mod metrics;
 mod policy;
 mod sql;
 
@@ -71,6 +72,7 @@ conformance! {
         a_delayed_job_is_not_claimed_early,
         claims_take_only_the_kinds_asked_for,
         lists_page_by_id_and_filter,
+        depth_counts_unfinished_jobs_by_kind_and_state,
         prune_deletes_old_finished_jobs_and_keeps_dead_letters,
     ],
     retries: [
