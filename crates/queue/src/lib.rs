@@ -53,4 +53,4 @@ pub use model::{
 pub use policy::{Jitter, Policies, RetryPolicy};
 pub use sql::SqlQueue;
 pub use transition::LEASE_LAPSED;
-pub use worker::{Handler, MakeJob, Worker, WorkerConfig};
+pub use worker::{BatchHandler, Handler, MakeJob, Worker, WorkerConfig};

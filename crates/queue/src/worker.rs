@@ -6,8 +6,9 @@
 //! - the **claim loop** (in `run` itself): waits for a free slot, claims up to that many
 //!   jobs, starts each; with nothing due it sleeps until a wakeup (an enqueue in this
 //!   process, PostgreSQL `NOTIFY`) or the poll interval, never spinning;
-//! - a **job task** per job: the handler, in a `JoinSet` of its own so that a panic
-//!   becomes a failed attempt, and abandoned (released) if shutdown's grace runs out;
+//! - a **job task** per job, or per batch of a batch kind ([`Worker::handle_batch`]): the
+//!   handler, in a `JoinSet` of its own so that a panic becomes a failed attempt, and
+//!   abandoned (released) if shutdown's grace runs out;
 //! - the **acker**: takes every outcome ready and completes them in one call;
 //! - the **heartbeat**: renews the leases of every job held, in one call per beat;
 //! - the **rescuer**: hands lapsed leases (other workers that died) back to the queue, and
@@ -38,6 +39,16 @@ use tracing::Instrument;
 
 /// What runs a job of one kind.
 pub type Handler = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
+/// What runs many jobs of one kind in one call: one outcome per job, in order.
+pub type BatchHandler = Arc<dyn Fn(Vec<Job>) -> Pin<Box<dyn Future<Output = Vec<Outcome>> + Send>> + Send + Sync>;
+
+/// How jobs of one kind run: one per call, or up to `max` per call.
+#[derive(Clone)]
+enum Run {
+    One(Handler),
+    Batch { handler: BatchHandler, max: usize },
+}
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -99,7 +110,7 @@ type Held = Arc<Mutex<HashMap<JobId, Claim>>>;
 
 pub struct Worker {
     backend: Arc<dyn Backend>,
-    handlers: HashMap<String, Handler>,
+    handlers: HashMap<String, Run>,
     schedules: Vec<Schedule>,
     config: WorkerConfig,
 }
@@ -116,8 +127,42 @@ impl Worker {
         Fut: Future<Output = Outcome> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
-        self.handlers.insert(kind.into(), handler);
+        self.handlers.insert(kind.into(), Run::One(handler));
         self
+    }
+
+    /// Runs jobs of `kind` many at a time: `handler` gets up to `max` of the jobs one claim
+    /// returned, and answers one outcome per job, in order (a job it gives no outcome for
+    /// fails its attempt). The batch holds one concurrency slot per job, so a batch is at
+    /// most [`WorkerConfig::concurrency`] jobs.
+    pub fn handle_batch<F, Fut>(mut self, kind: impl Into<String>, max: usize, handler: F) -> Self
+    where
+        F: Fn(Vec<Job>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Outcome>> + Send + 'static,
+    {
+        let handler: BatchHandler = Arc::new(move |jobs| Box::pin(handler(jobs)));
+        self.handlers.insert(kind.into(), Run::Batch { handler, max: max.max(1) });
+        self
+    }
+
+    /// Claimed jobs grouped into what runs them: a job of its own for each of a kind run one
+    /// at a time, up to `max` together for a batch kind.
+    fn group<T>(&self, claimed: Vec<(Job, T)>) -> Vec<(Run, Vec<(Job, T)>)> {
+        let mut groups: Vec<(Run, Vec<(Job, T)>)> = Vec::new();
+        let mut open: HashMap<String, usize> = HashMap::new();
+        for (job, extra) in claimed {
+            match &self.handlers[&job.kind] {
+                run @ Run::One(_) => groups.push((run.clone(), vec![(job, extra)])),
+                run @ Run::Batch { max, .. } => match open.get(&job.kind) {
+                    Some(&i) if groups[i].1.len() < *max => groups[i].1.push((job, extra)),
+                    _ => {
+                        open.insert(job.kind.clone(), groups.len());
+                        groups.push((run.clone(), vec![(job, extra)]));
+                    }
+                },
+            }
+        }
+        groups
     }
 
     /// Enqueues `make(tick)` once per `interval` tick while the worker runs, as the
@@ -150,16 +195,12 @@ impl Worker {
             lease: self.config.lease,
         };
         let claimed = self.backend.claim(&request, now).await?;
+        claimed.iter().for_each(|job| metrics::started(job, now));
         let mut running = JoinSet::new();
-        for job in claimed {
-            metrics::started(&job, now);
-            let handler = self.handlers[&job.kind].clone();
-            running.spawn(async move {
-                let claim = job.claim();
-                Ack { claim, outcome: run_handler(&handler, job).await }
-            });
+        for (run, jobs) in self.group(claimed.into_iter().map(|j| (j, ())).collect()) {
+            running.spawn(run_handler(run, jobs.into_iter().map(|(j, ())| j).collect()));
         }
-        let acks = running.join_all().await;
+        let acks: Vec<Ack> = running.join_all().await.into_iter().flatten().collect();
         let done = self.backend.complete(acks, now).await?;
         done.iter().for_each(metrics::settled);
         Ok(done)
@@ -261,56 +302,93 @@ impl Worker {
                 }
                 continue;
             }
-            // Unused permits go back with the rest of `permits` when it drops.
-            let mut permits = permits.into_iter();
-            for job in claimed {
-                let permit = permits.next().expect("a claim returns at most `limit` jobs");
-                metrics::started(&job, now);
+            // One permit per job; unused ones go back when the rest of `permits` drops.
+            let claimed: Vec<(Job, OwnedSemaphorePermit)> = claimed.into_iter().zip(permits.drain(..)).collect();
+            for (job, _) in &claimed {
+                metrics::started(job, now);
                 lock(held).insert(job.id.clone(), job.claim());
-                let handler = self.handlers[&job.kind].clone();
-                let span = tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt);
-                jobs.spawn(run_job(handler, job, permit, held.clone(), acks.clone(), release.clone()).instrument(span));
+            }
+            for (run, group) in self.group(claimed) {
+                let (group, permits): (Vec<Job>, Vec<OwnedSemaphorePermit>) = group.into_iter().unzip();
+                let span = match &group[..] {
+                    [job] => tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt),
+                    jobs => {
+                        let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+                        tracing::info_span!("jobs", ids = ?ids, kind = %jobs[0].kind)
+                    }
+                };
+                let task = run_jobs(run, group, permits, held.clone(), acks.clone(), release.clone());
+                jobs.spawn(task.instrument(span));
             }
         }
     }
 }
 
-/// One job: the handler's outcome, or a release if shutdown's grace ran out first.
-async fn run_job(
-    handler: Handler,
-    job: Job,
-    permit: OwnedSemaphorePermit,
+/// One job, or one batch: the handler's outcomes, or releases if shutdown's grace ran out
+/// first.
+async fn run_jobs(
+    run: Run,
+    jobs: Vec<Job>,
+    permits: Vec<OwnedSemaphorePermit>,
     held: Held,
     acks: mpsc::UnboundedSender<Ack>,
     release: CancellationToken,
 ) {
-    let claim = job.claim();
-    let outcome = tokio::select! {
-        outcome = run_handler(&handler, job) => outcome,
+    let claims: Vec<Claim> = jobs.iter().map(Job::claim).collect();
+    let done = tokio::select! {
+        done = run_handler(run, jobs) => done,
         () = release.cancelled() => {
             tracing::info!("queue: released unfinished at shutdown");
-            Outcome::Snooze(Duration::ZERO)
+            claims.iter().map(|claim| Ack { claim: claim.clone(), outcome: Outcome::Snooze(Duration::ZERO) }).collect()
         }
     };
-    lock(&held).remove(&claim.id);
-    // The acker outlives every job task (`run` drops the last sender after they end).
-    let _ = acks.send(Ack { claim, outcome });
-    drop(permit);
+    let mut held = lock(&held);
+    for claim in &claims {
+        held.remove(&claim.id);
+    }
+    drop(held);
+    for ack in done {
+        // The acker outlives every job task (`run` drops the last sender after they end).
+        let _ = acks.send(ack);
+    }
+    drop(permits);
 }
 
 /// Runs the handler in a task of its own, so that a panic is the attempt's failure rather
-/// than the worker's; dropping the future (a release) aborts it.
-async fn run_handler(handler: &Handler, job: Job) -> Outcome {
+/// than the worker's; dropping the future (a release) aborts it. One ack per job, in order.
+async fn run_handler(run: Run, jobs: Vec<Job>) -> Vec<Ack> {
+    let claims: Vec<Claim> = jobs.iter().map(Job::claim).collect();
     let mut one = JoinSet::new();
-    one.spawn(handler(job));
-    match one.join_next().await {
-        Some(Ok(outcome)) => outcome,
+    match run {
+        Run::One(handler) => {
+            one.spawn(async move {
+                let mut outcomes = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    outcomes.push(handler(job).await);
+                }
+                outcomes
+            });
+        }
+        Run::Batch { handler, .. } => {
+            one.spawn(handler(jobs));
+        }
+    }
+    let outcomes = match one.join_next().await {
+        Some(Ok(outcomes)) => outcomes,
         Some(Err(e)) if e.is_panic() => {
             tracing::error!("queue: handler panicked");
-            Outcome::retry("the handler panicked")
+            vec![Outcome::retry("the handler panicked"); claims.len()]
         }
-        _ => Outcome::retry("the handler was cancelled"),
-    }
+        _ => vec![Outcome::retry("the handler was cancelled"); claims.len()],
+    };
+    let mut outcomes = outcomes.into_iter();
+    claims
+        .into_iter()
+        .map(|claim| {
+            let outcome = outcomes.next().unwrap_or_else(|| Outcome::retry("the batch handler gave no outcome for it"));
+            Ack { claim, outcome }
+        })
+        .collect()
 }
 
 /// Completes every outcome that is ready in one call, until every sender is gone.

@@ -107,6 +107,7 @@ conformance! {
         a_worker_wakes_on_enqueue_without_waiting_for_its_poll,
         run_once_persists_a_failure_as_a_retry,
         a_dead_workers_job_runs_again_after_its_lease,
+        a_batch_handler_takes_many_jobs_in_one_call,
     ],
 }
 

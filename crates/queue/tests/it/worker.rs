@@ -209,3 +209,40 @@ pub async fn a_dead_workers_job_runs_again_after_its_lease(lane: &Lane) {
     assert_eq!(done.errors.iter().map(|e| e.error.as_str()).collect::<Vec<_>>(), [questline_queue::LEASE_LAPSED]);
     assert!(Timestamp::now() >= now + Duration::from_secs(1), "not before the lease lapsed");
 }
+
+pub async fn a_batch_handler_takes_many_jobs_in_one_call(lane: &Lane) {
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen = sizes.clone();
+    let config = WorkerConfig { concurrency: 8, claim_batch: 8, ..config() };
+    let worker = Worker::new(lane.queue.clone(), config)
+        .handle_batch("bulk", 3, move |jobs: Vec<Job>| {
+            seen.lock().unwrap().push(jobs.len());
+            let outcomes = jobs
+                .iter()
+                .map(|j| if crate::name(j) == "bad" { Outcome::retry("bad record") } else { Outcome::Done })
+                .collect();
+            async move { outcomes }
+        })
+        .handle_batch("short", 10, |_jobs: Vec<Job>| async { Vec::new() });
+    let now = Timestamp::from_second(1_704_067_200).unwrap();
+    let mut news: Vec<_> = (0..6).map(|i| job("bulk", &i.to_string())).collect();
+    news.push(job("bulk", "bad"));
+    news.push(job("short", "forgotten"));
+    let enqueued = lane.queue.enqueue(news, now).await.unwrap();
+    assert_eq!(worker.run_once(now).await.unwrap().len(), 8);
+
+    let mut sizes = sizes.lock().unwrap().clone();
+    sizes.sort();
+    assert_eq!(sizes, [1, 3, 3], "7 jobs in batches of at most 3");
+    for job in &enqueued {
+        let stored = lane.queue.get(&job.id, now).await.unwrap().unwrap();
+        match crate::name(job) {
+            "bad" => assert_eq!((stored.state, stored.errors[0].error.as_str()), (JobState::Retrying, "bad record")),
+            "forgotten" => {
+                assert_eq!(stored.state, JobState::Retrying, "no outcome is a failed attempt");
+                assert_eq!(stored.errors[0].error, "the batch handler gave no outcome for it");
+            }
+            _ => assert_eq!(stored.state, JobState::Succeeded),
+        }
+    }
+}
