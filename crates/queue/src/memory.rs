@@ -1,8 +1,10 @@
 //! The in-memory lane: the same semantics as the SQL lane, in one process, lost when it
 //! stops. For tests and for work that may be lost.
 //!
-//! One mutex over the jobs and two indexes: the waiting jobs in claim order, and the
-//! unfinished jobs by unique key. Every change goes through [`Inner::put`], which keeps
+//! One mutex over the jobs and their indexes: available jobs in claim order, scheduled and
+//! retrying jobs by `run_at` (a claim first makes those that are due available, as the SQL
+//! lane does, so it never walks past jobs whose time has not come), unfinished jobs by
+//! unique key, running jobs by concurrency key. Every change goes through [`Inner::put`], which keeps
 //! the indexes in step, so no method can forget one. Critical sections are short and
 //! never await.
 
@@ -26,8 +28,10 @@ pub struct MemoryQueue {
 #[derive(Default)]
 struct Inner {
     jobs: BTreeMap<JobId, Job>,
-    /// Waiting jobs in claim order: (priority, run_at, id).
-    waiting: BTreeSet<(i16, Timestamp, JobId)>,
+    /// Available jobs in claim order: (priority, run_at, id).
+    available: BTreeSet<(i16, Timestamp, JobId)>,
+    /// Scheduled and retrying jobs by when they are due.
+    timed: BTreeSet<(Timestamp, JobId)>,
     /// Unfinished jobs by (tenant, unique key).
     unique: HashMap<(String, String), JobId>,
     /// Running jobs by (tenant, concurrency key).
@@ -42,8 +46,14 @@ impl Inner {
         if let Some(old) = self.jobs.remove(&job.id) {
             self.unindex(&old);
         }
-        if job.state.is_waiting() {
-            self.waiting.insert((job.priority, job.run_at, job.id.clone()));
+        match job.state {
+            JobState::Available => {
+                self.available.insert((job.priority, job.run_at, job.id.clone()));
+            }
+            JobState::Scheduled | JobState::Retrying => {
+                self.timed.insert((job.run_at, job.id.clone()));
+            }
+            _ => {}
         }
         if let (Some(key), false) = (&job.unique_key, job.state.is_finished()) {
             self.unique.insert((job.tenant_id.clone(), key.clone()), job.id.clone());
@@ -55,7 +65,8 @@ impl Inner {
     }
 
     fn unindex(&mut self, job: &Job) {
-        self.waiting.remove(&(job.priority, job.run_at, job.id.clone()));
+        self.available.remove(&(job.priority, job.run_at, job.id.clone()));
+        self.timed.remove(&(job.run_at, job.id.clone()));
         if let Some(key) = &job.unique_key {
             let k = (job.tenant_id.clone(), key.clone());
             if self.unique.get(&k) == Some(&job.id) {
@@ -70,6 +81,16 @@ impl Inner {
                     self.running.remove(&k);
                 }
             }
+        }
+    }
+
+    /// Makes the scheduled and retrying jobs due at `now` available.
+    fn promote(&mut self, now: Timestamp) {
+        let due: Vec<JobId> = self.timed.iter().take_while(|(at, _)| *at <= now).map(|(_, id)| id.clone()).collect();
+        for id in due {
+            let mut job = self.jobs[&id].clone();
+            job.state = JobState::Available;
+            self.put(job);
         }
     }
 
@@ -152,10 +173,11 @@ impl Backend for MemoryQueue {
 
     async fn claim(&self, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
         let mut inner = self.lock();
+        inner.promote(now);
         // Claimed in this call, per concurrency key, on top of those already running.
         let mut taken: HashMap<(String, String), u32> = HashMap::new();
         let mut picked = Vec::new();
-        for (_, run_at, id) in &inner.waiting {
+        for (_, run_at, id) in &inner.available {
             if picked.len() >= request.limit {
                 break;
             }

@@ -52,7 +52,7 @@ pub enum JobState {
     Available,
     /// Claimed by a worker, under a lease.
     Running,
-    /// An attempt failed; waiting for the `run_at` of the next one.
+    /// An attempt failed; waiting for the `run_at` of the next one (then available).
     Retrying,
     Succeeded,
     Cancelled,
@@ -234,12 +234,11 @@ impl Job {
         self.state == JobState::Running && self.claims == claim.claims && self.id == claim.id
     }
 
-    /// The state as a reader at `now` should see it: a scheduled job whose time has come is
-    /// available (lanes store the state as of the last write and do not rewrite rows as
-    /// time passes).
+    /// The state as a reader at `now` should see it: a scheduled or retrying job whose time
+    /// has come is available (lanes rewrite such rows only when a claim comes).
     pub fn state_at(&self, now: Timestamp) -> JobState {
         match self.state {
-            JobState::Scheduled if self.run_at <= now => JobState::Available,
+            JobState::Scheduled | JobState::Retrying if self.run_at <= now => JobState::Available,
             state => state,
         }
     }

@@ -83,7 +83,8 @@ pub(crate) async fn holder_of(conn: &mut Conn, tenant: &str, key: &str) -> Resul
     q.build().fetch_optional(&mut *conn).await?.map(|r| decode(&r)).transpose()
 }
 
-/// Claims due jobs in ONE statement: picks them in claim order (PostgreSQL: `FOR UPDATE
+/// Claims due jobs: makes those whose time came available, then, in ONE statement, picks
+/// them in claim order (PostgreSQL: `FOR UPDATE
 /// SKIP LOCKED`, so concurrent claims pass each other), leaves out jobs whose concurrency
 /// key is saturated before the limit is applied (so a flooding key cannot crowd the others
 /// out of the pick), ranks the rest within their key so that the pick itself stays within
@@ -92,6 +93,14 @@ pub(crate) async fn claim(conn: &mut Conn, request: &ClaimRequest, now: Timestam
     if request.kinds.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
+    // Due scheduled and retrying jobs become available first, so that the pick below scans
+    // only available jobs (its index), never past jobs whose time has not come.
+    let mut promote = QueryBuilder::<Db>::new(
+        "UPDATE queue_jobs SET state = 'available' WHERE state IN ('scheduled', 'retrying') AND run_at <= ",
+    );
+    promote.push_bind(micros(now));
+    promote.build().execute(&mut *conn).await?;
+
     let mut q = QueryBuilder::<Db>::new(
         "WITH running AS ( \
              SELECT tenant_id, concurrency_key, count(*) AS n FROM queue_jobs \
@@ -100,7 +109,7 @@ pub(crate) async fn claim(conn: &mut Conn, request: &ClaimRequest, now: Timestam
          ), \
          picked AS ( \
              SELECT id FROM queue_jobs j \
-             WHERE state IN ('scheduled', 'available', 'retrying') AND run_at <= ",
+             WHERE state = 'available' AND run_at <= ",
     );
     q.push_bind(micros(now)).push(" AND kind IN (");
     let mut kinds = q.separated(", ");
@@ -238,15 +247,15 @@ pub(crate) async fn list(conn: &mut Conn, filter: &ListFilter, now: Timestamp) -
     if let Some(after) = &filter.after {
         q.push(" AND id > ").push_bind(after.as_str().to_owned());
     }
-    // The state a reader sees (`Job::state_at`): scheduled jobs whose time came are available.
+    // The state a reader sees (`Job::state_at`): scheduled and retrying jobs whose time
+    // came are available.
     match filter.state {
         Some(JobState::Available) => {
-            q.push(" AND (state = 'available' OR (state = 'scheduled' AND run_at <= ")
-                .push_bind(micros(now))
-                .push("))");
+            q.push(" AND (state = 'available' OR (state IN ('scheduled', 'retrying') AND run_at <= ");
+            q.push_bind(micros(now)).push("))");
         }
-        Some(JobState::Scheduled) => {
-            q.push(" AND state = 'scheduled' AND run_at > ").push_bind(micros(now));
+        Some(state @ (JobState::Scheduled | JobState::Retrying)) => {
+            q.push(" AND state = ").push_bind(state.as_str()).push(" AND run_at > ").push_bind(micros(now));
         }
         Some(state) => {
             q.push(" AND state = ").push_bind(state.as_str());
@@ -259,7 +268,7 @@ pub(crate) async fn list(conn: &mut Conn, filter: &ListFilter, now: Timestamp) -
 
 /// Unfinished jobs by kind and state as read at `now`.
 pub(crate) async fn depth(conn: &mut Conn, now: Timestamp) -> Result<Vec<Depth>> {
-    let mut q = QueryBuilder::<Db>::new("SELECT kind, CASE WHEN state = 'scheduled' AND run_at <= ");
+    let mut q = QueryBuilder::<Db>::new("SELECT kind, CASE WHEN state IN ('scheduled', 'retrying') AND run_at <= ");
     q.push_bind(micros(now));
     q.push(
         " THEN 'available' ELSE state END AS shown, count(*) AS jobs FROM queue_jobs \

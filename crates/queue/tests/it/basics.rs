@@ -70,6 +70,18 @@ pub async fn a_delayed_job_is_not_claimed_early(lane: &Lane) {
     assert_eq!(claimed.iter().map(|j| &j.id).collect::<Vec<_>>(), [&delayed.id]);
 }
 
+pub async fn a_backlog_of_delayed_jobs_does_not_hide_a_due_one(lane: &Lane) {
+    let q = &*lane.queue;
+    // Many jobs of the first priority due tomorrow (rewards on a hold), one of a later
+    // priority due now.
+    let later: Vec<_> = (0..1000).map(|i| job("k", &format!("held-{i}")).priority(0).run_at(at(86_400))).collect();
+    q.enqueue(later, at(0)).await.unwrap();
+    enqueue(q, job("k", "now").priority(9), at(0)).await;
+    let claimed = claim(q, &["k"], 10, at(1)).await;
+    assert_eq!(claimed.iter().map(name).collect::<Vec<_>>(), ["now"]);
+    assert_eq!(claim(q, &["k"], 2000, at(86_400)).await.len(), 1000, "all of them once due");
+}
+
 pub async fn claims_take_only_the_kinds_asked_for(lane: &Lane) {
     let q = &*lane.queue;
     q.enqueue(vec![job("a", "a1"), job("b", "b1"), job("c", "c1")], at(0)).await.unwrap();

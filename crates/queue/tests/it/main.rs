@@ -70,6 +70,7 @@ conformance! {
         enqueue_claim_complete,
         claims_go_by_priority_then_run_at,
         a_delayed_job_is_not_claimed_early,
+        a_backlog_of_delayed_jobs_does_not_hide_a_due_one,
         claims_take_only_the_kinds_asked_for,
         lists_page_by_id_and_filter,
         depth_counts_unfinished_jobs_by_kind_and_state,

@@ -3,7 +3,7 @@
 
 use crate::lane::{CAP, INITIAL, MAX_ATTEMPTS, PATIENT_ATTEMPTS};
 use crate::{Lane, ack, at, claim, enqueue, get, job, secs};
-use questline_queue::{JobState, Outcome, QueueError};
+use questline_queue::{JobState, ListFilter, Outcome, QueueError};
 
 pub async fn backoff_is_persisted_as_run_at_and_errors_are_kept(lane: &Lane) {
     let q = &*lane.queue;
@@ -16,6 +16,15 @@ pub async fn backoff_is_persisted_as_run_at_and_errors_are_kept(lane: &Lane) {
     assert_eq!((after.state, after.attempt, after.run_at), (JobState::Retrying, 1, at(1) + INITIAL));
     assert_eq!(get(q, &j, at(2)).await, after, "stored as returned");
     assert!(claim(q, &["patient"], 1, at(10)).await.is_empty(), "not before its backoff");
+    // Listed as retrying until its run_at, then as available.
+    let listed = |state, now| async move {
+        let filter = ListFilter { state: Some(state), ..ListFilter::default() };
+        q.list(&filter, now).await.unwrap().items.into_iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(JobState::Retrying, at(10)).await, std::slice::from_ref(&j.id));
+    assert!(listed(JobState::Available, at(10)).await.is_empty());
+    assert!(listed(JobState::Retrying, at(11)).await.is_empty());
+    assert_eq!(listed(JobState::Available, at(11)).await, std::slice::from_ref(&j.id));
 
     // Attempt 2 fails: twice the delay. Attempts 3 and 4: capped at 40 s.
     let second = claim(q, &["patient"], 1, at(11)).await.remove(0);
