@@ -33,6 +33,9 @@ impl Default for QueueConfig {
 /// A job queue: the durable (SQL) lane or the in-memory one.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
+    /// The lane's name in metrics and logs: `memory`, `sqlite` or `postgres`.
+    fn lane(&self) -> &'static str;
+
     /// Enqueues jobs in one go. A job whose unique key an unfinished job of its tenant
     /// holds is not added: that job is returned in its place. Returns one job per input,
     /// in order.

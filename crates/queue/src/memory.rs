@@ -135,6 +135,10 @@ impl Default for MemoryQueue {
 
 #[async_trait]
 impl Backend for MemoryQueue {
+    fn lane(&self) -> &'static str {
+        "memory"
+    }
+
     async fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>> {
         let mut out = Vec::with_capacity(jobs.len());
         {
@@ -151,7 +155,7 @@ impl Backend for MemoryQueue {
                 }
                 let max_attempts = self.config.policies.get(&new.kind).max_attempts;
                 let job = Job::from_new(new, JobId::generate(), max_attempts, now);
-                metrics::enqueued(&job);
+                metrics::enqueued(self.lane(), &job);
                 inner.put(job.clone());
                 out.push(job);
             }

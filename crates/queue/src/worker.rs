@@ -195,14 +195,15 @@ impl Worker {
             lease: self.config.lease,
         };
         let claimed = self.backend.claim(&request, now).await?;
-        claimed.iter().for_each(|job| metrics::started(job, now));
+        let lane = self.backend.lane();
+        claimed.iter().for_each(|job| metrics::started(lane, job, now));
         let mut running = JoinSet::new();
         for (run, jobs) in self.group(claimed.into_iter().map(|j| (j, ())).collect()) {
             running.spawn(run_handler(run, jobs.into_iter().map(|(j, ())| j).collect()));
         }
         let acks: Vec<Ack> = running.join_all().await.into_iter().flatten().collect();
         let done = self.backend.complete(acks, now).await?;
-        done.iter().for_each(metrics::settled);
+        done.iter().for_each(|job| metrics::settled(lane, job));
         Ok(done)
     }
 
@@ -305,7 +306,7 @@ impl Worker {
             // One permit per job; unused ones go back when the rest of `permits` drops.
             let claimed: Vec<(Job, OwnedSemaphorePermit)> = claimed.into_iter().zip(permits.drain(..)).collect();
             for (job, _) in &claimed {
-                metrics::started(job, now);
+                metrics::started(self.backend.lane(), job, now);
                 lock(held).insert(job.id.clone(), job.claim());
             }
             for (run, group) in self.group(claimed) {
@@ -401,7 +402,7 @@ async fn acker(backend: Arc<dyn Backend>, mut rx: mpsc::UnboundedReceiver<Ack>, 
             match backend.complete(acks.clone(), Timestamp::now()).await {
                 Ok(done) => {
                     for job in &done {
-                        metrics::settled(job);
+                        metrics::settled(backend.lane(), job);
                         tracing::debug!(id = %job.id, kind = %job.kind, state = job.state.as_str(), "queue: job acknowledged");
                     }
                     break;
@@ -449,13 +450,13 @@ async fn rescuer(backend: Arc<dyn Backend>, every: Duration, stop: CancellationT
     let mut shown = std::collections::BTreeSet::new();
     loop {
         match backend.depth(Timestamp::now()).await {
-            Ok(depth) => metrics::depth(&depth, &mut shown),
+            Ok(depth) => metrics::depth(backend.lane(), &depth, &mut shown),
             Err(e) => tracing::debug!(error = %e, "queue: depth not read"),
         }
         match backend.rescue(Timestamp::now()).await {
             Ok(rescued) => {
                 for job in &rescued {
-                    metrics::settled(job);
+                    metrics::settled(backend.lane(), job);
                     tracing::warn!(id = %job.id, kind = %job.kind, crashes = job.crashes, state = job.state.as_str(), "queue: lease lapsed; job rescued");
                 }
             }

@@ -49,8 +49,8 @@ pub async fn migrate(store: &dyn Store) -> Result<()> {
     Ok(store.apply_migrations(&sqlite, &postgres).await?)
 }
 
-/// Runs `$call` (a function of `sqlite` and `postgres`, taking the connection first) on
-/// the backend `$conn` is of.
+/// Calls `$f` (a function both `sqlite` and `postgres` have, taking the connection first)
+/// of the backend `$conn` is of.
 macro_rules! on {
     ($conn:expr, $f:ident($($arg:expr),* $(,)?)) => {
         match $conn {
@@ -85,19 +85,28 @@ macro_rules! in_unit {
     }};
 }
 
+/// The SQL lane. On SQLite, do not call its methods while holding a unit of work of the
+/// same store: they would wait for the writer the unit holds. Enqueue in the unit with
+/// [`SqlQueue::enqueue_in`] instead.
 pub struct SqlQueue {
     store: Arc<dyn Store>,
     config: QueueConfig,
     wakeups: watch::Sender<u64>,
     /// PostgreSQL only: where to `LISTEN` for other processes' enqueues.
     listen_url: Option<String>,
+    /// `sqlite` or `postgres`.
+    lane: &'static str,
 }
 
 impl SqlQueue {
     /// The lane on `store`'s database; applies the queue's migrations first.
     pub async fn open(store: Arc<dyn Store>, config: QueueConfig) -> Result<Self> {
         migrate(&*store).await?;
-        Ok(Self { store, config, wakeups: watch::channel(0).0, listen_url: None })
+        let lane = match store.begin_foreign_read().await?.connection() {
+            Connection::Sqlite(_) => "sqlite",
+            Connection::Postgres(_) => "postgres",
+        };
+        Ok(Self { store, config, wakeups: watch::channel(0).0, listen_url: None, lane })
     }
 
     /// Also hear other processes' enqueues: on PostgreSQL, [`Backend::listen`] then runs
@@ -123,7 +132,7 @@ impl SqlQueue {
             Connection::Postgres(c) => enqueue_postgres(c, jobs).await?,
         };
         // Counted when written into the unit: a unit rolled back afterwards is not seen here.
-        count_new(&ids, &out);
+        count_new(self.lane, &ids, &out);
         wake(&self.wakeups);
         Ok(out)
     }
@@ -199,8 +208,8 @@ macro_rules! enqueue_on {
 }
 
 /// Counts the jobs of `out` that are the ones made (`ids`), not existing holders of a key.
-fn count_new(ids: &[JobId], out: &[Job]) {
-    ids.iter().zip(out).filter(|(id, job)| **id == job.id).for_each(|(_, job)| crate::metrics::enqueued(job));
+fn count_new(lane: &'static str, ids: &[JobId], out: &[Job]) {
+    ids.iter().zip(out).filter(|(id, job)| **id == job.id).for_each(|(_, job)| crate::metrics::enqueued(lane, job));
 }
 
 enqueue_on!(enqueue_sqlite, sqlite);
@@ -208,6 +217,10 @@ enqueue_on!(enqueue_postgres, postgres);
 
 #[async_trait]
 impl Backend for SqlQueue {
+    fn lane(&self) -> &'static str {
+        self.lane
+    }
+
     async fn enqueue(&self, jobs: Vec<NewJob>, now: Timestamp) -> Result<Vec<Job>> {
         let jobs = self.make(jobs, now);
         let ids: Vec<JobId> = jobs.iter().map(|j| j.id.clone()).collect();
@@ -215,7 +228,7 @@ impl Backend for SqlQueue {
             Connection::Sqlite(c) => enqueue_sqlite(c, jobs.clone()).await?,
             Connection::Postgres(c) => enqueue_postgres(c, jobs.clone()).await?,
         })?;
-        count_new(&ids, &out);
+        count_new(self.lane, &ids, &out);
         wake(&self.wakeups);
         Ok(out)
     }
@@ -233,7 +246,7 @@ impl Backend for SqlQueue {
             },
         })?;
         if let Some(job) = &out {
-            crate::metrics::enqueued(job);
+            crate::metrics::enqueued(self.lane, job);
             wake(&self.wakeups);
         }
         Ok(out)

@@ -55,7 +55,8 @@ async fn one_round(queue: Arc<dyn Backend>) {
     assert_eq!(worker.run_once(at(2)).await.unwrap().len(), 5);
 }
 
-fn recorded(make: impl AsyncFnOnce() -> Arc<dyn Backend>) -> Vec<(String, String, DebugValue)> {
+/// Every series recorded, as (name, kind, value); each must name `lane`.
+fn recorded(lane: &str, make: impl AsyncFnOnce() -> Arc<dyn Backend>) -> Vec<(String, String, DebugValue)> {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     // A local recorder is per thread: one thread runs everything here.
@@ -67,6 +68,8 @@ fn recorded(make: impl AsyncFnOnce() -> Arc<dyn Backend>) -> Vec<(String, String
         .into_iter()
         .map(|(key, _, _, value)| {
             let key = key.key().clone();
+            let labelled = key.labels().find(|l| l.key() == "lane").map(|l| l.value().to_owned());
+            assert_eq!(labelled.as_deref(), Some(lane), "{key:?}");
             let kind = key.labels().find(|l| l.key() == "kind").map(|l| l.value().to_owned()).unwrap_or_default();
             (key.name().to_owned(), kind, value)
         })
@@ -88,7 +91,7 @@ fn check(snapshot: &[(String, String, DebugValue)]) {
 
 #[test]
 fn the_memory_lane_and_its_worker_count_what_happened() {
-    check(&recorded(async || {
+    check(&recorded("memory", async || {
         let queue: Arc<dyn Backend> = Arc::new(MemoryQueue::new(crate::lane::config()));
         queue
     }));
@@ -98,7 +101,7 @@ fn the_memory_lane_and_its_worker_count_what_happened() {
 fn the_sql_lane_and_its_worker_count_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("q.db").display());
-    check(&recorded(async || {
+    check(&recorded("sqlite", async || {
         let store = Arc::new(SqliteStore::connect(&url).await.unwrap());
         let queue: Arc<dyn Backend> = Arc::new(SqlQueue::open(store, crate::lane::config()).await.unwrap());
         queue
