@@ -269,8 +269,10 @@ impl Worker {
         loop {
             // Wait for one free slot, then take every other free one, up to a batch.
             let first = tokio::select! {
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                // Shutdown first: a free slot must not start one more claim after it.
+                biased;
                 () = shutdown.cancelled() => return,
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
             let mut permits = vec![first];
             while permits.len() < self.config.claim_batch.max(1) {
