@@ -109,6 +109,7 @@ conformance! {
         run_once_persists_a_failure_as_a_retry,
         a_dead_workers_job_runs_again_after_its_lease,
         a_batch_handler_takes_many_jobs_in_one_call,
+        heartbeats_keep_a_long_job_from_being_rescued,
     ],
 }
 

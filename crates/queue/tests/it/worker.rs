@@ -246,3 +246,41 @@ pub async fn a_batch_handler_takes_many_jobs_in_one_call(lane: &Lane) {
         }
     }
 }
+
+pub async fn heartbeats_keep_a_long_job_from_being_rescued(lane: &Lane) {
+    // A job that runs 2.5 leases long. Its worker heartbeats every 200 ms; another worker
+    // rescues lapsed leases every 100 ms. The job must run once, undisturbed.
+    let lease = Duration::from_secs(1);
+    let runs = Arc::new(Runs::default());
+    let recorder = runs.clone();
+    let slow = WorkerConfig { lease, heartbeat: Duration::from_millis(200), ..config() };
+    let worker = Arc::new(Worker::new(lane.queue.clone(), slow).handle("long", move |job: Job| {
+        let runs = recorder.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            runs.record(&job);
+            Outcome::Done
+        }
+    }));
+    // The rescuer has no handlers: it only watches leases.
+    let watcher = Arc::new(Worker::new(
+        lane.other_process().await,
+        WorkerConfig { rescue: Duration::from_millis(100), ..config() },
+    ));
+    let long = enqueue(&*lane.queue, job("long", "long"), Timestamp::now()).await;
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    for w in [worker, watcher] {
+        let stop = shutdown.clone();
+        tasks.spawn(async move { w.run(stop).await });
+    }
+    runs.wait_until("the long job to finish", |r| r.total() == 1).await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+
+    let done = lane.queue.get(&long.id, Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!((done.state, done.attempt, done.crashes), (JobState::Succeeded, 1, 0));
+    assert!(done.errors.is_empty(), "never rescued: {:?}", done.errors);
+}
