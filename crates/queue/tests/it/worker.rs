@@ -248,16 +248,17 @@ pub async fn a_batch_handler_takes_many_jobs_in_one_call(lane: &Lane) {
 }
 
 pub async fn heartbeats_keep_a_long_job_from_being_rescued(lane: &Lane) {
-    // A job that runs 2.5 leases long. Its worker heartbeats every 200 ms; another worker
-    // rescues lapsed leases every 100 ms. The job must run once, undisturbed.
-    let lease = Duration::from_secs(1);
+    // A job that runs 2 leases long. Its worker heartbeats every 200 ms (a beat may come
+    // 1.3 s late before the lease lapses); another worker rescues lapsed leases every
+    // 100 ms. The job must run once, undisturbed.
+    let lease = Duration::from_millis(1500);
     let runs = Arc::new(Runs::default());
     let recorder = runs.clone();
     let slow = WorkerConfig { lease, heartbeat: Duration::from_millis(200), ..config() };
     let worker = Arc::new(Worker::new(lane.queue.clone(), slow).handle("long", move |job: Job| {
         let runs = recorder.clone();
         async move {
-            tokio::time::sleep(Duration::from_millis(2500)).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
             runs.record(&job);
             Outcome::Done
         }
