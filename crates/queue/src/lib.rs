@@ -5,16 +5,24 @@
 //!
 //! # Why written here, not on riverqueue or apalis
 //!
-//! Three requirements decided it. (1) A retry must be persisted as the job's next `run_at`
-//! in the same write that records the failure; a library whose retries sleep inside the
-//! worker loses the backoff (and the attempt) when the process dies. (2) Enqueueing must
-//! share the business transaction of questline's own store, so a completion and its
-//! settlement job commit together or not at all ([`SqlQueue::enqueue_in`] on
-//! [`questline_store::UnitOfWork::connection`]); riverqueue has transactional insert, but on
-//! its own schema and connections, beside the store's single SQLite writer rather than on
-//! it. (3) The same model must later run on Redis, which neither offers. What the peers do
-//! well is taken as design: River's claim-and-mark-running in one `FOR UPDATE SKIP LOCKED`
-//! statement and batched completion, graphile-worker's batching, Sidekiq's lesson on
+//! Decided by what the issue asks of the queue, not by taste:
+//! - **A retry is the job's next `run_at`**, written with the failure; never a sleep inside
+//!   the worker (a retry layer around the handler loses the backoff, and the attempt, when
+//!   the process dies). riverqueue does this; a tower-style retry layer does not.
+//! - **Enqueue shares the store's transaction** ([`SqlQueue::enqueue_in`] on
+//!   [`questline_store::UnitOfWork::connection`]), so a completion and its settlement job
+//!   commit together or not at all. riverqueue can insert in a caller's transaction too,
+//!   but on River's own schema and migration history (shared with River for Go) and with its
+//!   own maintenance services; here the queue's table is one more table of the store's
+//!   database, migrated with it, and its writes run on the store's single SQLite writer.
+//! - **The same model on Redis**, behind the same trait and the same conformance suite,
+//!   which neither crate offers; and per-key concurrency limits across processes and
+//!   quarantine after repeated crashes (what users keep asking for, research §7); River
+//!   for Go sells concurrency limits in its Pro edition.
+//! - **The benchmark's target is twice the best peer**, and riverqueue is that peer.
+//!
+//! Taken from the peers as design: River's claim-and-mark-running in one `FOR UPDATE SKIP
+//! LOCKED` statement and batched completion, graphile-worker's batching, Sidekiq's lesson on
 //! quarantining jobs that keep crashing their worker.
 //!
 //! # Model
@@ -24,7 +32,9 @@
 //! `Retry-After`), or `dead` (out of attempts, [`Outcome::Discard`]ed, or quarantined after
 //! [`QueueConfig::max_crashes`] lapsed leases), every attempt's error kept. A snooze gives
 //! the attempt back. Unique keys deduplicate while a job is unfinished; concurrency keys cap
-//! how many of one key run at once. Time is always a parameter (`now`), so tests control the
+//! how many of one key run at once. Periodic schedules ([`Worker::every`]) enqueue one job
+//! per tick however many workers hold them; batch handlers ([`Worker::handle_batch`]) take
+//! many jobs of a kind in one call. Time is always a parameter (`now`), so tests control the
 //! clock; only the [`Worker`] reads it.
 //!
 //! Codemap: `model.rs` (the types), `policy.rs` (backoff, pure), `transition.rs` (the state
