@@ -107,6 +107,7 @@ mod tests {
                 cap: None,
                 code: None,
                 name: None,
+                hold: None,
             },
             amount: None,
             at: "2026-11-01T00:00:00Z".parse().unwrap(),

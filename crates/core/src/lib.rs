@@ -31,6 +31,7 @@ pub mod pointer;
 pub mod progress;
 pub mod reward;
 pub mod time;
+pub mod wallet;
 
 /// The app (tenant) a row belongs to. One default tenant for now; every stored row carries it
 /// so that serving many apps is a feature later, not a migration.

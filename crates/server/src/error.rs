@@ -50,6 +50,7 @@ problem_types! {
     STALE_WRITE = ("stale-write", CONFLICT, "Changed meanwhile");
     NOT_A_DRAFT = ("not-a-draft", CONFLICT, "Not a draft");
     LAST_ADMIN_KEY = ("last-admin-key", CONFLICT, "Last admin key");
+    INSUFFICIENT_BALANCE = ("insufficient-balance", CONFLICT, "Insufficient balance");
     PAYLOAD_TOO_LARGE = ("payload-too-large", PAYLOAD_TOO_LARGE, "Payload too large");
     URI_TOO_LONG = ("uri-too-long", URI_TOO_LONG, "URI too long");
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type");
@@ -176,6 +177,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::StaleWrite => problem::STALE_WRITE,
             ServiceError::NotADraft => problem::NOT_A_DRAFT,
             ServiceError::LastAdminKey => problem::LAST_ADMIN_KEY,
+            ServiceError::InsufficientBalance(_) => problem::INSUFFICIENT_BALANCE,
             ServiceError::UnknownKey => problem::UNAUTHORIZED,
             ServiceError::Busy => problem::DATABASE_BUSY,
             ServiceError::ShuttingDown => problem::SHUTTING_DOWN,

@@ -40,6 +40,9 @@ pub enum ServiceError {
     /// `QUESTLINE_ADMIN_KEY` names an existing key that is not an admin key.
     #[error("QUESTLINE_ADMIN_KEY is the secret of an existing key that is not an admin key")]
     AdminKeyNotAdmin,
+    /// A debit larger than the balance.
+    #[error(transparent)]
+    InsufficientBalance(#[from] questline_core::wallet::InsufficientBalance),
     /// The database kept losing races with concurrent work; the caller may retry.
     #[error("the database is busy with conflicting work; retry")]
     Busy,

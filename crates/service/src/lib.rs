@@ -4,7 +4,8 @@
 //! A [`Service`] owns the store, the index of active missions, the ingest lanes and the
 //! clock. Its methods are the business functions, grouped by concern: [`missions`]
 //! (lifecycle, simulation), [`keys`] (API keys: bootstrap, authentication, administration),
-//! [`progress`] (what users achieved), [`ingest`] (micro-batching lanes in front of
+//! [`progress`] (what users achieved), [`wallet`] (settling rewards into balances and
+//! entitlements), [`ingest`] (micro-batching lanes in front of
 //! [`ingest::apply_batch`], the one-transaction apply). Each returns a [`ServiceError`], whose
 //! variants name one cause each; the HTTP layer maps them to problem types exhaustively.
 //!
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod missions;
 pub mod parse;
 pub mod progress;
+pub mod wallet;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{Result, ServiceError};

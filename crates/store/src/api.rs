@@ -20,6 +20,8 @@ use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::{Mission, MissionStatus};
 use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
+use questline_core::wallet::{Balance, BalanceEntry, Entitlement};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -92,7 +94,7 @@ impl<'a> From<&'a mut sqlx::PgConnection> for Connection<'a> {
 
 /// A database: reads on their own connections, writes through [`Store::begin`].
 #[async_trait]
-pub trait Store: KeyReads + MissionReads + UserReads + Send + Sync + 'static {
+pub trait Store: KeyReads + MissionReads + UserReads + WalletReads + Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 
@@ -217,7 +219,9 @@ pub trait ForeignRead: Send {
 /// dropping it rolls back everything it did, the foreign SQL run on
 /// [`UnitOfWork::connection`] included.
 #[async_trait]
-pub trait UnitOfWork: BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + Send {
+pub trait UnitOfWork:
+    BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + WalletTx + Send
+{
     /// The transaction's connection, for rows of other crates that must commit with this
     /// unit. Leave the transaction itself alone (no `COMMIT`, `ROLLBACK` or `SAVEPOINT`).
     fn connection(&mut self) -> Connection<'_>;
@@ -315,4 +319,57 @@ pub trait KeyTx: Send {
     async fn insert_key(&mut self, tenant: &TenantId, key: &NewApiKey) -> Result<ApiKey>;
     /// Returns whether a key was deleted.
     async fn delete_key(&mut self, tenant: &TenantId, id: &str) -> Result<bool>;
+}
+
+/// Balances and entitlements as committed (settlement's results), on the reader pool.
+#[async_trait]
+pub trait WalletReads: Send + Sync {
+    /// A user's balances, by currency.
+    async fn balances(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Balance>>;
+    /// A page of one balance's entries, newest first; `before` is a [`Page::next_after`].
+    async fn balance_entries(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<BalanceEntry>>;
+    /// A user's entitlements, oldest first.
+    async fn entitlements(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Entitlement>>;
+}
+
+/// Settling rewards, and moving balances, inside a unit of work.
+#[async_trait]
+pub trait WalletTx: Send {
+    /// A reward, locked until the unit ends (PostgreSQL: `FOR UPDATE`), to settle it.
+    async fn lock_reward(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Reward>>;
+    /// Writes a reward's settled state: its status, attempts, `settled_at`, `failure`, `updated_at`.
+    async fn save_settlement(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()>;
+    /// Pending rewards whose hold ended by `now`, soonest first.
+    async fn due_rewards(&mut self, tenant: &TenantId, now: Timestamp, limit: u32) -> Result<Vec<Reward>>;
+    /// A balance (zero if it never moved), locked until the unit ends.
+    async fn lock_balance(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        now: Timestamp,
+    ) -> Result<Decimal>;
+    /// The entry already written for this idempotency key (of this balance) or else this
+    /// reward (of any balance), if any.
+    async fn find_entry(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        idempotency_key: Option<&str>,
+        reward_id: Option<&str>,
+    ) -> Result<Option<BalanceEntry>>;
+    /// Writes an entry and sets its balance (locked by [`WalletTx::lock_balance`]) to the
+    /// entry's `balance_after`.
+    async fn insert_entry(&mut self, tenant: &TenantId, entry: &BalanceEntry) -> Result<()>;
+    /// Grants an entitlement unless the user holds its code already; whether it is new.
+    async fn insert_entitlement(&mut self, tenant: &TenantId, user: &UserId, entitlement: &Entitlement)
+    -> Result<bool>;
 }

@@ -39,7 +39,8 @@ use std::sync::Arc;
 
 pub use api::{
     BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyReads, KeyTx, LedgerTx, MissionProgress, MissionReads,
-    MissionTx, Page, ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork, UserProgress, UserReads,
+    MissionTx, Page, ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork, UserProgress, UserReads, WalletReads,
+    WalletTx,
 };
 pub use error::{Result, StoreError};
 pub use keys::{ApiKey, NewApiKey, Role};

@@ -33,8 +33,8 @@ pub(crate) const EVENT_COLUMNS: &str =
 pub(crate) const MISSION_COLUMNS: &str =
     "id, status, spec, rewards_granted, activated_at, active_periods, created_at, updated_at";
 pub(crate) const USER_PROGRESS_COLUMNS: &str = "user_id, missions, version";
-pub(crate) const REWARD_COLUMNS: &str =
-    "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, created_at, updated_at";
+pub(crate) const REWARD_COLUMNS: &str = "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, hold_until, attempts, \
+     settled_at, failure, created_at, updated_at";
 pub(crate) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
 
 pub(crate) fn corrupt(what: impl Display, err: impl Display) -> StoreError {
@@ -223,6 +223,11 @@ pub(crate) struct RewardRow {
     code: Option<String>,
     name: Option<String>,
     status: String,
+    /// Null only in rows migrated from before holds existed, which had none.
+    hold_until: Option<String>,
+    attempts: i64,
+    settled_at: Option<String>,
+    failure: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -239,6 +244,10 @@ impl RewardRow {
             completion: u32::try_from(self.completion).map_err(|e| corrupt(what("completion"), e))?,
             kind: parse_kind(&self.kind).ok_or_else(|| corrupt(what("kind"), &self.kind))?,
             status: RewardStatus::parse(&self.status).ok_or_else(|| corrupt(what("status"), &self.status))?,
+            hold_until: parse_ts(self.hold_until.as_deref().unwrap_or(&self.created_at), what("hold_until"))?,
+            attempts: u32::try_from(self.attempts).map_err(|e| corrupt(what("attempts"), e))?,
+            settled_at: parse_opt_ts(self.settled_at.as_deref(), what("settled_at"))?,
+            failure: self.failure,
             created_at: parse_ts(&self.created_at, what("created_at"))?,
             updated_at: parse_ts(&self.updated_at, what("updated_at"))?,
             amount,

@@ -297,6 +297,12 @@ fn compile_step(i: usize, spec: &super::spec::StepSpec, errors: &mut Vec<FieldEr
     Some(CompiledStep { event_type: spec.event_type.clone(), filters, aggregate: aggregate?, target: spec.target })
 }
 
+/// A balance's name, as points and coins rewards and balance entries give it.
+pub fn is_balance_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
     let r = &spec.reward;
     let mut err = |field: &str, detail: &str| errors.push(FieldError::new(format!("/reward/{field}"), detail));
@@ -307,10 +313,25 @@ fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
     if r.cap.is_some_and(|c| c <= Decimal::ZERO) {
         err("cap", "must be greater than 0");
     }
-    if let Some(c) = &r.currency
-        && (c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()))
-    {
-        err("currency", "must be an ISO 4217 code such as INR");
+    if let Some(c) = &r.currency {
+        match r.kind {
+            // Points and coins name a balance of questline's own, not money.
+            RewardKind::Points | RewardKind::Coins if !is_balance_name(c) => {
+                err("currency", "a balance name: 1 to 32 of a-z, 0-9, '_' and '-', e.g. coins")
+            }
+            RewardKind::Points | RewardKind::Coins => {}
+            _ if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) => {
+                err("currency", "must be an ISO 4217 code such as INR")
+            }
+            _ => {}
+        }
+    }
+    if let Some(text) = &r.hold {
+        match text.parse::<jiff::Span>() {
+            Ok(span) if !span.is_negative() && text.starts_with('P') => {}
+            Ok(_) => err("hold", "must be an ISO 8601 duration of zero or more, e.g. PT24H"),
+            Err(_) => err("hold", "not an ISO 8601 duration, e.g. PT24H or P7D"),
+        }
     }
     match r.kind {
         RewardKind::Cash => {
@@ -433,5 +454,28 @@ mod tests {
         assert!(!is_valid_mission_id("Swiggy"));
         assert!(!is_valid_mission_id(""));
         assert!(!is_valid_mission_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn a_hold_is_a_duration_and_points_name_a_balance() {
+        let with = |reward: serde_json::Value| {
+            spec(json!({"name": "x", "steps": [{"event_type": "login", "target": 1}], "reward": reward}))
+        };
+        for ok in [
+            json!({"kind": "cash", "amount": 50, "currency": "INR", "hold": "PT24H"}),
+            json!({"kind": "points", "amount": 5, "currency": "gems", "hold": "PT0S"}),
+            json!({"kind": "coins", "amount": 5, "hold": "P1M"}),
+        ] {
+            CompiledMission::compile("m", &with(ok.clone())).unwrap_or_else(|e| panic!("{ok}: {e:?}"));
+        }
+        for (bad, pointer) in [
+            (json!({"kind": "badge", "hold": "24h"}), "/reward/hold"),
+            (json!({"kind": "badge", "hold": "-PT1H"}), "/reward/hold"),
+            (json!({"kind": "points", "amount": 5, "currency": "Gems!"}), "/reward/currency"),
+            (json!({"kind": "cash", "amount": 5, "currency": "coins"}), "/reward/currency"),
+        ] {
+            let errors = CompiledMission::compile("m", &with(bad.clone())).unwrap_err().0;
+            assert_eq!(errors[0].pointer, pointer, "{bad}");
+        }
     }
 }

@@ -265,12 +265,17 @@ pub struct RewardSpec {
     #[serde(default, deserialize_with = "crate::decimal::exact_option", skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub cap: Option<Decimal>,
-    /// Voucher code.
+    /// A voucher's code, or the entitlement a badge or an unlock grants (default: the
+    /// mission id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Badge name or the entitlement an `unlock` grants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// How long an earned reward waits before it is settled (ISO 8601, e.g. `PT24H`; none:
+    /// at once). During the hold a reversal that takes the completion back revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ pub mod missions;
 pub mod openapi;
 pub mod ops;
 pub mod progress;
+pub mod wallet;
 pub mod wire;
 
 use crate::error::{ApiError, Problem, problem};

@@ -5,7 +5,7 @@
 //! - `api_key`: `Authorization: Bearer <api key>` (panel, ingest, reads);
 //! - `user_jwt`: `Authorization: Bearer <JWT>` (HS256) for `/v1/me/...`.
 
-use crate::http::{events, keys, missions, ops, progress};
+use crate::http::{events, keys, missions, ops, progress, wallet};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -70,6 +70,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(missions::routes())
         .merge(events::routes().layer(DefaultBodyLimit::max(EVENTS_BODY_LIMIT)))
         .merge(progress::routes())
+        .merge(wallet::routes())
 }
 
 /// The document as served: every operation's error answers completed from the rules that

@@ -34,6 +34,7 @@ mod ops;
 mod problems;
 mod progress;
 mod properties;
+mod wallet;
 
 use questline_testkit::{Backend, ServerOptions, TestServer};
 
@@ -145,4 +146,5 @@ e2e! {
     ],
     problems: [every_rejection_has_its_problem_type],
     properties: [progress_equals_the_net_events_in_any_arrival_order],
+    wallet: [balance_entries_are_exact_idempotent_and_never_overdraw],
 }

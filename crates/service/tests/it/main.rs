@@ -164,3 +164,139 @@ async fn a_request_split_over_lanes_says_which_events_were_recorded() {
     let only_poison = service.ingest(&tenant, &[payment("p2", "poison", 1, "2026-11-22T09:00:00Z")]).await;
     assert!(matches!(only_poison, Err(ServiceError::Internal(_))), "{only_poison:?}");
 }
+
+// --- settlement ---
+
+fn event_at(value: Value, now: Timestamp) -> Event {
+    Event::parse(&value, now).unwrap()
+}
+
+fn read(id: &str, user: &str, at: &str) -> Value {
+    json!({"id": id, "type": "article_read", "user_id": user, "occurred_at": at})
+}
+
+fn reward_mission(id: &str, target: u32, reward: Value) -> Value {
+    json!({"id": id, "name": id, "status": "active",
+           "steps": [{"event_type": "article_read", "target": target}], "reward": reward})
+}
+
+async fn only_reward(service: &Service, user: &str) -> questline_core::reward::Reward {
+    let rewards = service.user_rewards(&TenantId::default_tenant(), &UserId::new(user)).await.unwrap();
+    assert_eq!(rewards.len(), 1, "{rewards:?}");
+    rewards.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn an_unlock_is_settled_once_into_an_entitlement_and_cash_waits_for_its_fulfilment() {
+    use questline_core::reward::RewardStatus;
+    use questline_service::wallet::Settled;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, _clock) = service(&dir, "2026-11-22T10:00:00Z").await;
+    let tenant = TenantId::default_tenant();
+    service
+        .create_mission(&tenant, reward_mission("read-3", 3, json!({"kind": "unlock", "code": "pro"})))
+        .await
+        .unwrap();
+    service
+        .create_mission(&tenant, reward_mission("read-1", 1, json!({"kind": "cash", "amount": 5, "currency": "INR"})))
+        .await
+        .unwrap();
+    let now = ts("2026-11-22T10:00:00Z");
+    let reads: Vec<Event> =
+        (1..=3).map(|i| event_at(read(&format!("r{i}"), "u1", "2026-11-22T09:00:00Z"), now)).collect();
+    service.apply_batch(&tenant, &reads).await.unwrap();
+
+    let rewards = service.user_rewards(&tenant, &UserId::new("u1")).await.unwrap();
+    let unlock = rewards.iter().find(|r| r.mission_id == "read-3").unwrap();
+    let cash = rewards.iter().find(|r| r.mission_id == "read-1").unwrap();
+    assert_eq!((unlock.status, unlock.hold_until), (RewardStatus::Pending, now), "no hold: due at once");
+
+    assert_eq!(service.settle_reward(&tenant, &unlock.id).await.unwrap(), Settled::Granted);
+    assert_eq!(service.settle_reward(&tenant, &unlock.id).await.unwrap(), Settled::AlreadyDone(RewardStatus::Granted));
+    assert_eq!(service.settle_reward(&tenant, &cash.id).await.unwrap(), Settled::AwaitsFulfilment);
+    assert_eq!(service.settle_reward(&tenant, "no-such-reward").await.unwrap(), Settled::NotFound);
+
+    let entitlements = service.entitlements(&tenant, &UserId::new("u1")).await.unwrap();
+    assert_eq!(entitlements.len(), 1, "settled once: {entitlements:?}");
+    assert_eq!((entitlements[0].code.as_str(), entitlements[0].mission_id.as_deref()), ("pro", Some("read-3")));
+    let rewards = service.user_rewards(&tenant, &UserId::new("u1")).await.unwrap();
+    let unlock = rewards.iter().find(|r| r.mission_id == "read-3").unwrap();
+    assert_eq!((unlock.status, unlock.attempts, unlock.settled_at), (RewardStatus::Granted, 1, Some(now)));
+    let cash = rewards.iter().find(|r| r.mission_id == "read-1").unwrap();
+    assert_eq!(cash.status, RewardStatus::Pending, "cash is the fulfilment webhook's to grant");
+}
+
+#[tokio::test]
+async fn a_reversal_during_the_hold_revokes_and_after_settlement_it_does_not() {
+    use questline_core::reward::RewardStatus;
+    use questline_service::wallet::Settled;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, clock) = service(&dir, "2026-11-22T10:00:00Z").await;
+    let tenant = TenantId::default_tenant();
+    let points = json!({"kind": "points", "amount": 7.5, "currency": "gems", "hold": "PT24H"});
+    service.create_mission(&tenant, reward_mission("read-2", 2, points)).await.unwrap();
+    let now = ts("2026-11-22T10:00:00Z");
+    let batch = |user: &str| -> Vec<Event> {
+        (1..=2).map(|i| event_at(read(&format!("{user}-r{i}"), user, "2026-11-22T09:00:00Z"), now)).collect()
+    };
+    service.apply_batch(&tenant, &batch("held")).await.unwrap();
+    service.apply_batch(&tenant, &batch("kept")).await.unwrap();
+    let held = only_reward(&service, "held").await;
+    assert_eq!(held.hold_until, ts("2026-11-23T10:00:00Z"));
+    assert_eq!(service.settle_reward(&tenant, &held.id).await.unwrap(), Settled::NotDue(held.hold_until));
+
+    // During the hold, a reversal takes the completion back: revoked, never settled.
+    let reversal = json!({"id": "rev-1", "type": "article_read", "user_id": "held",
+                          "occurred_at": "2026-11-22T09:30:00Z", "reverses": "held-r1"});
+    service.apply_batch(&tenant, &[event_at(reversal, now)]).await.unwrap();
+    assert_eq!(only_reward(&service, "held").await.status, RewardStatus::Revoked);
+
+    *clock.0.lock().unwrap() = ts("2026-11-23T10:00:00Z");
+    assert_eq!(service.settle_due(&tenant, 100).await.unwrap(), 1, "only the reward still pending");
+    assert!(service.balances(&tenant, &UserId::new("held")).await.unwrap().is_empty());
+    let balances = service.balances(&tenant, &UserId::new("kept")).await.unwrap();
+    assert_eq!(balances.len(), 1);
+    assert_eq!((balances[0].currency.as_str(), balances[0].balance.to_string()), ("gems", "7.5".to_owned()));
+    let kept = only_reward(&service, "kept").await;
+    let entries = service.balance_entries(&tenant, &UserId::new("kept"), "gems", None, 10).await.unwrap();
+    assert_eq!(entries.items.len(), 1);
+    assert_eq!(entries.items[0].reward_id.as_deref(), Some(kept.id.as_str()));
+
+    // After settlement a reversal no longer takes the reward back.
+    let reversal = json!({"id": "rev-2", "type": "article_read", "user_id": "kept",
+                          "occurred_at": "2026-11-22T09:30:00Z", "reverses": "kept-r1"});
+    service.apply_batch(&tenant, &[event_at(reversal, now)]).await.unwrap();
+    assert_eq!(only_reward(&service, "kept").await.status, RewardStatus::Granted);
+}
+
+#[tokio::test]
+async fn a_balance_never_goes_below_zero_and_an_idempotency_key_writes_once() {
+    use questline_service::wallet::NewEntry;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, _clock) = service(&dir, "2026-11-22T10:00:00Z").await;
+    let tenant = TenantId::default_tenant();
+    let user = UserId::new("u1");
+    let entry = |amount: &str, key: Option<&str>| NewEntry {
+        amount: amount.parse().unwrap(),
+        reason: "test".into(),
+        idempotency_key: key.map(str::to_owned),
+    };
+    let (credit, written) = service.post_entry(&tenant, &user, "coins", entry("120", Some("k1"))).await.unwrap();
+    assert!(written);
+    let (again, written) = service.post_entry(&tenant, &user, "coins", entry("120", Some("k1"))).await.unwrap();
+    assert!(!written);
+    assert_eq!(again, credit, "the first entry, answered again");
+    let err = service.post_entry(&tenant, &user, "coins", entry("-120.01", None)).await.unwrap_err();
+    assert!(matches!(err, ServiceError::InsufficientBalance(_)), "{err:?}");
+    let (debit, _) = service.post_entry(&tenant, &user, "coins", entry("-120", None)).await.unwrap();
+    assert_eq!(debit.balance_after.to_string(), "0");
+    let err = service.post_entry(&tenant, &user, "Coins!", entry("0", None)).await.unwrap_err();
+    let ServiceError::Invalid(errors) = err else { panic!("{err:?}") };
+    let pointers: Vec<&str> = errors.0.iter().map(|e| e.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/currency", "/amount"]);
+    let page = service.balance_entries(&tenant, &user, "coins", None, 1).await.unwrap();
+    assert_eq!(page.items, vec![debit.clone()], "newest first");
+    let rest = service.balance_entries(&tenant, &user, "coins", page.next_after.as_deref(), 10).await.unwrap();
+    assert_eq!(rest.items, vec![credit]);
+    assert_eq!(rest.next_after, None);
+}

@@ -23,6 +23,7 @@ mod reads;
 mod rewards;
 mod store;
 mod unit;
+mod wallet;
 
 use super::{Backend, Db, batch, ledger};
 use crate::sql::Dialect;

@@ -34,7 +34,7 @@ pub(super) async fn live_of_pairs(
     Ok(live)
 }
 
-/// Rewards per multi-row insert (13 parameters each).
+/// Rewards per multi-row insert (17 parameters each).
 const INSERT_CHUNK: usize = 200;
 
 pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward]) -> Result<()> {
@@ -42,7 +42,7 @@ pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward
     for chunk in rewards.chunks(INSERT_CHUNK) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "INSERT INTO rewards (tenant_id, id, mission_id, user_id, completion, kind, amount, currency, code, name, \
-             status, created_at, updated_at) ",
+             status, hold_until, attempts, settled_at, failure, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut row, reward| {
             row.push_bind(tenant.as_str())
@@ -57,6 +57,10 @@ pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward
                 .push_bind(reward.code.as_deref())
                 .push_bind(reward.name.as_deref())
                 .push_bind(reward.status.as_str())
+                .push_bind(ts_text(reward.hold_until))
+                .push_bind(i64::from(reward.attempts))
+                .push_bind(reward.settled_at.map(ts_text))
+                .push_bind(reward.failure.as_deref())
                 .push_bind(ts_text(reward.created_at))
                 .push_bind(ts_text(reward.updated_at));
         });

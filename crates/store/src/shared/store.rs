@@ -1,10 +1,11 @@
 //! The pool-level traits: reads on the reader pool, units of work on the writer pool.
 
 use super::unit::{ReadUnit, Unit};
-use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads, wallet};
 use crate::keys::{ApiKey, Role};
 use crate::{
     BatchReads, ForeignRead, KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads,
+    WalletReads,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -12,6 +13,7 @@ use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::{Mission, MissionStatus};
 use questline_core::reward::Reward;
+use questline_core::wallet::{Balance, BalanceEntry, Entitlement};
 
 #[async_trait]
 impl Store for Backend {
@@ -112,5 +114,27 @@ impl UserReads for Backend {
         types: &[String],
     ) -> Result<(Vec<Event>, Vec<Event>)> {
         reads::user_ledger(&self.reader, tenant, user, types).await
+    }
+}
+
+#[async_trait]
+impl WalletReads for Backend {
+    async fn balances(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Balance>> {
+        wallet::balances(&mut *self.reader.acquire().await?, tenant, user).await
+    }
+
+    async fn balance_entries(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<BalanceEntry>> {
+        wallet::entries(&mut *self.reader.acquire().await?, tenant, user, currency, before, limit).await
+    }
+
+    async fn entitlements(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Entitlement>> {
+        wallet::entitlements(&mut *self.reader.acquire().await?, tenant, user).await
     }
 }

@@ -4,12 +4,12 @@
 //! The transaction is begun by the backend's `BEGIN_WRITE` (see there for why each backend
 //! starts it as it does). Dropping the unit drops the transaction, which rolls it back.
 
-use super::{Db, batch, events, keys, missions, rewards};
+use super::{Db, batch, events, keys, missions, rewards, wallet};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::sql::EventLookup;
 use crate::{
     BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx,
-    UnitOfWork, UserProgress,
+    UnitOfWork, UserProgress, WalletTx,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -17,6 +17,8 @@ use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::Mission;
 use questline_core::reward::Reward;
+use questline_core::wallet::{BalanceEntry, Entitlement};
+use rust_decimal::Decimal;
 use sqlx::Transaction;
 
 pub(super) struct Unit {
@@ -186,5 +188,54 @@ impl KeyTx for Unit {
 
     async fn delete_key(&mut self, tenant: &TenantId, id: &str) -> Result<bool> {
         keys::delete(&mut self.tx, tenant, id).await
+    }
+}
+
+#[async_trait]
+impl WalletTx for Unit {
+    async fn lock_reward(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Reward>> {
+        wallet::lock_reward(&mut self.tx, tenant, id).await
+    }
+
+    async fn save_settlement(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
+        wallet::settle_reward(&mut self.tx, tenant, reward).await
+    }
+
+    async fn due_rewards(&mut self, tenant: &TenantId, now: Timestamp, limit: u32) -> Result<Vec<Reward>> {
+        wallet::due_rewards(&mut self.tx, tenant, now, limit).await
+    }
+
+    async fn lock_balance(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        now: Timestamp,
+    ) -> Result<Decimal> {
+        wallet::lock_balance(&mut self.tx, tenant, user, currency, now).await
+    }
+
+    async fn find_entry(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        idempotency_key: Option<&str>,
+        reward_id: Option<&str>,
+    ) -> Result<Option<BalanceEntry>> {
+        wallet::find_entry(&mut self.tx, tenant, user, currency, idempotency_key, reward_id).await
+    }
+
+    async fn insert_entry(&mut self, tenant: &TenantId, entry: &BalanceEntry) -> Result<()> {
+        wallet::insert_entry(&mut self.tx, tenant, entry).await
+    }
+
+    async fn insert_entitlement(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        entitlement: &Entitlement,
+    ) -> Result<bool> {
+        wallet::insert_entitlement(&mut self.tx, tenant, user, entitlement).await
     }
 }

@@ -29,6 +29,7 @@ mod open;
 mod progress;
 mod unit;
 mod upgrade;
+mod wallet;
 
 // Backend-specific.
 mod pg_concurrency;
@@ -116,6 +117,11 @@ conformance! {
         a_conflict_in_a_unit_leaves_it_usable,
     ],
     upgrade: [old_progress_rows_survive_the_upgrade],
+    wallet: [
+        entries_move_a_balance_exactly_and_are_found_by_key_or_reward,
+        an_entitlement_is_granted_once,
+        due_rewards_are_the_pending_ones_past_their_hold,
+    ],
 }
 
 /// Every test writes to the default tenant unless it is testing tenant isolation.

@@ -66,6 +66,10 @@ fn reward(id: &str, completion: u32, amount: Option<&str>, created_at: Timestamp
         code: None,
         name: None,
         status: RewardStatus::Pending,
+        hold_until: created_at,
+        attempts: 0,
+        settled_at: None,
+        failure: None,
         created_at,
         updated_at: created_at,
     }

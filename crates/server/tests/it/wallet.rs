@@ -1,0 +1,66 @@
+//! Balances and entitlements over HTTP: entries an admin posts, and what users see of them.
+
+use crate::fixtures::*;
+use crate::start_with;
+use questline_testkit::{Backend, ServerOptions, expect_problem, send};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+pub async fn balance_entries_are_exact_idempotent_and_never_overdraw(backend: Backend) {
+    const SECRET: &str = "a-jwt-secret-for-wallet-tests-0123456";
+    let server = start_with(ServerOptions::on(backend).env("QUESTLINE_JWT_SECRET", SECRET)).await;
+    let entries = "/v1/users/u-1/balances/coins/entries";
+    let post = |body: Value| server.post(entries, &body);
+
+    let first = send(post(json!({"amount": 120.50, "reason": "welcome", "idempotency_key": "k-1"}))).await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        (&first["amount"], &first["balance_after"], &first["currency"]),
+        (&json!(120.5), &json!(120.5), &json!("coins"))
+    );
+    let again = send(post(json!({"amount": 120.50, "reason": "welcome", "idempotency_key": "k-1"}))).await;
+    assert_eq!(again.status().as_u16(), 200, "posted before: answered, not written");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+
+    let over = expect_problem(send(post(json!({"amount": -120.51, "reason": "redeem"}))).await, 409).await;
+    assert!(over["type"].as_str().unwrap().ends_with("/insufficient-balance"), "{over}");
+    let debit = ok(post(json!({"amount": -20.5, "reason": "redeem"}))).await;
+    assert_eq!(debit["balance_after"], json!(100));
+
+    // Bad input: each problem with its pointer, nothing written.
+    let bad = expect_problem(send(post(json!({"amount": "5", "reason": "x"}))).await, 422).await;
+    assert_eq!(bad["errors"][0]["pointer"], "/amount", "{bad}");
+    let bad = expect_problem(send(post(json!({"amount": 0, "reason": " "}))).await, 422).await;
+    let pointers: Vec<&str> =
+        bad["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/amount", "/reason"]);
+    let bad = send(server.post("/v1/users/u-1/balances/COINS/entries", &json!({"amount": 1, "reason": "x"}))).await;
+    assert_eq!(expect_problem(bad, 422).await["errors"][0]["pointer"], "/currency");
+    expect_problem(send(post(json!({"amount": 1, "reason": "x", "extra": true}))).await, 422).await;
+
+    let balances = ok(server.get("/v1/users/u-1/balances")).await;
+    assert_eq!(balances["items"], json!([{"currency": "coins", "balance": 100}]));
+    let page = ok(server.get(&format!("{entries}?limit=1"))).await;
+    assert_eq!(page["items"][0]["id"], debit["id"], "newest first");
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest = ok(server.get(&format!("{entries}?limit=1&cursor={cursor}"))).await;
+    assert_eq!((&rest["items"][0]["id"], &rest["next_cursor"]), (&first["id"], &Value::Null));
+
+    // The user sees their own balances; an ingest-only key cannot post.
+    let exp = jiff::Timestamp::now().as_second() + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"sub": "u-1", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let mine = ok(server.with_key(&token, Method::GET, "/v1/me/balances")).await;
+    assert_eq!(mine["items"], balances["items"]);
+    assert_eq!(ok(server.with_key(&token, Method::GET, "/v1/me/entitlements")).await["items"], json!([]));
+    expect_problem(
+        send(server.with_key(&token, Method::POST, entries).json(&json!({"amount": 1, "reason": "x"}))).await,
+        401,
+    )
+    .await;
+}

@@ -1,0 +1,253 @@
+//! Settlement and what it leaves behind: rewards settled into balances (points, coins) and
+//! entitlements (badges, unlocks), and balance entries an admin posts (a redemption).
+//!
+//! Each settlement is one unit of work: the reward is locked, checked (still pending, its
+//! hold over), and its balance entry or entitlement is written with the reward's new state,
+//! so a reward is settled exactly once however many workers try (the second finds it
+//! granted). Cash and vouchers are the tenant's fulfilment endpoint's to grant (a webhook);
+//! they wait `pending` here.
+
+use crate::{Result, Service, ServiceError};
+use jiff::Timestamp;
+use questline_core::id::{TenantId, UserId, storable};
+use questline_core::mission::compile::is_balance_name;
+use questline_core::pointer::{FieldError, ValidationErrors};
+use questline_core::reward::{RewardStatus, Settlement, settlement_of};
+use questline_core::wallet::{self, Balance, BalanceEntry, Entitlement};
+use questline_store::{Page, UnitOfWork};
+use rust_decimal::Decimal;
+
+/// Lost races retried before giving up (`Busy`).
+const ATTEMPTS: u32 = 5;
+/// Longest reason and idempotency key of a posted entry.
+const MAX_TEXT: usize = 200;
+
+/// What became of a settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Written now: the reward is `granted`.
+    Granted,
+    /// Its hold lasts until then; nothing was written.
+    NotDue(Timestamp),
+    /// Cash or a voucher: the fulfilment webhook decides.
+    AwaitsFulfilment,
+    /// It was settled (or revoked) before: nothing was written.
+    AlreadyDone(RewardStatus),
+    /// No such reward.
+    NotFound,
+}
+
+/// A balance entry to post (`POST /v1/users/{id}/balances/{currency}/entries`).
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub amount: Decimal,
+    pub reason: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl Service {
+    /// Settles one reward, if it is pending and its hold is over.
+    pub async fn settle_reward(&self, tenant: &TenantId, reward_id: &str) -> Result<Settled> {
+        let now = self.clock.now();
+        retry(|| async {
+            let mut unit = self.store.begin().await?;
+            let settled = settle_in(&mut *unit, tenant, reward_id, now).await?;
+            unit.commit().await?;
+            Ok(settled)
+        })
+        .await
+    }
+
+    /// Settles up to `limit` rewards whose hold is over, soonest first; how many it granted.
+    /// For a periodic sweep, so that no reward waits on one lost job.
+    pub async fn settle_due(&self, tenant: &TenantId, limit: u32) -> Result<usize> {
+        let now = self.clock.now();
+        let due = {
+            let mut unit = self.store.begin().await?;
+            let due = unit.due_rewards(tenant, now, limit).await?;
+            unit.commit().await?;
+            due
+        };
+        let mut granted = 0;
+        for reward in due {
+            if self.settle_reward(tenant, &reward.id).await? == Settled::Granted {
+                granted += 1;
+            }
+        }
+        Ok(granted)
+    }
+
+    pub async fn balances(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Balance>> {
+        if !storable(user.as_str()) {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.balances(tenant, user).await?)
+    }
+
+    pub async fn balance_entries(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<BalanceEntry>> {
+        check_currency(currency)?;
+        if !storable(user.as_str()) {
+            return Ok(Page { items: Vec::new(), next_after: None });
+        }
+        Ok(self.store.balance_entries(tenant, user, currency, before, limit).await?)
+    }
+
+    pub async fn entitlements(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Entitlement>> {
+        if !storable(user.as_str()) {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.entitlements(tenant, user).await?)
+    }
+
+    /// Posts an entry to a balance: a credit, or a debit that must not take it below zero
+    /// (`InsufficientBalance`). With an idempotency key, posting twice writes once and answers
+    /// the first entry (the bool: whether it was written now).
+    pub async fn post_entry(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+        entry: NewEntry,
+    ) -> Result<(BalanceEntry, bool)> {
+        check_entry(currency, &entry)?;
+        if !storable(user.as_str()) {
+            return Err(ServiceError::invalid("/user_id", "must not contain NUL characters"));
+        }
+        let now = self.clock.now();
+        retry(|| async {
+            let mut unit = self.store.begin().await?;
+            let balance = unit.lock_balance(tenant, user, currency, now).await?;
+            if let Some(first) = unit.find_entry(tenant, user, currency, entry.idempotency_key.as_deref(), None).await?
+            {
+                return Ok((first, false));
+            }
+            let after = match wallet::apply(balance, entry.amount) {
+                Ok(Some(after)) => after,
+                Ok(None) => return Err(ServiceError::invalid("/amount", "the balance cannot hold that much")),
+                Err(short) => return Err(ServiceError::InsufficientBalance(short)),
+            };
+            let written = BalanceEntry {
+                id: uuid::Uuid::now_v7().to_string(),
+                user_id: user.as_str().to_owned(),
+                currency: currency.to_owned(),
+                amount: entry.amount,
+                balance_after: after,
+                reason: entry.reason.clone(),
+                reward_id: None,
+                idempotency_key: entry.idempotency_key.clone(),
+                created_at: now,
+            };
+            unit.insert_entry(tenant, &written).await?;
+            unit.commit().await?;
+            Ok((written, true))
+        })
+        .await
+    }
+}
+
+async fn settle_in(unit: &mut dyn UnitOfWork, tenant: &TenantId, reward_id: &str, now: Timestamp) -> Result<Settled> {
+    let Some(mut reward) = unit.lock_reward(tenant, reward_id).await? else { return Ok(Settled::NotFound) };
+    if reward.status != RewardStatus::Pending {
+        return Ok(Settled::AlreadyDone(reward.status));
+    }
+    if reward.hold_until > now {
+        return Ok(Settled::NotDue(reward.hold_until));
+    }
+    let user = UserId::new(&reward.user_id);
+    match settlement_of(&reward) {
+        Settlement::Fulfilment => return Ok(Settled::AwaitsFulfilment),
+        Settlement::Balance { currency, amount } => {
+            let balance = unit.lock_balance(tenant, &user, &currency, now).await?;
+            match wallet::apply(balance, amount) {
+                Ok(Some(after)) => {
+                    let entry = BalanceEntry {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        user_id: reward.user_id.clone(),
+                        currency,
+                        amount,
+                        balance_after: after,
+                        reason: format!("reward for mission {}", reward.mission_id),
+                        reward_id: Some(reward.id.clone()),
+                        idempotency_key: None,
+                        created_at: now,
+                    };
+                    unit.insert_entry(tenant, &entry).await?;
+                    reward.status = RewardStatus::Granted;
+                }
+                // A reward amount is positive, so only overflow refuses it: visibly.
+                Ok(None) | Err(_) => {
+                    reward.status = RewardStatus::Failed;
+                    reward.failure = Some(format!("the {currency} balance cannot hold {amount} more"));
+                }
+            }
+        }
+        Settlement::Entitlement { code } => {
+            let entitlement = Entitlement {
+                code,
+                kind: reward.kind,
+                mission_id: Some(reward.mission_id.clone()),
+                reward_id: Some(reward.id.clone()),
+                granted_at: now,
+            };
+            // Already held (another mission granted the same code): the reward is granted all
+            // the same, and the first grant stays.
+            unit.insert_entitlement(tenant, &user, &entitlement).await?;
+            reward.status = RewardStatus::Granted;
+        }
+    }
+    reward.attempts += 1;
+    reward.settled_at = Some(now);
+    reward.updated_at = now;
+    unit.save_settlement(tenant, &reward).await?;
+    Ok(if reward.status == RewardStatus::Granted { Settled::Granted } else { Settled::AlreadyDone(reward.status) })
+}
+
+fn check_currency(currency: &str) -> Result<()> {
+    if is_balance_name(currency) {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid("/currency", "a balance name: 1 to 32 of a-z, 0-9, '_' and '-', e.g. coins"))
+    }
+}
+
+fn check_entry(currency: &str, entry: &NewEntry) -> Result<()> {
+    let mut errors = Vec::new();
+    if !is_balance_name(currency) {
+        errors.push(FieldError::new("/currency", "a balance name: 1 to 32 of a-z, 0-9, '_' and '-', e.g. coins"));
+    }
+    if entry.amount.is_zero() {
+        errors.push(FieldError::new("/amount", "must not be 0"));
+    }
+    if entry.reason.trim().is_empty() || entry.reason.len() > MAX_TEXT {
+        errors.push(FieldError::new("/reason", format!("required, at most {MAX_TEXT} bytes")));
+    }
+    if let Some(key) = &entry.idempotency_key
+        && (key.is_empty() || key.len() > MAX_TEXT || !questline_core::id::storable(key))
+    {
+        errors.push(FieldError::new("/idempotency_key", format!("1 to {MAX_TEXT} bytes, without NUL characters")));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ServiceError::Invalid(ValidationErrors(errors))) }
+}
+
+/// Runs `attempt` again while it loses races, as ingest does.
+async fn retry<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(ServiceError::Busy) if tries < ATTEMPTS => continue,
+            other => return other,
+        }
+    }
+}

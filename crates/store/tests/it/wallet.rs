@@ -1,0 +1,116 @@
+//! Settlement's rows: balances and their entries, entitlements, and the rewards due.
+
+use crate::{T, TestDb, at, uid};
+use questline_core::mission::spec::RewardKind;
+use questline_core::reward::{Reward, RewardStatus};
+use questline_core::wallet::{BalanceEntry, Entitlement};
+use rust_decimal::Decimal;
+
+fn entry(id: &str, amount: &str, after: &str, key: Option<&str>, reward: Option<&str>) -> BalanceEntry {
+    BalanceEntry {
+        id: id.into(),
+        user_id: "u".into(),
+        currency: "coins".into(),
+        amount: amount.parse().unwrap(),
+        balance_after: after.parse().unwrap(),
+        reason: "test".into(),
+        reward_id: reward.map(str::to_owned),
+        idempotency_key: key.map(str::to_owned),
+        created_at: at(1),
+    }
+}
+
+fn reward(id: &str, hold_until: i64) -> Reward {
+    Reward {
+        id: id.into(),
+        mission_id: format!("m-{id}"),
+        user_id: "u".into(),
+        completion: 1,
+        kind: RewardKind::Points,
+        amount: Some(Decimal::from(5)),
+        currency: None,
+        code: None,
+        name: None,
+        status: RewardStatus::Pending,
+        hold_until: at(hold_until),
+        attempts: 0,
+        settled_at: None,
+        failure: None,
+        created_at: at(0),
+        updated_at: at(0),
+    }
+}
+
+pub async fn entries_move_a_balance_exactly_and_are_found_by_key_or_reward(db: &TestDb) {
+    let store = db.open().await;
+    let mut unit = store.begin().await.unwrap();
+    assert_eq!(unit.lock_balance(&T, &uid("u"), "coins", at(1)).await.unwrap(), Decimal::ZERO);
+    unit.insert_entry(&T, &entry("e1", "10.10", "10.10", Some("k1"), None)).await.unwrap();
+    unit.insert_entry(&T, &entry("e2", "0.20", "10.30", None, Some("r1"))).await.unwrap();
+    assert_eq!(unit.lock_balance(&T, &uid("u"), "coins", at(2)).await.unwrap().to_string(), "10.30");
+    let by_key = unit.find_entry(&T, &uid("u"), "coins", Some("k1"), None).await.unwrap();
+    assert_eq!(by_key.map(|e| e.id), Some("e1".to_owned()));
+    let by_reward = unit.find_entry(&T, &uid("u"), "coins", None, Some("r1")).await.unwrap();
+    assert_eq!(by_reward.map(|e| e.id), Some("e2".to_owned()));
+    assert_eq!(unit.find_entry(&T, &uid("u"), "gems", Some("k1"), None).await.unwrap(), None, "keys are per balance");
+    // One entry per key and per reward, whatever the caller forgets to check.
+    assert!(unit.insert_entry(&T, &entry("e3", "1", "11.30", Some("k1"), None)).await.is_err());
+    drop(unit);
+
+    let mut unit = store.begin().await.unwrap();
+    unit.lock_balance(&T, &uid("u"), "coins", at(1)).await.unwrap();
+    unit.insert_entry(&T, &entry("e1", "10.10", "10.10", Some("k1"), None)).await.unwrap();
+    unit.insert_entry(&T, &entry("e2", "-0.10", "10.00", None, None)).await.unwrap();
+    unit.commit().await.unwrap();
+    let balances = store.balances(&T, &uid("u")).await.unwrap();
+    assert_eq!(balances.len(), 1);
+    assert_eq!((balances[0].currency.as_str(), balances[0].balance.to_string()), ("coins", "10.00".to_owned()));
+    let page = store.balance_entries(&T, &uid("u"), "coins", None, 1).await.unwrap();
+    assert_eq!(page.items.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"]);
+    let rest = store.balance_entries(&T, &uid("u"), "coins", page.next_after.as_deref(), 5).await.unwrap();
+    assert_eq!((rest.items.len(), rest.items[0].amount.to_string(), rest.next_after), (1, "10.10".to_owned(), None));
+    store.close().await;
+}
+
+pub async fn an_entitlement_is_granted_once(db: &TestDb) {
+    let store = db.open().await;
+    let badge = |mission: &str| Entitlement {
+        code: "early-bird".into(),
+        kind: RewardKind::Badge,
+        mission_id: Some(mission.into()),
+        reward_id: None,
+        granted_at: at(3),
+    };
+    let mut unit = store.begin().await.unwrap();
+    assert!(unit.insert_entitlement(&T, &uid("u"), &badge("m1")).await.unwrap());
+    assert!(!unit.insert_entitlement(&T, &uid("u"), &badge("m2")).await.unwrap());
+    unit.commit().await.unwrap();
+    let held = store.entitlements(&T, &uid("u")).await.unwrap();
+    assert_eq!(held, vec![badge("m1")], "the first grant stays");
+    assert!(store.entitlements(&T, &uid("other")).await.unwrap().is_empty());
+    store.close().await;
+}
+
+pub async fn due_rewards_are_the_pending_ones_past_their_hold(db: &TestDb) {
+    let store = db.open().await;
+    let mut unit = store.begin().await.unwrap();
+    unit.insert_rewards(&T, &[reward("late", 20), reward("soon", 5), reward("now", 10)]).await.unwrap();
+    unit.commit().await.unwrap();
+    let mut unit = store.begin().await.unwrap();
+    let due: Vec<String> = unit.due_rewards(&T, at(10), 10).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(due, ["soon", "now"], "soonest first, the hold's end included");
+    let mut granted = unit.lock_reward(&T, "soon").await.unwrap().unwrap();
+    granted.status = RewardStatus::Granted;
+    granted.attempts = 1;
+    granted.settled_at = Some(at(10));
+    granted.updated_at = at(10);
+    unit.save_settlement(&T, &granted).await.unwrap();
+    unit.commit().await.unwrap();
+    let mut unit = store.begin().await.unwrap();
+    let due: Vec<String> = unit.due_rewards(&T, at(30), 1).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(due, ["now"], "granted ones are not due, and the limit holds");
+    assert_eq!(unit.lock_reward(&T, "soon").await.unwrap(), Some(granted));
+    assert_eq!(unit.lock_reward(&T, "none").await.unwrap(), None);
+    drop(unit);
+    store.close().await;
+}
