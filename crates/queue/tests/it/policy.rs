@@ -3,7 +3,8 @@
 //! un-jittered base never shrinks as attempts grow; jitter stays within its band.
 
 use proptest::prelude::*;
-use questline_queue::{Jitter, RetryPolicy};
+use questline_queue::{Backend, Jitter, JobState, MemoryQueue, NewJob, Outcome, Policies, QueueConfig, RetryPolicy};
+use serde_json::json;
 use std::time::Duration;
 
 fn policy() -> impl Strategy<Value = RetryPolicy> {
@@ -51,6 +52,43 @@ proptest! {
             // Equal jitter never goes below half the base.
             Jitter::Equal => prop_assert!(delay >= base / 2 && delay <= base, "{delay:?} vs {base:?}"),
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Through a lane, as a worker sees it: a failed attempt's next run is never before the
+    /// failure and never later than the cap after it (unless the job is dead, out of
+    /// attempts); the base of successive failures never shrinks.
+    #[test]
+    fn a_failed_job_runs_again_between_now_and_the_cap(policy in policy(), failures in 1usize..8, start in 0i64..1_000_000) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let config = QueueConfig { policies: Policies::new(policy), ..QueueConfig::default() };
+            let q = MemoryQueue::new(config);
+            let job = q.enqueue(vec![NewJob::new("k", json!({}))], crate::at(start)).await.unwrap().remove(0);
+            let mut now = crate::at(start);
+            let mut last_delay = Duration::ZERO;
+            for _ in 0..failures {
+                let Some(claimed) = crate::claim(&q, &["k"], 1, now).await.pop() else { break };
+                let after = crate::ack(&q, &claimed, Outcome::retry("x"), now).await.unwrap();
+                if after.state == JobState::Dead {
+                    prop_assert_eq!(claimed.attempt, policy.max_attempts.max(1));
+                    break;
+                }
+                prop_assert!(after.run_at >= now, "{} before {}", after.run_at, now);
+                let delay = after.run_at.duration_since(now).unsigned_abs();
+                prop_assert!(delay <= policy.cap, "{delay:?} beyond the cap {:?}", policy.cap);
+                if policy.jitter == Jitter::None {
+                    prop_assert!(delay >= last_delay, "the base shrank: {delay:?} after {last_delay:?}");
+                }
+                last_delay = delay;
+                now = after.run_at;
+            }
+            prop_assert_eq!(q.get(&job.id, now).await.unwrap().unwrap().id, job.id);
+            Ok(())
+        })?;
     }
 }
 
