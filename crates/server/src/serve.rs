@@ -69,6 +69,8 @@ pub struct Server {
     generated_admin_key: Option<String>,
     shutdown: CancellationToken,
     metrics: Option<PrometheusHandle>,
+    /// questline's own jobs (settlement), run beside the API in this process.
+    worker: questline_queue::Worker,
 }
 
 impl Server {
@@ -83,8 +85,10 @@ impl Server {
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let service = state.service.clone();
+        let worker = crate::jobs::worker(service.clone(), &config.database_url).await?;
         let app = crate::http::router(state);
-        Ok(Server { service, listener, app, addr, generated_admin_key, shutdown: CancellationToken::new(), metrics })
+        let shutdown = CancellationToken::new();
+        Ok(Server { service, listener, app, addr, generated_admin_key, shutdown, metrics, worker })
     }
 
     /// The bound address (with the real port when bound on port 0).
@@ -105,11 +109,20 @@ impl Server {
     /// Serves until the shutdown token is cancelled, then lets in-flight requests finish
     /// (for up to [`SHUTDOWN_GRACE`]) and returns.
     pub async fn serve(self) -> Result<(), StartError> {
-        let Server { service, listener, app, addr, shutdown, metrics, .. } = self;
+        let Server { service, listener, app, addr, shutdown, metrics, worker, .. } = self;
         let upkeep = tokio_util::task::TaskTracker::new();
         if let Some(handle) = metrics {
             upkeep.spawn(metrics_upkeep(handle, shutdown.clone()));
         }
+        // Stopped after the lanes have drained (below), so a batch's rewards are never left
+        // behind by a sweep that stopped first; whatever is still due waits for the next start.
+        let stop_jobs = CancellationToken::new();
+        let jobs_stop = stop_jobs.clone();
+        upkeep.spawn(async move {
+            if let Err(e) = worker.run(jobs_stop).await {
+                tracing::error!(error = %e, "the job worker stopped");
+            }
+        });
         upkeep.close();
         tracing::info!(%addr, "listening");
         let server = axum::serve(crate::http::wire::ProblemListener(listener), app)
@@ -124,6 +137,7 @@ impl Server {
         }
         // Requests are answered; what the lanes still hold is committed before we return.
         service.shutdown().await;
+        stop_jobs.cancel();
         shutdown.cancel();
         upkeep.wait().await;
         tracing::info!("stopped");

@@ -146,5 +146,8 @@ e2e! {
     ],
     problems: [every_rejection_has_its_problem_type],
     properties: [progress_equals_the_net_events_in_any_arrival_order],
-    wallet: [balance_entries_are_exact_idempotent_and_never_overdraw],
+    wallet: [
+        balance_entries_are_exact_idempotent_and_never_overdraw,
+        the_running_server_settles_points_and_badges_after_their_hold,
+    ],
 }

@@ -64,3 +64,59 @@ pub async fn balance_entries_are_exact_idempotent_and_never_overdraw(backend: Ba
     )
     .await;
 }
+
+/// Polls `path` until `done` holds of its body (the worker settles within a second or two).
+async fn eventually(server: &questline_testkit::TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let body = ok(server.get(path)).await;
+        if done(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path} never settled: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn the_running_server_settles_points_and_badges_after_their_hold(backend: Backend) {
+    let server = crate::start(backend).await;
+    let reads = |id: &str, target: u32, reward: Value| {
+        json!({"id": id, "name": id, "status": "active",
+               "steps": [{"event_type": "article_read", "target": target}], "reward": reward})
+    };
+    create_mission(&server, &reads("read-2", 2, json!({"kind": "points", "amount": 25}))).await;
+    create_mission(&server, &reads("read-1", 1, json!({"kind": "badge", "code": "first-read"}))).await;
+    create_mission(&server, &reads("held", 1, json!({"kind": "coins", "amount": 5, "hold": "PT1H"}))).await;
+    let read = |id: &str| json!({"id": id, "type": "article_read", "user_id": "u-9", "occurred_at": hours_ago(1)});
+    ingest(&server, &[read("a1"), read("a2")]).await;
+
+    let balances = eventually(&server, "/v1/users/u-9/balances", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    assert_eq!(balances["items"], json!([{"currency": "points", "balance": 25}]), "coins wait for their hold");
+    let entitlements =
+        eventually(&server, "/v1/users/u-9/entitlements", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    assert_eq!(entitlements["items"][0]["code"], "first-read");
+    assert_eq!(entitlements["items"][0]["kind"], "badge");
+    let rewards = eventually(&server, "/v1/users/u-9/rewards", |b| {
+        b["items"].as_array().unwrap().iter().filter(|r| r["status"] == "granted").count() == 2
+    })
+    .await;
+    for reward in rewards["items"].as_array().unwrap() {
+        match reward["mission_id"].as_str().unwrap() {
+            "held" => {
+                assert_eq!(
+                    (&reward["status"], &reward["attempts"], &reward["settled_at"]),
+                    (&json!("pending"), &json!(0), &Value::Null)
+                );
+                assert!(reward["hold_until"].as_str().unwrap() > reward["created_at"].as_str().unwrap(), "{reward}");
+            }
+            _ => {
+                assert_eq!((&reward["attempts"], &reward["failure"]), (&json!(1), &Value::Null), "{reward}");
+                assert!(reward["settled_at"].is_string(), "{reward}");
+            }
+        }
+    }
+    let entries = ok(server.get("/v1/users/u-9/balances/points/entries")).await;
+    let granted = rewards["items"].as_array().unwrap().iter().find(|r| r["mission_id"] == "read-2").unwrap();
+    assert_eq!((&entries["items"][0]["reward_id"], &entries["items"][0]["amount"]), (&granted["id"], &json!(25)));
+    assert_eq!(entries["items"].as_array().unwrap().len(), 1, "settled once");
+}
