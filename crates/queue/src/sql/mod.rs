@@ -253,16 +253,10 @@ impl Backend for SqlQueue {
     }
 
     async fn claim(&self, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
-        in_unit!(self.store, |conn| match conn {
-            Connection::Sqlite(c) => {
-                sqlite::before_claim(c).await?;
-                sqlite::claim(c, request, now).await?
-            }
-            Connection::Postgres(c) => {
-                postgres::before_claim(c).await?;
-                postgres::claim(c, request, now).await?
-            }
-        })
+        if request.kinds.is_empty() || request.limit == 0 {
+            return Ok(Vec::new());
+        }
+        in_unit!(self.store, |conn| on!(conn, claim_due(request, now))?)
     }
 
     async fn complete(&self, acks: Vec<Ack>, now: Timestamp) -> Result<Vec<Job>> {

@@ -1,10 +1,10 @@
 //! The SQL lane on PostgreSQL: many processes on one database.
 //!
 //! - Claims pick with `FOR UPDATE SKIP LOCKED`, so concurrent claimers pass each other's
-//!   rows, and are serialized by a transaction-scoped advisory lock taken just before: that
-//!   is what makes a concurrency key's limit exact across processes (two claims counting
-//!   the same running jobs at once could each take the last slot). A claim takes a batch
-//!   in one short statement, so the queueing this adds is small next to the jobs' work.
+//!   rows. While jobs with a concurrency key are available, claims that may take them are
+//!   serialized by a transaction-scoped advisory lock: that is what makes a key's limit
+//!   exact across processes (two claims counting the same running jobs at once could each
+//!   take the last slot). Claims without the lock leave keyed jobs alone.
 //! - Other writes read their rows `FOR UPDATE` in id order before writing them back.
 //! - Enqueues `NOTIFY` [`CHANNEL`] inside their transaction, so listeners hear of a job
 //!   exactly when it commits, and never of a rolled-back one.
@@ -15,8 +15,9 @@ mod shared;
 
 pub(super) use shared::*;
 
-use crate::Result;
 use crate::backend::wake;
+use crate::{ClaimRequest, Job, Result};
+use jiff::Timestamp;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -33,9 +34,16 @@ pub const CHANNEL: &str = "questline_queue_jobs";
 /// The advisory lock key claims take (an arbitrary constant of this crate's: "queue").
 const CLAIM_LOCK: i64 = 0x0071_7565_7565;
 
-pub(super) async fn before_claim(conn: &mut Conn) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *conn).await?;
-    Ok(())
+/// A claim. Claims of jobs without a concurrency key run side by side, passing each
+/// other's rows (`SKIP LOCKED`); only while an available job of the kinds asked for has a
+/// key does a claim take the claim lock first, and then it may take keyed jobs too.
+pub(super) async fn claim_due(conn: &mut Conn, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
+    promote(&mut *conn, now).await?;
+    let keyed = any_keyed(&mut *conn, &request.kinds).await?;
+    if keyed {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *conn).await?;
+    }
+    claim(conn, request, now, keyed).await
 }
 
 pub(super) async fn notify(conn: &mut Conn) -> Result<()> {
@@ -79,4 +87,20 @@ pub(super) async fn listen(url: &str, wakeups: &watch::Sender<u64>, stop: &Cance
         }
     }
     Ok(())
+}
+
+/// Whether an available job of these kinds has a concurrency key (one probe of an index).
+async fn any_keyed(conn: &mut Conn, kinds: &[String]) -> Result<bool> {
+    if kinds.is_empty() {
+        return Ok(false);
+    }
+    let mut q = sqlx::QueryBuilder::<Db>::new(
+        "SELECT 1 FROM queue_jobs WHERE state = 'available' AND concurrency_key IS NOT NULL AND kind IN (",
+    );
+    let mut list = q.separated(", ");
+    for kind in kinds {
+        list.push_bind(kind.clone());
+    }
+    q.push(") LIMIT 1");
+    Ok(q.build().fetch_optional(&mut *conn).await?.is_some())
 }

@@ -83,24 +83,31 @@ pub(crate) async fn holder_of(conn: &mut Conn, tenant: &str, key: &str) -> Resul
     q.build().fetch_optional(&mut *conn).await?.map(|r| decode(&r)).transpose()
 }
 
-/// Claims due jobs: makes those whose time came available, then, in ONE statement, picks
-/// them in claim order (PostgreSQL: `FOR UPDATE
+/// Makes the scheduled and retrying jobs due at `now` available, so that a claim's pick
+/// scans only available jobs (its index), never past jobs whose time has not come. Rows
+/// another claim is promoting are skipped (PostgreSQL), not waited for.
+pub(crate) async fn promote(conn: &mut Conn, now: Timestamp) -> Result<()> {
+    let mut q = QueryBuilder::<Db>::new(
+        "UPDATE queue_jobs SET state = 'available' WHERE id IN (SELECT id FROM queue_jobs \
+         WHERE state IN ('scheduled', 'retrying') AND run_at <= ",
+    );
+    q.push_bind(micros(now)).push(SKIP_LOCKED).push(")");
+    q.build().execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Claims available jobs (call [`promote`] first) in ONE statement: picks them in claim
+/// order (PostgreSQL: `FOR UPDATE
 /// SKIP LOCKED`, so concurrent claims pass each other), leaves out jobs whose concurrency
 /// key is saturated before the limit is applied (so a flooding key cannot crowd the others
 /// out of the pick), ranks the rest within their key so that the pick itself stays within
-/// each limit, and marks them running with one more attempt and a lease.
-pub(crate) async fn claim(conn: &mut Conn, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
+/// each limit, and marks them running with one more attempt and a lease. Without `keyed`,
+/// jobs with a concurrency key are left alone: a claim may count a key's running jobs only
+/// where no other claim counts them at once (PostgreSQL: under the claim lock).
+pub(crate) async fn claim(conn: &mut Conn, request: &ClaimRequest, now: Timestamp, keyed: bool) -> Result<Vec<Job>> {
     if request.kinds.is_empty() || request.limit == 0 {
         return Ok(Vec::new());
     }
-    // Due scheduled and retrying jobs become available first, so that the pick below scans
-    // only available jobs (its index), never past jobs whose time has not come.
-    let mut promote = QueryBuilder::<Db>::new(
-        "UPDATE queue_jobs SET state = 'available' WHERE state IN ('scheduled', 'retrying') AND run_at <= ",
-    );
-    promote.push_bind(micros(now));
-    promote.build().execute(&mut *conn).await?;
-
     let mut q = QueryBuilder::<Db>::new(
         "WITH running AS ( \
              SELECT tenant_id, concurrency_key, count(*) AS n FROM queue_jobs \
@@ -119,8 +126,12 @@ pub(crate) async fn claim(conn: &mut Conn, request: &ClaimRequest, now: Timestam
     q.push(
         ") AND NOT EXISTS (SELECT 1 FROM running r WHERE r.tenant_id = j.tenant_id \
              AND r.concurrency_key = j.concurrency_key AND r.n >= j.concurrency_limit) \
-         ORDER BY priority, run_at, id LIMIT ",
+         ",
     );
+    if !keyed {
+        q.push("AND concurrency_key IS NULL ");
+    }
+    q.push("ORDER BY priority, run_at, id LIMIT ");
     q.push_bind(i64::try_from(request.limit).unwrap_or(i64::MAX));
     q.push(SKIP_LOCKED);
     q.push(

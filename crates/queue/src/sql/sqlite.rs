@@ -14,9 +14,15 @@ type Db = sqlx::Sqlite;
 const SKIP_LOCKED: &str = "";
 const FOR_UPDATE: &str = "";
 
-/// Nothing to do before a claim: the single writer already serializes them.
-pub(super) async fn before_claim(_: &mut Conn) -> crate::Result<()> {
-    Ok(())
+/// A claim: the single writer already serializes claims, so every one may take jobs with a
+/// concurrency key.
+pub(super) async fn claim_due(
+    conn: &mut Conn,
+    request: &crate::ClaimRequest,
+    now: jiff::Timestamp,
+) -> crate::Result<Vec<crate::Job>> {
+    promote(&mut *conn, now).await?;
+    claim(conn, request, now, true).await
 }
 
 /// Nothing to send: SQLite has no `NOTIFY`; the enqueuing process wakes its own workers.
