@@ -32,6 +32,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// Which rows a rewrite (`shared::rewrite`: read, run through the state machine, write
+/// back) reads. Defined here, once, as both backends' copies of `shared` take it.
+#[derive(Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// These jobs, those that exist.
+    Ids(&'a [JobId]),
+    /// Up to `limit` running jobs whose lease lapsed before `now`, oldest lease first.
+    Lapsed { now: Timestamp, limit: usize },
+}
+
 /// A unit of work that lost a race (deadlock, serialization failure) is run again, up to
 /// this many times in all.
 const WRITE_TRIES: u32 = 3;
@@ -159,20 +169,10 @@ impl SqlQueue {
         action: &'static str,
         change: impl Fn(Job) -> Result<Job, JobState> + Send + Sync,
     ) -> Result<Job> {
-        in_unit!(self.store, |conn| {
-            let (job, conn) = match conn {
-                Connection::Sqlite(c) => {
-                    (sqlite::fetch(c, std::slice::from_ref(id), true).await?, Connection::Sqlite(c))
-                }
-                Connection::Postgres(c) => {
-                    (postgres::fetch(c, std::slice::from_ref(id), true).await?, Connection::Postgres(c))
-                }
-            };
-            let job = job.into_iter().next().ok_or_else(|| QueueError::NotFound(id.clone()))?;
-            let changed = change(job).map_err(|state| QueueError::WrongState { id: id.clone(), state, action })?;
-            on!(conn, write_back(std::slice::from_ref(&changed)))?;
-            changed
-        })
+        let step =
+            |job: Job| change(job).map(Some).map_err(|state| QueueError::WrongState { id: id.clone(), state, action });
+        let changed = in_unit!(self.store, |conn| on!(conn, rewrite(Rows::Ids(std::slice::from_ref(id)), step))?)?;
+        changed.into_iter().next().ok_or_else(|| QueueError::NotFound(id.clone()))
     }
 }
 
@@ -264,21 +264,14 @@ impl Backend for SqlQueue {
             return Ok(Vec::new());
         }
         let ids: Vec<JobId> = acks.iter().map(|a| a.claim.id.clone()).collect();
-        let done = in_unit!(self.store, |conn| {
-            let (current, conn) = match conn {
-                Connection::Sqlite(c) => (sqlite::fetch(c, &ids, true).await?, Connection::Sqlite(c)),
-                Connection::Postgres(c) => (postgres::fetch(c, &ids, true).await?, Connection::Postgres(c)),
-            };
-            let mut current: HashMap<JobId, Job> = current.into_iter().map(|j| (j.id.clone(), j)).collect();
-            let mut done = Vec::with_capacity(acks.len());
-            for ack in &acks {
-                let Some(job) = current.remove(&ack.claim.id).filter(|j| j.is_held_by(&ack.claim)) else { continue };
-                let policy = self.config.policies.get(&job.kind);
-                done.push(transition::settle(job, &ack.outcome, policy, now, rand::random()));
-            }
-            on!(conn, write_back(&done))?;
-            done
-        })?;
+        let by_id: HashMap<&JobId, &Ack> = acks.iter().map(|a| (&a.claim.id, a)).collect();
+        // An ack whose claim no longer holds leaves its job alone.
+        let settle = |job: Job| {
+            let Some(ack) = by_id.get(&job.id).filter(|a| job.is_held_by(&a.claim)) else { return Ok(None) };
+            let policy = self.config.policies.get(&job.kind);
+            Ok(Some(transition::settle(job, &ack.outcome, policy, now, rand::random())))
+        };
+        let done = in_unit!(self.store, |conn| on!(conn, rewrite(Rows::Ids(&ids), settle))?)?;
         if done.iter().any(|j| j.state.is_waiting()) {
             wake(&self.wakeups);
         }
@@ -294,18 +287,9 @@ impl Backend for SqlQueue {
     }
 
     async fn rescue(&self, now: Timestamp) -> Result<Vec<Job>> {
-        let rescued = in_unit!(self.store, |conn| {
-            let (lapsed, conn) = match conn {
-                Connection::Sqlite(c) => (sqlite::lapsed(c, now, RESCUE_BATCH).await?, Connection::Sqlite(c)),
-                Connection::Postgres(c) => (postgres::lapsed(c, now, RESCUE_BATCH).await?, Connection::Postgres(c)),
-            };
-            let rescued: Vec<Job> =
-                lapsed.into_iter().map(|j| transition::rescue(j, self.config.max_crashes, now)).collect();
-            if !rescued.is_empty() {
-                on!(conn, write_back(&rescued))?;
-            }
-            rescued
-        })?;
+        let lapsed = Rows::Lapsed { now, limit: RESCUE_BATCH };
+        let rescue = |job| Ok(Some(transition::rescue(job, self.config.max_crashes, now)));
+        let rescued = in_unit!(self.store, |conn| on!(conn, rewrite(lapsed, rescue))?)?;
         if !rescued.is_empty() {
             wake(&self.wakeups);
         }

@@ -9,6 +9,7 @@
 use super::{Db, FOR_UPDATE, SKIP_LOCKED};
 use crate::error::{QueueError, Result};
 use crate::model::{AttemptError, Claim, ClaimRequest, Concurrency, Depth, Job, JobId, JobState, ListFilter, add};
+use crate::sql::Rows;
 use jiff::Timestamp;
 use sqlx::{QueryBuilder, Row};
 
@@ -158,8 +159,32 @@ pub(crate) async fn claim(conn: &mut Conn, request: &ClaimRequest, now: Timestam
     Ok(jobs)
 }
 
+/// Reads the jobs `rows` names (locked until commit on PostgreSQL), runs each through
+/// `change` (a step of `crate::transition`; `None` leaves the job as it is), writes back
+/// the changed ones in one statement and returns them.
+pub(crate) async fn rewrite(
+    conn: &mut Conn,
+    rows: Rows<'_>,
+    mut change: impl FnMut(Job) -> Result<Option<Job>> + Send,
+) -> Result<Vec<Job>> {
+    let jobs = match rows {
+        Rows::Ids(ids) => fetch(&mut *conn, ids, true).await?,
+        Rows::Lapsed { now, limit } => lapsed(&mut *conn, now, limit).await?,
+    };
+    let mut changed = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some(job) = change(job)? {
+            changed.push(job);
+        }
+    }
+    if !changed.is_empty() {
+        write_back(conn, &changed).await?;
+    }
+    Ok(changed)
+}
+
 /// These jobs (those that exist), locked until commit on PostgreSQL when `lock`.
-pub(crate) async fn fetch(conn: &mut Conn, ids: &[JobId], lock: bool) -> Result<Vec<Job>> {
+async fn fetch(conn: &mut Conn, ids: &[JobId], lock: bool) -> Result<Vec<Job>> {
     let mut sorted: Vec<&JobId> = ids.iter().collect();
     // One lock order for every writer, so two batches cannot deadlock on each other.
     sorted.sort();
@@ -184,7 +209,7 @@ pub(crate) async fn fetch(conn: &mut Conn, ids: &[JobId], lock: bool) -> Result<
 
 /// Up to `limit` running jobs whose lease lapsed before `now`, locked (PostgreSQL: skipping
 /// those another rescuer holds).
-pub(crate) async fn lapsed(conn: &mut Conn, now: Timestamp, limit: usize) -> Result<Vec<Job>> {
+async fn lapsed(conn: &mut Conn, now: Timestamp, limit: usize) -> Result<Vec<Job>> {
     let mut q = QueryBuilder::<Db>::new(format!(
         "SELECT {COLUMNS} FROM queue_jobs WHERE state = 'running' AND leased_until < "
     ));
@@ -196,7 +221,7 @@ pub(crate) async fn lapsed(conn: &mut Conn, now: Timestamp, limit: usize) -> Res
 
 /// Writes back what the state machine changed in these jobs (read, and on PostgreSQL
 /// locked, earlier in the same transaction), many in one statement.
-pub(crate) async fn write_back(conn: &mut Conn, jobs: &[Job]) -> Result<()> {
+async fn write_back(conn: &mut Conn, jobs: &[Job]) -> Result<()> {
     for chunk in jobs.chunks(CHUNK) {
         let mut q = QueryBuilder::<Db>::new(
             "UPDATE queue_jobs SET state = v.column2, attempt = v.column3, max_attempts = v.column4, \
