@@ -1,39 +1,85 @@
 //! The jobs questline runs for itself on the scheduler's durable lane (`questline_queue`, on
 //! the store's own database). Today: settlement.
 //!
-//! Settlement is a periodic sweep rather than a job per reward: a pending reward *is* the
-//! durable record of the work (it commits with its completion, in the batch's unit of work),
-//! and `rewards_to_settle` (a partial index on pending rewards by `hold_until`) finds what is
-//! due. Every tick enqueues one `reward.settle_due` job however many workers run; the job
-//! settles up to [`SETTLE_BATCH`] due rewards, each in a unit of work of its own that checks
-//! it is still pending, so a reward is settled once even if two sweeps overlap. Rewards the
-//! fulfilment webhook must grant (cash, vouchers) are left pending for it.
+//! Each granted reward gets a `reward.settle` job, enqueued in the batch's own unit of work
+//! (a completion and its settlement commit together or not at all) to run when the reward's
+//! hold ends ([`SettlementQueue`]). The job settles that one reward, in a unit of work of its
+//! own that checks it is still pending, so a reward is settled once however often its job
+//! runs. A sweep (`reward.settle_due`, one job per tick however many workers run) settles
+//! what has no job: rewards from before jobs existed, or whose job died.
+//!
+//! Cash and vouchers wait `pending` for the fulfilment webhook (not built yet): their job
+//! snoozes rather than spending attempts.
 
+use async_trait::async_trait;
+use jiff::Timestamp;
 use questline_core::id::TenantId;
-use questline_queue::{NewJob, Outcome, QueueConfig, SqlQueue, Worker, WorkerConfig};
+use questline_core::reward::Reward;
+use questline_queue::{Job, NewJob, Outcome, Policies, QueueConfig, RetryPolicy, SqlQueue, Worker, WorkerConfig};
 use questline_service::Service;
+use questline_service::wallet::{Settled, SettlementJobs};
+use questline_store::{StoreError, UnitOfWork};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The job kind that settles one reward; its payload is `{"reward_id": "…"}`.
+pub const SETTLE: &str = "reward.settle";
 /// The job kind of a settlement sweep.
 pub const SETTLE_DUE: &str = "reward.settle_due";
-/// How often due rewards are looked for: the most a reward waits after its hold.
-pub const SETTLE_EVERY: Duration = Duration::from_secs(1);
+/// How often the sweep looks for due rewards without a job.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Rewards one sweep settles at most; the next tick takes the rest.
-pub const SETTLE_BATCH: u32 = 500;
+pub const SWEEP_BATCH: u32 = 500;
+/// How long a reward waiting for its fulfilment endpoint sleeps between looks.
+const AWAIT_FULFILMENT: Duration = Duration::from_secs(60);
 
-/// The worker of this process's own jobs, on `service`'s database.
-pub async fn worker(service: Arc<Service>, database_url: &str) -> Result<Worker, questline_queue::QueueError> {
-    let queue = SqlQueue::open(service.store().clone(), QueueConfig::default()).await?.listening(database_url);
-    let sweeper = service.clone();
-    Ok(Worker::new(Arc::new(queue), WorkerConfig::default())
+/// The queue's settings for questline's own kinds: settlement retries a database error
+/// quickly, a few times, then the sweep is the safety net.
+pub fn queue_config() -> QueueConfig {
+    let settle = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
+    QueueConfig { policies: Policies::default().with(SETTLE, settle), ..QueueConfig::default() }
+}
+
+/// Enqueues a granted reward's settlement job in the batch's unit of work.
+pub struct SettlementQueue(pub Arc<SqlQueue>);
+
+#[async_trait]
+impl SettlementJobs for SettlementQueue {
+    async fn enqueue(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        rewards: &[Reward],
+        now: Timestamp,
+    ) -> questline_store::Result<()> {
+        let jobs = rewards
+            .iter()
+            .map(|r| {
+                NewJob::new(SETTLE, serde_json::json!({ "reward_id": r.id }))
+                    .tenant(tenant.as_str())
+                    .run_at(r.hold_until)
+                    .unique_key(format!("{SETTLE}:{}", r.id))
+            })
+            .collect();
+        self.0.enqueue_in(unit.connection(), jobs, now).await.map(drop).map_err(|e| match e {
+            questline_queue::QueueError::Store(e) => e,
+            other => StoreError::Corrupt(format!("enqueueing settlement jobs: {other}")),
+        })
+    }
+}
+
+/// The worker of this process's own jobs (`config`: how it runs, e.g. its concurrency).
+pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig) -> Worker {
+    let settler = service.clone();
+    Worker::new(queue, config)
+        .handle(SETTLE, move |job| settle_one(settler.clone(), job))
         .handle(SETTLE_DUE, move |_job| {
-            let service = sweeper.clone();
+            let service = service.clone();
             async move {
-                match service.settle_due(&TenantId::default_tenant(), SETTLE_BATCH).await {
+                match service.settle_due(&TenantId::default_tenant(), SWEEP_BATCH).await {
                     Ok(granted) => {
                         if granted > 0 {
-                            tracing::info!(granted, "rewards settled");
+                            tracing::info!(granted, "the sweep settled rewards that had no job");
                         }
                         Outcome::Done
                     }
@@ -41,5 +87,21 @@ pub async fn worker(service: Arc<Service>, database_url: &str) -> Result<Worker,
                 }
             }
         })
-        .every("settle-due", SETTLE_EVERY, |_tick| NewJob::new(SETTLE_DUE, serde_json::json!({})).max_attempts(3)))
+        .every("settle-due", SWEEP_EVERY, |_tick| NewJob::new(SETTLE_DUE, serde_json::json!({})).max_attempts(3))
+}
+
+async fn settle_one(service: Arc<Service>, job: Job) -> Outcome {
+    let Some(reward_id) = job.payload.get("reward_id").and_then(|v| v.as_str()) else {
+        return Outcome::discard("the payload names no reward_id");
+    };
+    let tenant = TenantId::new(&job.tenant_id);
+    match service.settle_reward(&tenant, reward_id).await {
+        Ok(Settled::Granted | Settled::AlreadyDone(_) | Settled::NotFound) => Outcome::Done,
+        Ok(Settled::NotDue(until)) => {
+            let wait = until.duration_since(Timestamp::now()).unsigned_abs();
+            Outcome::Snooze(wait.max(Duration::from_secs(1)))
+        }
+        Ok(Settled::AwaitsFulfilment) => Outcome::Snooze(AWAIT_FULFILMENT),
+        Err(e) => Outcome::retry(e.to_string()),
+    }
 }

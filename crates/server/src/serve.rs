@@ -44,8 +44,13 @@ pub enum StartError {
 /// metrics recorder: the caller sets `metrics` if it installed one.
 pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let store = questline_store::connect(&config.database_url).await?;
-    // The job queue's tables live in the same database, under migrations of its own.
-    questline_queue::sql::migrate(&*store).await?;
+    // The job queue's tables live in the same database, under migrations of its own (which
+    // opening the lane applies).
+    let jobs = Arc::new(
+        questline_queue::SqlQueue::open(store.clone(), crate::jobs::queue_config())
+            .await?
+            .listening(&config.database_url),
+    );
     // Lanes keyed by user keep each user's events in order. A lane prepares its batch (reads
     // and the engine's decision) on a snapshot, outside the write transaction, so lanes use
     // every core even on SQLite, whose one writer then only writes; PostgreSQL also writes
@@ -53,9 +58,10 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let lanes = if config.database_url.starts_with("postgres") { 4 } else { cores.clamp(2, 4) };
     let batches = BatchConfig { lanes, ..BatchConfig::default() };
-    let service = Arc::new(Service::new(store, batches, Arc::new(SystemClock)));
+    let settlement = Arc::new(crate::jobs::SettlementQueue(jobs.clone()));
+    let service = Arc::new(Service::with_settlement(store, batches, Arc::new(SystemClock), Some(settlement)));
     let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));
-    Ok(AppState { service, user_tokens, metrics: None })
+    Ok(AppState { service, user_tokens, metrics: None, jobs })
 }
 
 /// A server that is bound and ready to serve: what `questline serve` runs, and what the demo
@@ -85,7 +91,7 @@ impl Server {
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let service = state.service.clone();
-        let worker = crate::jobs::worker(service.clone(), &config.database_url).await?;
+        let worker = crate::jobs::worker(service.clone(), state.jobs.clone(), questline_queue::WorkerConfig::default());
         let app = crate::http::router(state);
         let shutdown = CancellationToken::new();
         Ok(Server { service, listener, app, addr, generated_admin_key, shutdown, metrics, worker })

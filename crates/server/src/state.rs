@@ -13,4 +13,7 @@ pub struct AppState {
     /// Renders `/metrics`; `None` when no recorder is installed (e.g. several servers in one
     /// test process).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The job queue's durable lane on the service's database: what `/v1/jobs` reads, what
+    /// ingest enqueues settlement jobs into, what the worker claims from.
+    pub jobs: Arc<questline_queue::SqlQueue>,
 }

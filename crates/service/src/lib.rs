@@ -41,14 +41,26 @@ pub struct Service {
     ingestor: Ingestor,
     keys: keys::KeyUse,
     clock: Arc<dyn Clock>,
+    jobs: Option<Arc<dyn wallet::SettlementJobs>>,
 }
 
 impl Service {
     /// Starts the ingest lanes (tasks on the current runtime); [`Service::shutdown`] drains them.
     pub fn new(store: Arc<dyn Store>, batches: BatchConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::with_settlement(store, batches, clock, None)
+    }
+
+    /// Like [`Service::new`]; every batch that grants rewards also enqueues their settlement
+    /// jobs through `jobs`, in its unit of work.
+    pub fn with_settlement(
+        store: Arc<dyn Store>,
+        batches: BatchConfig,
+        clock: Arc<dyn Clock>,
+        jobs: Option<Arc<dyn wallet::SettlementJobs>>,
+    ) -> Self {
         let missions = Arc::new(MissionIndex::new(store.clone()));
-        let ingestor = Ingestor::new(store.clone(), missions.clone(), batches);
-        Service { store, missions, ingestor, keys: keys::KeyUse::default(), clock }
+        let ingestor = Ingestor::new(store.clone(), missions.clone(), batches, jobs.clone());
+        Service { store, missions, ingestor, keys: keys::KeyUse::default(), clock, jobs }
     }
 
     /// Whether the database answers.
@@ -66,7 +78,8 @@ impl Service {
     /// source that forms its own batches (a broker partition's messages, a worker, a test).
     /// Returns after the commit; per event, whether it was new.
     pub async fn apply_batch(&self, tenant: &TenantId, events: &[Event]) -> Result<ingest::Applied> {
-        Ok(ingest::apply_batch(&*self.store, &self.missions, tenant, events, self.clock.now()).await?)
+        let jobs = self.jobs.as_deref();
+        Ok(ingest::apply_batch(&*self.store, &self.missions, jobs, tenant, events, self.clock.now()).await?)
     }
 
     /// The store, for what only configuration and tests need (migrations, benchmarks).

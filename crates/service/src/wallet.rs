@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use questline_core::id::{TenantId, UserId, storable};
 use questline_core::mission::compile::is_balance_name;
 use questline_core::pointer::{FieldError, ValidationErrors};
-use questline_core::reward::{RewardStatus, Settlement, settlement_of};
+use questline_core::reward::{Reward, RewardStatus, Settlement, settlement_of};
 use questline_core::wallet::{self, Balance, BalanceEntry, Entitlement};
 use questline_store::{Page, UnitOfWork};
 use rust_decimal::Decimal;
@@ -35,6 +35,21 @@ pub enum Settled {
     AlreadyDone(RewardStatus),
     /// No such reward.
     NotFound,
+}
+
+/// What a batch's unit of work also writes for the rewards it grants: their settlement
+/// jobs, so that a completion and its settlement commit together or not at all. The
+/// scheduler implements it (`server/src/jobs.rs`); without one, only the periodic sweep
+/// ([`Service::settle_due`]) settles.
+#[async_trait::async_trait]
+pub trait SettlementJobs: Send + Sync {
+    async fn enqueue(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        rewards: &[Reward],
+        now: Timestamp,
+    ) -> questline_store::Result<()>;
 }
 
 /// A balance entry to post (`POST /v1/users/{id}/balances/{currency}/entries`).

@@ -25,6 +25,7 @@
 //!    rewards and budgets, and commit. Only then do callers hear back.
 
 use crate::index::{MissionIndex, Snapshot};
+use crate::wallet::SettlementJobs;
 use jiff::Timestamp;
 use questline_core::batch::{
     self, BatchDecision, BatchInputs, BatchPlan, IgnoredReversal, InactiveProgress, Ledger, PairKey,
@@ -72,6 +73,7 @@ pub struct Applied {
 pub async fn apply_batch(
     store: &dyn Store,
     missions: &MissionIndex,
+    jobs: Option<&dyn SettlementJobs>,
     tenant: &TenantId,
     events: &[Event],
     now: Timestamp,
@@ -81,7 +83,7 @@ pub async fn apply_batch(
         // Prepared on a snapshot first; after losing races, under the users' locks, so that
         // a batch contended by another process still gets through.
         let locked = attempt >= LOCKED_FROM;
-        match apply_once(store, missions, tenant, events, now, locked).await {
+        match apply_once(store, missions, jobs, tenant, events, now, locked).await {
             Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                 tracing::debug!(attempt, error = %e, "batch conflicted; retrying");
                 metrics::counter!("questline_batch_retries_total").increment(1);
@@ -123,6 +125,7 @@ struct Prepared<'a> {
 async fn apply_once(
     store: &dyn Store,
     missions: &MissionIndex,
+    jobs: Option<&dyn SettlementJobs>,
     tenant: &TenantId,
     events: &[Event],
     now: Timestamp,
@@ -162,7 +165,7 @@ async fn apply_once(
     }
     let Prepared { mut applied, decision, mut progress, recorded, refused, ignored, .. } = prepared;
     if let Some(decision) = decision {
-        save(&mut *tx, tenant, decision, &mut progress, now, &mut applied).await?;
+        save(&mut *tx, jobs, tenant, decision, &mut progress, now, &mut applied).await?;
     }
     tx.commit().await?;
     metrics::counter!("questline_events_rejected_total").increment(refused as u64);
@@ -328,6 +331,7 @@ async fn user_ledger(tx: &mut dyn BatchReads, tenant: &TenantId, user: &UserId, 
 /// progress changed is written once, whatever number of missions changed.
 async fn save(
     tx: &mut dyn UnitOfWork,
+    jobs: Option<&dyn SettlementJobs>,
     tenant: &TenantId,
     mut decision: BatchDecision,
     progress: &mut HashMap<UserId, UserProgress>,
@@ -357,6 +361,9 @@ async fn save(
     let rewards: Vec<Reward> =
         outcome.taken.into_iter().map(|grant| grant.into_reward(uuid::Uuid::now_v7().to_string())).collect();
     tx.insert_rewards(tenant, &rewards).await?;
+    if let Some(jobs) = jobs {
+        jobs.enqueue(tx, tenant, &rewards, now).await?;
+    }
     applied.rewards_granted += rewards.len();
     for update in outcome.updates {
         let end_at = update.ends_mission.then(|| budget::ended_at(now));

@@ -18,6 +18,7 @@ mod apply;
 pub use apply::{Applied, Recorded, apply_batch};
 
 use super::index::MissionIndex;
+use crate::wallet::SettlementJobs;
 use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
 use questline_core::batch;
@@ -185,14 +186,25 @@ impl Service {
 
 impl Ingestor {
     /// Starts the lanes (tasks on the current runtime).
-    pub(crate) fn new(store: Arc<dyn Store>, missions: Arc<MissionIndex>, config: BatchConfig) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        missions: Arc<MissionIndex>,
+        config: BatchConfig,
+        jobs: Option<Arc<dyn SettlementJobs>>,
+    ) -> Self {
         let stopping = CancellationToken::new();
         let tasks = TaskTracker::new();
         let lanes = (0..config.lanes.max(1))
             .map(|_| {
                 // Bounded: a lane that falls behind pushes back on its callers.
                 let (tx, rx) = mpsc::channel(1024);
-                let lane = Lane { store: store.clone(), missions: missions.clone(), config, tasks: tasks.clone() };
+                let lane = Lane {
+                    store: store.clone(),
+                    missions: missions.clone(),
+                    jobs: jobs.clone(),
+                    config,
+                    tasks: tasks.clone(),
+                };
                 tasks.spawn(lane.run(rx, stopping.clone()));
                 tx
             })
@@ -265,6 +277,7 @@ fn lane_of(user: &str, lanes: usize) -> usize {
 struct Lane {
     store: Arc<dyn Store>,
     missions: Arc<MissionIndex>,
+    jobs: Option<Arc<dyn SettlementJobs>>,
     config: BatchConfig,
     tasks: TaskTracker,
 }
@@ -322,7 +335,10 @@ impl Lane {
         // Its own task, so that a bug that panics fails this batch (rolled back, answered
         // 500) rather than the lane and every batch after it.
         let (store, missions, tenant_owned) = (self.store.clone(), self.missions.clone(), tenant.clone());
-        let task = self.tasks.spawn(async move { apply_batch(&*store, &missions, &tenant_owned, &events, now).await });
+        let jobs = self.jobs.clone();
+        let task = self
+            .tasks
+            .spawn(async move { apply_batch(&*store, &missions, jobs.as_deref(), &tenant_owned, &events, now).await });
         let result = match task.await {
             Ok(Ok(applied)) => Ok(applied),
             Ok(Err(StoreError::Retryable(why))) => {
