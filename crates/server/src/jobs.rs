@@ -3,9 +3,9 @@
 //!
 //! Each granted reward gets a `reward.settle` job, enqueued in the batch's own unit of work
 //! (a completion and its settlement commit together or not at all) to run when the reward's
-//! hold ends ([`SettlementQueue`]). The job settles that one reward, in a unit of work of its
-//! own that checks it is still pending, so a reward is settled once however often its job
-//! runs. A sweep (`reward.settle_due`, one job per tick however many workers run) settles
+//! hold ends ([`SettlementQueue`]). The jobs of one claim (up to [`SETTLE_BATCH`]) are
+//! settled together in one unit of work that checks each reward is still pending, so a
+//! reward is settled once however often its job runs, and a commit serves many rewards. A sweep (`reward.settle_due`, one job per tick however many workers run) settles
 //! what has no job: rewards from before jobs existed, or whose job died.
 //!
 //! Cash and vouchers wait `pending` for the fulfilment webhook (not built yet): their job
@@ -19,6 +19,7 @@ use questline_queue::{Job, NewJob, Outcome, Policies, QueueConfig, RetryPolicy, 
 use questline_service::Service;
 use questline_service::wallet::{Settled, SettlementJobs};
 use questline_store::{StoreError, UnitOfWork};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub const SETTLE_DUE: &str = "reward.settle_due";
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Rewards one sweep settles at most; the next tick takes the rest.
 pub const SWEEP_BATCH: u32 = 500;
+/// Rewards settled together in one unit of work, from one claim.
+pub const SETTLE_BATCH: usize = 100;
 /// How long a reward waiting for its fulfilment endpoint sleeps between looks.
 const AWAIT_FULFILMENT: Duration = Duration::from_secs(60);
 
@@ -72,7 +75,7 @@ impl SettlementJobs for SettlementQueue {
 pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig) -> Worker {
     let settler = service.clone();
     Worker::new(queue, config)
-        .handle(SETTLE, move |job| settle_one(settler.clone(), job))
+        .handle_batch(SETTLE, SETTLE_BATCH, move |jobs| settle_many(settler.clone(), jobs))
         .handle(SETTLE_DUE, move |_job| {
             let service = service.clone();
             async move {
@@ -90,18 +93,43 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
         .every("settle-due", SWEEP_EVERY, |_tick| NewJob::new(SETTLE_DUE, serde_json::json!({})).max_attempts(3))
 }
 
-async fn settle_one(service: Arc<Service>, job: Job) -> Outcome {
-    let Some(reward_id) = job.payload.get("reward_id").and_then(|v| v.as_str()) else {
-        return Outcome::discard("the payload names no reward_id");
-    };
-    let tenant = TenantId::new(&job.tenant_id);
-    match service.settle_reward(&tenant, reward_id).await {
-        Ok(Settled::Granted | Settled::AlreadyDone(_) | Settled::NotFound) => Outcome::Done,
-        Ok(Settled::NotDue(until)) => {
+/// Settles a claim's rewards in one unit of work per tenant (one commit for many rewards,
+/// not one each); one outcome per job, in order.
+async fn settle_many(service: Arc<Service>, jobs: Vec<Job>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; jobs.len()];
+    let mut by_tenant: BTreeMap<&str, Vec<(usize, String)>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match job.payload.get("reward_id").and_then(|v| v.as_str()) {
+            Some(id) => by_tenant.entry(job.tenant_id.as_str()).or_default().push((i, id.to_owned())),
+            None => outcomes[i] = Some(Outcome::discard("the payload names no reward_id")),
+        }
+    }
+    for (tenant, items) in by_tenant {
+        let ids: Vec<String> = items.iter().map(|(_, id)| id.clone()).collect();
+        match service.settle_rewards(&TenantId::new(tenant), &ids).await {
+            Ok(settled) => {
+                for ((i, _), settled) in items.iter().zip(settled) {
+                    outcomes[*i] = Some(outcome_of(settled));
+                }
+            }
+            Err(e) => {
+                let error = e.to_string();
+                for (i, _) in &items {
+                    outcomes[*i] = Some(Outcome::retry(error.clone()));
+                }
+            }
+        }
+    }
+    outcomes.into_iter().map(|o| o.unwrap_or_else(|| Outcome::retry("not settled"))).collect()
+}
+
+fn outcome_of(settled: Settled) -> Outcome {
+    match settled {
+        Settled::Granted | Settled::AlreadyDone(_) | Settled::NotFound => Outcome::Done,
+        Settled::NotDue(until) => {
             let wait = until.duration_since(Timestamp::now()).unsigned_abs();
             Outcome::Snooze(wait.max(Duration::from_secs(1)))
         }
-        Ok(Settled::AwaitsFulfilment) => Outcome::Snooze(AWAIT_FULFILMENT),
-        Err(e) => Outcome::retry(e.to_string()),
+        Settled::AwaitsFulfilment => Outcome::Snooze(AWAIT_FULFILMENT),
     }
 }

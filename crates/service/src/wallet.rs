@@ -16,6 +16,7 @@ use questline_core::reward::{Reward, RewardStatus, Settlement, settlement_of};
 use questline_core::wallet::{self, Balance, BalanceEntry, Entitlement};
 use questline_store::{Page, UnitOfWork};
 use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap};
 
 /// Lost races retried before giving up (`Busy`).
 const ATTEMPTS: u32 = 5;
@@ -63,10 +64,18 @@ pub struct NewEntry {
 impl Service {
     /// Settles one reward, if it is pending and its hold is over.
     pub async fn settle_reward(&self, tenant: &TenantId, reward_id: &str) -> Result<Settled> {
+        let mut settled = self.settle_rewards(tenant, &[reward_id.to_owned()]).await?;
+        Ok(settled.pop().unwrap_or(Settled::NotFound))
+    }
+
+    /// Settles many rewards in one unit of work (one commit): what became of each, in the
+    /// order given. The rewards are locked in id order, then the balances they move in
+    /// (user, currency) order, so concurrent settlements never wait on each other in a cycle.
+    pub async fn settle_rewards(&self, tenant: &TenantId, reward_ids: &[String]) -> Result<Vec<Settled>> {
         let now = self.clock.now();
         retry(|| async {
             let mut unit = self.store.begin().await?;
-            let settled = settle_in(&mut *unit, tenant, reward_id, now).await?;
+            let settled = settle_in(&mut *unit, tenant, reward_ids, now).await?;
             unit.commit().await?;
             Ok(settled)
         })
@@ -83,13 +92,9 @@ impl Service {
             unit.commit().await?;
             due
         };
-        let mut granted = 0;
-        for reward in due {
-            if self.settle_reward(tenant, &reward.id).await? == Settled::Granted {
-                granted += 1;
-            }
-        }
-        Ok(granted)
+        let ids: Vec<String> = due.into_iter().map(|r| r.id).collect();
+        let settled = self.settle_rewards(tenant, &ids).await?;
+        Ok(settled.iter().filter(|s| **s == Settled::Granted).count())
     }
 
     pub async fn balances(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Balance>> {
@@ -167,61 +172,96 @@ impl Service {
     }
 }
 
-async fn settle_in(unit: &mut dyn UnitOfWork, tenant: &TenantId, reward_id: &str, now: Timestamp) -> Result<Settled> {
-    let Some(mut reward) = unit.lock_reward(tenant, reward_id).await? else { return Ok(Settled::NotFound) };
-    if reward.status != RewardStatus::Pending {
-        return Ok(Settled::AlreadyDone(reward.status));
+async fn settle_in(
+    unit: &mut dyn UnitOfWork,
+    tenant: &TenantId,
+    reward_ids: &[String],
+    now: Timestamp,
+) -> Result<Vec<Settled>> {
+    let locked = unit.lock_rewards(tenant, reward_ids).await?;
+    let mut outcome: HashMap<String, Settled> = HashMap::with_capacity(locked.len());
+    let mut due = Vec::with_capacity(locked.len());
+    for reward in locked {
+        let settled = if reward.status != RewardStatus::Pending {
+            Some(Settled::AlreadyDone(reward.status))
+        } else if reward.hold_until > now {
+            Some(Settled::NotDue(reward.hold_until))
+        } else {
+            None
+        };
+        match settled {
+            Some(s) => {
+                outcome.insert(reward.id.clone(), s);
+            }
+            None => due.push(reward),
+        }
     }
-    if reward.hold_until > now {
-        return Ok(Settled::NotDue(reward.hold_until));
+    // Every balance these rewards move, locked in one order after the rewards.
+    let mut balances: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+    for reward in &due {
+        if let Settlement::Balance { currency, .. } = settlement_of(reward) {
+            balances.insert((reward.user_id.clone(), currency), Decimal::ZERO);
+        }
     }
-    let user = UserId::new(&reward.user_id);
-    match settlement_of(&reward) {
-        Settlement::Fulfilment => return Ok(Settled::AwaitsFulfilment),
-        Settlement::Balance { currency, amount } => {
-            let balance = unit.lock_balance(tenant, &user, &currency, now).await?;
-            match wallet::apply(balance, amount) {
-                Ok(Some(after)) => {
-                    let entry = BalanceEntry {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        user_id: reward.user_id.clone(),
-                        currency,
-                        amount,
-                        balance_after: after,
-                        reason: format!("reward for mission {}", reward.mission_id),
-                        reward_id: Some(reward.id.clone()),
-                        idempotency_key: None,
-                        created_at: now,
-                    };
-                    unit.insert_entry(tenant, &entry).await?;
-                    reward.status = RewardStatus::Granted;
-                }
-                // A reward amount is positive, so only overflow refuses it: visibly.
-                Ok(None) | Err(_) => {
-                    reward.status = RewardStatus::Failed;
-                    reward.failure = Some(format!("the {currency} balance cannot hold {amount} more"));
+    for ((user, currency), balance) in &mut balances {
+        *balance = unit.lock_balance(tenant, &UserId::new(user), currency, now).await?;
+    }
+    for mut reward in due {
+        let user = UserId::new(&reward.user_id);
+        match settlement_of(&reward) {
+            Settlement::Fulfilment => {
+                outcome.insert(reward.id.clone(), Settled::AwaitsFulfilment);
+                continue;
+            }
+            Settlement::Balance { currency, amount } => {
+                let balance = balances.get_mut(&(reward.user_id.clone(), currency.clone())).expect("locked above");
+                match wallet::apply(*balance, amount) {
+                    Ok(Some(after)) => {
+                        let entry = BalanceEntry {
+                            id: uuid::Uuid::now_v7().to_string(),
+                            user_id: reward.user_id.clone(),
+                            currency,
+                            amount,
+                            balance_after: after,
+                            reason: format!("reward for mission {}", reward.mission_id),
+                            reward_id: Some(reward.id.clone()),
+                            idempotency_key: None,
+                            created_at: now,
+                        };
+                        unit.insert_entry(tenant, &entry).await?;
+                        *balance = after;
+                        reward.status = RewardStatus::Granted;
+                    }
+                    // A reward amount is positive, so only overflow refuses it: visibly.
+                    Ok(None) | Err(_) => {
+                        reward.status = RewardStatus::Failed;
+                        reward.failure = Some(format!("the {currency} balance cannot hold {amount} more"));
+                    }
                 }
             }
+            Settlement::Entitlement { code } => {
+                let entitlement = Entitlement {
+                    code,
+                    kind: reward.kind,
+                    mission_id: Some(reward.mission_id.clone()),
+                    reward_id: Some(reward.id.clone()),
+                    granted_at: now,
+                };
+                // Already held (another mission granted the same code): the reward is granted
+                // all the same, and the first grant stays.
+                unit.insert_entitlement(tenant, &user, &entitlement).await?;
+                reward.status = RewardStatus::Granted;
+            }
         }
-        Settlement::Entitlement { code } => {
-            let entitlement = Entitlement {
-                code,
-                kind: reward.kind,
-                mission_id: Some(reward.mission_id.clone()),
-                reward_id: Some(reward.id.clone()),
-                granted_at: now,
-            };
-            // Already held (another mission granted the same code): the reward is granted all
-            // the same, and the first grant stays.
-            unit.insert_entitlement(tenant, &user, &entitlement).await?;
-            reward.status = RewardStatus::Granted;
-        }
+        reward.attempts += 1;
+        reward.settled_at = Some(now);
+        reward.updated_at = now;
+        unit.save_settlement(tenant, &reward).await?;
+        let settled =
+            if reward.status == RewardStatus::Granted { Settled::Granted } else { Settled::AlreadyDone(reward.status) };
+        outcome.insert(reward.id, settled);
     }
-    reward.attempts += 1;
-    reward.settled_at = Some(now);
-    reward.updated_at = now;
-    unit.save_settlement(tenant, &reward).await?;
-    Ok(if reward.status == RewardStatus::Granted { Settled::Granted } else { Settled::AlreadyDone(reward.status) })
+    Ok(reward_ids.iter().map(|id| outcome.get(id).cloned().unwrap_or(Settled::NotFound)).collect())
 }
 
 fn check_currency(currency: &str) -> Result<()> {

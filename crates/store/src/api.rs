@@ -344,6 +344,9 @@ pub trait WalletReads: Send + Sync {
 pub trait WalletTx: Send {
     /// A reward, locked until the unit ends (PostgreSQL: `FOR UPDATE`), to settle it.
     async fn lock_reward(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Reward>>;
+    /// These rewards (those that exist), locked in id order, the one order every unit locks
+    /// rewards in to settle them; returned in id order.
+    async fn lock_rewards(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>>;
     /// Writes a reward's settled state: its status, attempts, `settled_at`, `failure`, `updated_at`.
     async fn save_settlement(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()>;
     /// Pending rewards whose hold ended by `now`, soonest first.

@@ -300,3 +300,31 @@ async fn a_balance_never_goes_below_zero_and_an_idempotency_key_writes_once() {
     assert_eq!(rest.items, vec![credit]);
     assert_eq!(rest.next_after, None);
 }
+
+#[tokio::test]
+async fn rewards_settled_together_move_one_balance_in_turn() {
+    use questline_service::wallet::Settled;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, _clock) = service(&dir, "2026-11-22T10:00:00Z").await;
+    let tenant = TenantId::default_tenant();
+    for (id, target) in [("read-1", 1), ("read-2", 2)] {
+        let points = json!({"kind": "points", "amount": 7.5, "currency": "gems"});
+        service.create_mission(&tenant, reward_mission(id, target, points)).await.unwrap();
+    }
+    let now = ts("2026-11-22T10:00:00Z");
+    let reads: Vec<Event> =
+        (1..=2).map(|i| event_at(read(&format!("r{i}"), "u1", "2026-11-22T09:00:00Z"), now)).collect();
+    service.apply_batch(&tenant, &reads).await.unwrap();
+    let mut ids: Vec<String> =
+        service.user_rewards(&tenant, &UserId::new("u1")).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 2);
+    ids.push("missing".into());
+    ids.push(ids[0].clone());
+    let settled = service.settle_rewards(&tenant, &ids).await.unwrap();
+    assert_eq!(settled, [Settled::Granted, Settled::Granted, Settled::NotFound, Settled::Granted]);
+    let balances = service.balances(&tenant, &UserId::new("u1")).await.unwrap();
+    assert_eq!(balances[0].balance.to_string(), "15");
+    let entries = service.balance_entries(&tenant, &UserId::new("u1"), "gems", None, 10).await.unwrap();
+    let after: Vec<String> = entries.items.iter().map(|e| e.balance_after.to_string()).collect();
+    assert_eq!(after, ["15", "7.5"], "each entry applies to the balance the one before left");
+}

@@ -197,6 +197,10 @@ impl WalletTx for Unit {
         wallet::lock_reward(&mut self.tx, tenant, id).await
     }
 
+    async fn lock_rewards(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>> {
+        wallet::lock_rewards(&mut self.tx, tenant, ids).await
+    }
+
     async fn save_settlement(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
         wallet::settle_reward(&mut self.tx, tenant, reward).await
     }

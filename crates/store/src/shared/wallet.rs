@@ -1,6 +1,6 @@
 //! Settlement's rows: a reward's settled state, balances with their entries, entitlements.
 
-use super::{Conn, Db, LOCK_ROWS, sql};
+use super::{Conn, Db, LIST_CHUNK, LOCK_ROWS, sql};
 use crate::rows::{REWARD_COLUMNS, RewardRow, corrupt, ts_text};
 use crate::{Page, Result};
 use jiff::Timestamp;
@@ -23,6 +23,29 @@ pub(super) async fn lock_reward(conn: &mut Conn, tenant: &TenantId, id: &str) ->
     .fetch_optional(conn)
     .await?;
     row.map(RewardRow::into_reward).transpose()
+}
+
+pub(super) async fn lock_rewards(conn: &mut Conn, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>> {
+    let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut rewards = Vec::with_capacity(sorted.len());
+    // Chunks in id order keep the lock order across chunks too.
+    for chunk in sorted.chunks(LIST_CHUNK) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("SELECT {REWARD_COLUMNS} FROM rewards WHERE tenant_id = "));
+        qb.push_bind(tenant.as_str()).push(" AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        qb.push(") ORDER BY id").push(LOCK_ROWS);
+        let rows: Vec<RewardRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        for row in rows {
+            rewards.push(row.into_reward()?);
+        }
+    }
+    Ok(rewards)
 }
 
 pub(super) async fn settle_reward(conn: &mut Conn, tenant: &TenantId, reward: &Reward) -> Result<()> {

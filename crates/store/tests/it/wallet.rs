@@ -111,6 +111,9 @@ pub async fn due_rewards_are_the_pending_ones_past_their_hold(db: &TestDb) {
     assert_eq!(due, ["now"], "granted ones are not due, and the limit holds");
     assert_eq!(unit.lock_reward(&T, "soon").await.unwrap(), Some(granted));
     assert_eq!(unit.lock_reward(&T, "none").await.unwrap(), None);
+    let ids = ["soon", "none", "late", "soon"].map(String::from);
+    let locked: Vec<String> = unit.lock_rewards(&T, &ids).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(locked, ["late", "soon"], "those that exist, once each, in id order");
     drop(unit);
     store.close().await;
 }
