@@ -13,6 +13,11 @@ use std::path::Path;
 /// The shortest admin key and JWT secret accepted: shorter ones are guessable.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// Jobs a worker runs at once unless `worker_concurrency` says otherwise.
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 16;
+/// The most jobs one worker may run at once.
+pub const MAX_WORKER_CONCURRENCY: usize = 1024;
+
 /// A key the file sets that is not one of these fails the start, naming it: a misspelt key
 /// (`listn`) or a section of another program's (`[server]`) would otherwise leave the
 /// default in force in silence.
@@ -31,6 +36,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `text` (default) or `json` logs, on standard error (`QUESTLINE_LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// Jobs the job worker runs at once, 1 to 1024 (`QUESTLINE_WORKER_CONCURRENCY`).
+    pub worker_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -50,6 +57,7 @@ impl Default for Config {
             jwt_secret: None,
             redis_url: None,
             log_format: LogFormat::Text,
+            worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
         }
     }
 }
@@ -95,7 +103,12 @@ impl Config {
             })
             .collect();
         for (key, value) in env {
-            figment = figment.merge(Serialized::default(&key, value));
+            // A number's text is read as a number; other values stay text (a secret of
+            // digits is still a string). Text that is no number fails the extraction below.
+            match value.trim().parse::<i64>() {
+                Ok(n) if NUMBER_KEYS.contains(&key.as_str()) => figment = figment.merge(Serialized::default(&key, n)),
+                _ => figment = figment.merge(Serialized::default(&key, value)),
+            }
         }
         figment = figment.merge(Serialized::defaults(overrides));
 
@@ -147,12 +160,21 @@ impl Config {
         if self.redis_url.as_ref().is_some_and(|url| !redis_ok(url)) {
             return bad("redis_url", "expected redis://… or rediss://…");
         }
+        if !(1..=MAX_WORKER_CONCURRENCY).contains(&self.worker_concurrency) {
+            return bad("worker_concurrency", WORKER_CONCURRENCY_RANGE);
+        }
         Ok(())
     }
 }
 
 /// The keys a `QUESTLINE_*` variable may set.
-const KEYS: &[&str] = &["listen", "database_url", "admin_key", "jwt_secret", "redis_url", "log_format"];
+const KEYS: &[&str] =
+    &["listen", "database_url", "admin_key", "jwt_secret", "redis_url", "log_format", "worker_concurrency"];
+
+/// The keys whose value is a number.
+const NUMBER_KEYS: &[&str] = &["worker_concurrency"];
+
+const WORKER_CONCURRENCY_RANGE: &str = "must be an integer from 1 to 1024";
 
 /// Figment's error, phrased around the key (never echoing a secret's value), with the file
 /// it came from when it came from one.
@@ -160,6 +182,8 @@ fn describe(e: figment::Error) -> String {
     let key = e.path.join(".");
     let key = if key.is_empty() { "config".to_owned() } else { key };
     let what = match &e.kind {
+        // Whatever serde's words for it (a string, a negative number, too large), one rule.
+        _ if key == "worker_concurrency" => format!("{key}: {WORKER_CONCURRENCY_RANGE}"),
         figment::error::Kind::InvalidType(_, expected) => format!("{key}: expected {expected}"),
         figment::error::Kind::InvalidValue(_, expected) => format!("{key}: invalid value, expected {expected}"),
         figment::error::Kind::UnknownVariant(got, expected) => {
@@ -227,6 +251,29 @@ mod tests {
         assert!(load(&[("QUESTLINE_JWT_SECRET", "short")]).contains("jwt_secret"));
         assert!(load(&[("QUESTLINE_LOG_FORMAT", "xml")]).contains("log_format"));
         assert!(load(&[("QUESTLINE_DATABASE_URL", "mysql://x")]).contains("database_url"));
+        for bad in ["0", "1025", "-1", "sixteen", "1.5", "99999999999999999999"] {
+            let err = load(&[("QUESTLINE_WORKER_CONCURRENCY", bad)]);
+            assert_eq!(err, "invalid configuration: worker_concurrency: must be an integer from 1 to 1024", "{bad}");
+        }
+    }
+
+    #[test]
+    fn worker_concurrency_comes_from_the_environment_or_the_file() {
+        let concurrency =
+            |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default()).unwrap().worker_concurrency;
+        assert_eq!(concurrency(&[]), DEFAULT_WORKER_CONCURRENCY);
+        assert_eq!(concurrency(&[("QUESTLINE_WORKER_CONCURRENCY", "1")]), 1);
+        assert_eq!(concurrency(&[("QUESTLINE_WORKER_CONCURRENCY", " 1024 ")]), 1024);
+        // a secret of digits stays a string
+        let digits = Config::load(None, env(&[("QUESTLINE_ADMIN_KEY", "12345678901234567890")]), &Overrides::default());
+        assert_eq!(digits.unwrap().admin_key.as_deref(), Some("12345678901234567890"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("questline.toml");
+        std::fs::write(&file, "worker_concurrency = 4\n").unwrap();
+        assert_eq!(Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap().worker_concurrency, 4);
+        std::fs::write(&file, "worker_concurrency = \"4\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("worker_concurrency: must be an integer from 1 to 1024"), "{err}");
     }
 
     #[test]
@@ -245,7 +292,8 @@ mod tests {
         }
         // every known key is accepted
         let known = "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://f.db\"\nadmin_key = \"ql_0123456789abcdef\"\n\
-                     jwt_secret = \"0123456789abcdef\"\nredis_url = \"redis://r\"\nlog_format = \"json\"\n";
+                     jwt_secret = \"0123456789abcdef\"\nredis_url = \"redis://r\"\nlog_format = \"json\"\n\
+                     worker_concurrency = 8\n";
         std::fs::write(&file, known).unwrap();
         Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
     }

@@ -43,6 +43,7 @@ problem_types! {
     NOT_FOUND = ("not-found", NOT_FOUND, "Not found");
     MISSION_NOT_FOUND = ("mission-not-found", NOT_FOUND, "No such mission");
     KEY_NOT_FOUND = ("key-not-found", NOT_FOUND, "No such API key");
+    JOB_NOT_FOUND = ("job-not-found", NOT_FOUND, "No such job");
     METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed");
     MISSION_ID_TAKEN = ("mission-id-taken", CONFLICT, "Mission id taken");
     RULES_IMMUTABLE = ("rules-immutable", CONFLICT, "Rules are immutable");
@@ -51,6 +52,9 @@ problem_types! {
     NOT_A_DRAFT = ("not-a-draft", CONFLICT, "Not a draft");
     LAST_ADMIN_KEY = ("last-admin-key", CONFLICT, "Last admin key");
     INSUFFICIENT_BALANCE = ("insufficient-balance", CONFLICT, "Insufficient balance");
+    JOB_NOT_RETRYABLE = ("job-not-retryable", CONFLICT, "Job cannot be retried");
+    JOB_NOT_CANCELLABLE = ("job-not-cancellable", CONFLICT, "Job cannot be cancelled");
+    JOB_UNIQUE_KEY_TAKEN = ("job-unique-key-taken", CONFLICT, "Job's unique key taken");
     PAYLOAD_TOO_LARGE = ("payload-too-large", PAYLOAD_TOO_LARGE, "Payload too large");
     URI_TOO_LONG = ("uri-too-long", URI_TOO_LONG, "URI too long");
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type");

@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use questline_server::config::{Config, LogFormat, Overrides};
+use questline_server::serve::Role;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,7 +23,8 @@ Environment (each overrides the --config file; a flag overrides its variable):
   QUESTLINE_LOG_FORMAT    text or json (--log-format)
   QUESTLINE_ADMIN_KEY     a secret made an admin API key at start-up
   QUESTLINE_JWT_SECRET    HS256 secret of the users' tokens on /v1/me/…
-  QUESTLINE_REDIS_URL     redis://… or rediss://…";
+  QUESTLINE_REDIS_URL     redis://… or rediss://…
+  QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -32,6 +34,26 @@ enum Command {
         /// HTTP listen address [default: 127.0.0.1:8080] [env: QUESTLINE_LISTEN]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run the HTTP API only, without the job worker (run `questline worker` beside it, on the
+    /// same database, for settlement and other jobs).
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Api {
+        /// HTTP listen address [default: 127.0.0.1:8080] [env: QUESTLINE_LISTEN]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Run the job worker only (settlement and other jobs), with no HTTP listener.
+    #[command(after_help = ENVIRONMENT_HELP)]
+    Worker {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
@@ -108,8 +130,12 @@ impl CommonArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match &cli.command {
-        Command::Serve { listen, database, common } => common.load(listen.clone(), database.database_url.clone()),
-        Command::Migrate { database, common } => common.load(None, database.database_url.clone()),
+        Command::Serve { listen, database, common } | Command::Api { listen, database, common } => {
+            common.load(listen.clone(), database.database_url.clone())
+        }
+        Command::Worker { database, common } | Command::Migrate { database, common } => {
+            common.load(None, database.database_url.clone())
+        }
         Command::Demo { listen, common, .. } => common.load(listen.clone(), None),
     };
     let config = match config {
@@ -135,9 +161,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { .. } => {
-                questline_server::serve::run(config, install_metrics()).await.map_err(|e| e.to_string())
-            }
+            Command::Serve { .. } => run(config, Role::Serve, install_metrics()).await,
+            Command::Api { .. } => run(config, Role::Api, install_metrics()).await,
+            // No HTTP listener, so no `/metrics` to read a recorder from.
+            Command::Worker { .. } => run(config, Role::Worker, None).await,
             Command::Migrate { .. } => questline_server::serve::migrate(&config).await.map_err(|e| e.to_string()),
             Command::Demo { exit, .. } => questline_server::demo::run(config, exit, install_metrics()).await,
         }
@@ -150,6 +177,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run(
+    config: Config,
+    role: Role,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Result<(), String> {
+    questline_server::serve::run(config, role, metrics).await.map_err(|e| e.to_string())
 }
 
 /// Logs go to standard error (standard output is for machine-readable lines), filtered by

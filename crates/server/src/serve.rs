@@ -1,14 +1,20 @@
-//! `questline serve`: build the state, make sure the server is not open, listen, and shut
-//! down gracefully on SIGTERM or SIGINT.
+//! The roles (API.md, "Running"): `questline serve` (the HTTP API and the job worker in one
+//! process), `questline api` (the HTTP API only: many behind a load balancer) and
+//! `questline worker` (the job worker only, no HTTP listener). Each builds the state, makes
+//! sure the server is not open (the roles with an API), runs, and shuts down gracefully on
+//! SIGTERM or SIGINT: requests in flight are answered, the ingest lanes drain, running jobs
+//! finish (or are released, past the worker's grace) before the process exits.
 //!
 //! Standard output carries only machine-readable lines (logs go to standard error):
 //! `admin key (shown once): ql_…` when a key was generated, then
-//! `questline listening on http://ADDR` once the socket is bound.
+//! `questline listening on http://ADDR` once the socket is bound; a worker prints
+//! `questline worker running` once it runs.
 
 use crate::auth::UserTokens;
 use crate::config::Config;
 use crate::state::AppState;
 use metrics_exporter_prometheus::PrometheusHandle;
+use questline_queue::{Worker, WorkerConfig};
 use questline_service::ingest::BatchConfig;
 use questline_service::{Service, ServiceError, SystemClock};
 use questline_store::StoreError;
@@ -24,6 +30,35 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the Prometheus recorder drains its histograms.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
+/// What a worker process prints (and logs) once it runs.
+pub const WORKER_RUNNING: &str = "questline worker running";
+
+/// Which parts of questline a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `questline serve`: the HTTP API and the job worker.
+    Serve,
+    /// `questline api`: the HTTP API only; jobs it enqueues wait for a worker.
+    Api,
+    /// `questline worker`: the job worker only.
+    Worker,
+}
+
+impl Role {
+    pub fn serves_http(self) -> bool {
+        matches!(self, Role::Serve | Role::Api)
+    }
+
+    pub fn runs_jobs(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+}
+
+/// The worker's settings from the configuration.
+pub fn worker_config(config: &Config) -> WorkerConfig {
+    WorkerConfig { concurrency: config.worker_concurrency, ..WorkerConfig::default() }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("could not open the database: {0}")]
@@ -38,6 +73,8 @@ pub enum StartError {
     Signal(std::io::Error),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("the job worker failed: {0}")]
+    Worker(questline_queue::QueueError),
 }
 
 /// Opens the store (applying migrations) and builds everything a handler can reach. No
@@ -75,14 +112,20 @@ pub struct Server {
     generated_admin_key: Option<String>,
     shutdown: CancellationToken,
     metrics: Option<PrometheusHandle>,
-    /// questline's own jobs (settlement), run beside the API in this process.
-    worker: questline_queue::Worker,
+    /// questline's own jobs (settlement), run beside the API in this process; `None` for
+    /// `questline api`.
+    worker: Option<Worker>,
 }
 
 impl Server {
     /// Opens the store, makes sure the tenant has an admin key ([`Authenticator::bootstrap`])
-    /// and binds `config.listen`.
+    /// and binds `config.listen`: the server of `questline serve`, with its job worker.
     pub async fn bind(config: &Config, metrics: Option<PrometheusHandle>) -> Result<Server, StartError> {
+        Self::bind_as(config, Role::Serve, metrics).await
+    }
+
+    /// [`Server::bind`], with the job worker only if `role` runs jobs.
+    pub async fn bind_as(config: &Config, role: Role, metrics: Option<PrometheusHandle>) -> Result<Server, StartError> {
         let mut state = build_state(config).await?;
         state.metrics = metrics.clone();
         let generated_admin_key = state.service.bootstrap(config.admin_key.as_deref()).await?;
@@ -91,7 +134,8 @@ impl Server {
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let service = state.service.clone();
-        let worker = crate::jobs::worker(service.clone(), state.jobs.clone(), questline_queue::WorkerConfig::default());
+        let worker =
+            role.runs_jobs().then(|| crate::jobs::worker(service.clone(), state.jobs.clone(), worker_config(config)));
         let app = crate::http::router(state);
         let shutdown = CancellationToken::new();
         Ok(Server { service, listener, app, addr, generated_admin_key, shutdown, metrics, worker })
@@ -123,12 +167,14 @@ impl Server {
         // Stopped after the lanes have drained (below), so a batch's rewards are never left
         // behind by a sweep that stopped first; whatever is still due waits for the next start.
         let stop_jobs = CancellationToken::new();
-        let jobs_stop = stop_jobs.clone();
-        upkeep.spawn(async move {
-            if let Err(e) = worker.run(jobs_stop).await {
-                tracing::error!(error = %e, "the job worker stopped");
-            }
-        });
+        if let Some(worker) = worker {
+            let jobs_stop = stop_jobs.clone();
+            upkeep.spawn(async move {
+                if let Err(e) = worker.run(jobs_stop).await {
+                    tracing::error!(error = %e, "the job worker stopped");
+                }
+            });
+        }
         upkeep.close();
         tracing::info!(%addr, "listening");
         let server = axum::serve(crate::http::wire::ProblemListener(listener), app)
@@ -151,9 +197,12 @@ impl Server {
     }
 }
 
-/// `questline serve`: runs the server until SIGTERM or SIGINT.
-pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<(), StartError> {
-    let server = Server::bind(&config, metrics).await?;
+/// `questline serve`, `api` or `worker`: runs `role` until SIGTERM or SIGINT.
+pub async fn run(config: Config, role: Role, metrics: Option<PrometheusHandle>) -> Result<(), StartError> {
+    if !role.serves_http() {
+        return run_worker(&config).await;
+    }
+    let server = Server::bind_as(&config, role, metrics).await?;
     if let Some(secret) = server.generated_admin_key() {
         tracing::warn!("no admin key was configured; generated one (printed once on standard output)");
         stdout_line(&format!("admin key (shown once): {secret}"));
@@ -163,6 +212,26 @@ pub async fn run(config: Config, metrics: Option<PrometheusHandle>) -> Result<()
     on_signal(server.shutdown_token()).map_err(StartError::Signal)?;
     stdout_line(&format!("questline listening on http://{}", server.local_addr()));
     server.serve().await
+}
+
+/// `questline worker`: the job worker on the configured database, with no HTTP listener,
+/// until SIGTERM or SIGINT; then running jobs finish, or are released for another worker
+/// once the worker's grace is out. No admin key is made: nothing here takes requests.
+async fn run_worker(config: &Config) -> Result<(), StartError> {
+    let state = build_state(config).await?;
+    let service = state.service.clone();
+    let worker = crate::jobs::worker(service.clone(), state.jobs.clone(), worker_config(config));
+    let shutdown = CancellationToken::new();
+    on_signal(shutdown.clone()).map_err(StartError::Signal)?;
+    tracing::info!(concurrency = config.worker_concurrency, "{WORKER_RUNNING}");
+    stdout_line(WORKER_RUNNING);
+    let result = worker.run(shutdown).await;
+    // Nothing feeds the lanes in this role; drained for form's sake (and for what a job may
+    // one day ingest).
+    service.shutdown().await;
+    result.map_err(StartError::Worker)?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// Applies the migrations (the store's, which opening it does, and the job queue's) and

@@ -20,7 +20,7 @@
 pub mod postgres;
 pub mod server;
 
-pub use server::{ADMIN_KEY, DEADLINE, Database, ServerOptions, TestServer, expect_problem, send};
+pub use server::{ADMIN_KEY, DEADLINE, Database, Role, ServerOptions, TestServer, expect_problem, send};
 
 /// The storage backends a server can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,10 @@
 //! process on the same database. [`ServerOptions::database_url`] starts it on a database
 //! the test manages itself, e.g. one that several servers share.
 //!
+//! [`ServerOptions::role`] picks the subcommand: `serve` (the default), `api` (no job
+//! worker) or `worker` (no HTTP listener: such a server has no `base_url` to speak to, and is
+//! ready once it prints that it runs).
+//!
 //! The caller names the binary (`TestServer::start(env!("CARGO_BIN_EXE_questline"), …)`):
 //! Cargo tells only the server crate's own tests where it is.
 
@@ -31,7 +35,30 @@ pub const ADMIN_KEY: &str = "ql_test-admin-key-0123456789abcdef";
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 const LISTENING: &str = "questline listening on http://";
+const WORKER_RUNNING: &str = "questline worker running";
 const ADMIN_KEY_LINE: &str = "admin key (shown once): ";
+
+/// Which role the process runs: the `questline` subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// `questline serve`: the HTTP API and the job worker.
+    #[default]
+    Serve,
+    /// `questline api`: the HTTP API only.
+    Api,
+    /// `questline worker`: the job worker only, no HTTP listener.
+    Worker,
+}
+
+impl Role {
+    fn subcommand(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
 
 /// The database a server runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +77,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// `--database-url`.
     pub database: Database,
+    /// The subcommand (default `serve`).
+    pub role: Role,
 }
 
 impl Default for ServerOptions {
@@ -62,7 +91,12 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// [`ADMIN_KEY`] configured, on a fresh database of `backend`.
     pub fn on(backend: Backend) -> Self {
-        Self { admin_key: Some(ADMIN_KEY.to_owned()), env: Vec::new(), database: Database::Fresh(backend) }
+        Self {
+            admin_key: Some(ADMIN_KEY.to_owned()),
+            env: Vec::new(),
+            database: Database::Fresh(backend),
+            role: Role::Serve,
+        }
     }
 
     /// No admin key configured: the server generates one and prints it.
@@ -76,6 +110,12 @@ impl ServerOptions {
         self
     }
 
+    /// Runs `role` (`questline api`, `questline worker`) instead of `questline serve`.
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
     /// Runs on this database (`sqlite://…` or `postgres://…`) instead of a fresh one.
     pub fn database_url(mut self, url: &str) -> Self {
         self.database = Database::Url(url.to_owned());
@@ -84,7 +124,7 @@ impl ServerOptions {
 }
 
 pub struct TestServer {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`; empty for a worker, which listens nowhere.
     pub base_url: String,
     /// The key [`TestServer::get`] and friends authenticate with: the configured admin key,
     /// or the one the server printed (or the one printed before the last restart).
@@ -143,12 +183,18 @@ impl TestServer {
         self.dir.path().join("server.log")
     }
 
-    /// Starts the binary and waits (with a deadline) for its listening line.
+    /// Starts the binary and waits (with a deadline) for its listening line (a worker's:
+    /// that it runs).
     async fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let mut command = Command::new(&self.binary);
+        let role = self.options.role;
+        command.arg(role.subcommand());
+        if role != Role::Worker {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url])
+            .args(["--database-url", &self.database_url])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -185,6 +231,9 @@ impl TestServer {
                 if let Some(addr) = line.strip_prefix(LISTENING) {
                     return Some(addr.to_owned());
                 }
+                if role == Role::Worker && line == WORKER_RUNNING {
+                    return Some(String::new());
+                }
                 startup.push(line);
             }
             None // stdout closed: the process exited
@@ -195,7 +244,7 @@ impl TestServer {
             Ok(None) => panic!("questline exited before listening; its log:\n{}", self.logs()),
             Err(_) => panic!("questline did not listen within {DEADLINE:?}; its log:\n{}", self.logs()),
         };
-        self.base_url = format!("http://{addr}");
+        self.base_url = if addr.is_empty() { String::new() } else { format!("http://{addr}") };
         if let Some(key) = startup.iter().find_map(|l| l.strip_prefix(ADMIN_KEY_LINE)) {
             self.admin_key = Some(key.to_owned());
         }

@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod extract;
+pub mod jobs;
 pub mod keys;
 pub mod missions;
 pub mod openapi;

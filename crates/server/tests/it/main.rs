@@ -27,6 +27,7 @@ mod demo;
 mod durability;
 mod events;
 mod fixtures;
+mod jobs;
 mod keys;
 mod missions;
 mod multiprocess;
@@ -87,6 +88,12 @@ e2e! {
         user_tokens_not_valid_yet_are_401,
     ],
     durability: [kill_9_loses_nothing_acknowledged],
+    jobs: [
+        settlement_jobs_are_listed_succeeded_and_paged,
+        jobs_filter_by_state_and_kind_and_retry_and_cancel_follow_their_state,
+        bad_job_queries_are_422_and_unknown_jobs_404,
+        an_api_process_settles_nothing_and_a_worker_beside_it_settles,
+    ],
     events: [
         one_bad_event_never_sinks_its_batch,
         batch_shape_is_checked,
