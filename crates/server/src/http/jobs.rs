@@ -228,7 +228,7 @@ fn now() -> Timestamp {
 
 /// The job `id` of `tenant`; another tenant's job is answered as if there were none.
 async fn visible(jobs: &dyn Backend, tenant: &TenantId, id: &str, now: Timestamp) -> ApiResult<Job> {
-    let not_found = || ApiError::new(problem::JOB_NOT_FOUND, format!("no job {id}"));
+    let not_found = || ApiError::new(problem::JOB_NOT_FOUND, format!("no job with id {id:?}"));
     if !storable(id) {
         return Err(not_found());
     }

@@ -49,6 +49,7 @@ pub async fn every_rejection_has_its_problem_type(backend: Backend) {
     cases.push(case("404 no route", server.get("/v1/nothing-here")).await);
     cases.push(case("404 mission", server.get("/v1/missions/nope")).await);
     cases.push(case("404 key", server.delete("/v1/keys/key_nope")).await);
+    cases.push(case("404 job", server.admin(Method::POST, "/v1/jobs/nope/retry")).await);
     cases.push(case("405 method", server.admin(Method::DELETE, "/v1/events")).await);
     cases.push(case("409 mission id taken", server.post("/v1/missions", &swiggy("live"))).await);
     cases.push(
@@ -101,6 +102,7 @@ pub async fn every_rejection_has_its_problem_type(backend: Backend) {
         case("422 single invalid event", server.post("/v1/events", &json!({"id": "e1", "type": "payment"}))).await,
     );
     cases.push(case("422 bad status filter", server.get("/v1/missions?status=open")).await);
+    cases.push(case("422 bad job state filter", server.get("/v1/jobs?state=done")).await);
     cases.push(case("422 bad cursor", server.get("/v1/missions?cursor=%%%")).await);
     let mut many_headers = server.get("/v1/missions");
     for i in 0..101 {
