@@ -18,12 +18,12 @@ struct Cli {
 /// variable too).
 const ENVIRONMENT_HELP: &str = "\
 Environment (each overrides the --config file; a flag overrides its variable):
-  QUESTLINE_LISTEN        HTTP listen address (--listen)
-  QUESTLINE_DATABASE_URL  sqlite://PATH or postgres://… (--database-url)
-  QUESTLINE_LOG_FORMAT    text or json (--log-format)
-  QUESTLINE_ADMIN_KEY     a secret made an admin API key at start-up
-  QUESTLINE_JWT_SECRET    HS256 secret of the users' tokens on /v1/me/…
-  QUESTLINE_REDIS_URL     redis://… or rediss://…
+  QUESTLINE_LISTEN              HTTP listen address (--listen; not for `worker`)
+  QUESTLINE_DATABASE_URL        sqlite://PATH or postgres://… (--database-url)
+  QUESTLINE_LOG_FORMAT          text or json (--log-format)
+  QUESTLINE_ADMIN_KEY           a secret made an admin API key at start-up
+  QUESTLINE_JWT_SECRET          HS256 secret of the users' tokens on /v1/me/…
+  QUESTLINE_REDIS_URL           redis://… or rediss://…
   QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)";
 
 #[derive(Debug, Subcommand)]

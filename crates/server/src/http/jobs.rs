@@ -27,6 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = JobState)]
 pub enum JobStateBody {
     /// Waiting for a `run_at` still ahead.
     Scheduled,
@@ -58,6 +59,7 @@ impl From<JobState> for JobStateBody {
 
 /// One failed attempt.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JobError)]
 pub struct JobErrorBody {
     at: Timestamp,
     attempt: u32,
@@ -72,6 +74,7 @@ impl From<AttemptError> for JobErrorBody {
 
 /// A job, as API.md's `Job`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Job)]
 pub struct JobBody {
     #[schema(example = "0190f5a4c2b87d3e9a1b2c3d4e5f6a7b")]
     id: String,

@@ -65,7 +65,7 @@ fn demo_refuses_a_database_url() {
 #[test]
 fn help_names_the_environment_variables() {
     let dir = tempfile::tempdir().unwrap();
-    for command in ["serve", "migrate", "demo"] {
+    for command in ["serve", "api", "worker", "migrate", "demo"] {
         let out = questline(dir.path(), &[command, "--help"], &[]);
         assert!(out.status.success(), "{}", stderr(&out));
         let help = String::from_utf8_lossy(&out.stdout);
@@ -76,6 +76,7 @@ fn help_names_the_environment_variables() {
             "QUESTLINE_ADMIN_KEY",
             "QUESTLINE_JWT_SECRET",
             "QUESTLINE_REDIS_URL",
+            "QUESTLINE_WORKER_CONCURRENCY",
         ] {
             assert!(help.contains(variable), "{command} --help does not name {variable}:\n{help}");
         }
