@@ -16,7 +16,7 @@ use questline_core::reward::{Reward, RewardStatus, Settlement, settlement_of};
 use questline_core::wallet::{self, Balance, BalanceEntry, Entitlement};
 use questline_store::{Page, UnitOfWork};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// Lost races retried before giving up (`Busy`).
 const ATTEMPTS: u32 = 5;
@@ -143,7 +143,8 @@ impl Service {
         let now = self.clock.now();
         retry(|| async {
             let mut unit = self.store.begin().await?;
-            let balance = unit.lock_balance(tenant, user, currency, now).await?;
+            let key = [(user.clone(), currency.to_owned())];
+            let balance = unit.lock_balances(tenant, &key, now).await?[0];
             if let Some(first) = unit.find_entry(tenant, user, currency, entry.idempotency_key.as_deref(), None).await?
             {
                 return Ok((first, false));
@@ -164,7 +165,7 @@ impl Service {
                 idempotency_key: entry.idempotency_key.clone(),
                 created_at: now,
             };
-            unit.insert_entry(tenant, &written).await?;
+            unit.insert_entries(tenant, std::slice::from_ref(&written)).await?;
             unit.commit().await?;
             Ok((written, true))
         })
@@ -197,15 +198,18 @@ async fn settle_in(
         }
     }
     // Every balance these rewards move, locked in one order after the rewards.
-    let mut balances: BTreeMap<(String, String), Decimal> = BTreeMap::new();
-    for reward in &due {
-        if let Settlement::Balance { currency, .. } = settlement_of(reward) {
-            balances.insert((reward.user_id.clone(), currency), Decimal::ZERO);
-        }
-    }
-    for ((user, currency), balance) in &mut balances {
-        *balance = unit.lock_balance(tenant, &UserId::new(user), currency, now).await?;
-    }
+    let keys: Vec<(UserId, String)> = due
+        .iter()
+        .filter_map(|r| match settlement_of(r) {
+            Settlement::Balance { currency, .. } => Some((UserId::new(&r.user_id), currency)),
+            _ => None,
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let locked = unit.lock_balances(tenant, &keys, now).await?;
+    let mut balances: HashMap<(UserId, String), Decimal> = keys.into_iter().zip(locked).collect();
+    let (mut entries, mut entitlements, mut settled) = (Vec::new(), Vec::new(), Vec::new());
     for mut reward in due {
         let user = UserId::new(&reward.user_id);
         match settlement_of(&reward) {
@@ -214,10 +218,10 @@ async fn settle_in(
                 continue;
             }
             Settlement::Balance { currency, amount } => {
-                let balance = balances.get_mut(&(reward.user_id.clone(), currency.clone())).expect("locked above");
+                let balance = balances.get_mut(&(user, currency.clone())).expect("locked above");
                 match wallet::apply(*balance, amount) {
                     Ok(Some(after)) => {
-                        let entry = BalanceEntry {
+                        entries.push(BalanceEntry {
                             id: uuid::Uuid::now_v7().to_string(),
                             user_id: reward.user_id.clone(),
                             currency,
@@ -227,8 +231,7 @@ async fn settle_in(
                             reward_id: Some(reward.id.clone()),
                             idempotency_key: None,
                             created_at: now,
-                        };
-                        unit.insert_entry(tenant, &entry).await?;
+                        });
                         *balance = after;
                         reward.status = RewardStatus::Granted;
                     }
@@ -240,27 +243,33 @@ async fn settle_in(
                 }
             }
             Settlement::Entitlement { code } => {
-                let entitlement = Entitlement {
-                    code,
-                    kind: reward.kind,
-                    mission_id: Some(reward.mission_id.clone()),
-                    reward_id: Some(reward.id.clone()),
-                    granted_at: now,
-                };
                 // Already held (another mission granted the same code): the reward is granted
                 // all the same, and the first grant stays.
-                unit.insert_entitlement(tenant, &user, &entitlement).await?;
+                entitlements.push((
+                    user,
+                    Entitlement {
+                        code,
+                        kind: reward.kind,
+                        mission_id: Some(reward.mission_id.clone()),
+                        reward_id: Some(reward.id.clone()),
+                        granted_at: now,
+                    },
+                ));
                 reward.status = RewardStatus::Granted;
             }
         }
         reward.attempts += 1;
         reward.settled_at = Some(now);
         reward.updated_at = now;
-        unit.save_settlement(tenant, &reward).await?;
-        let settled =
+        let result =
             if reward.status == RewardStatus::Granted { Settled::Granted } else { Settled::AlreadyDone(reward.status) };
-        outcome.insert(reward.id, settled);
+        outcome.insert(reward.id.clone(), result);
+        settled.push(reward);
     }
+    // A handful of statements for the whole batch, whatever its size.
+    unit.insert_entries(tenant, &entries).await?;
+    unit.insert_entitlements(tenant, &entitlements).await?;
+    unit.save_settlements(tenant, &settled).await?;
     Ok(reward_ids.iter().map(|id| outcome.get(id).cloned().unwrap_or(Settled::NotFound)).collect())
 }
 

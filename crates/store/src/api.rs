@@ -342,23 +342,22 @@ pub trait WalletReads: Send + Sync {
 /// Settling rewards, and moving balances, inside a unit of work.
 #[async_trait]
 pub trait WalletTx: Send {
-    /// A reward, locked until the unit ends (PostgreSQL: `FOR UPDATE`), to settle it.
-    async fn lock_reward(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Reward>>;
-    /// These rewards (those that exist), locked in id order, the one order every unit locks
+    /// These rewards (those that exist), locked until the unit ends (PostgreSQL: `FOR
+    /// UPDATE`) in id order, the one order every unit locks
     /// rewards in to settle them; returned in id order.
     async fn lock_rewards(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>>;
-    /// Writes a reward's settled state: its status, attempts, `settled_at`, `failure`, `updated_at`.
-    async fn save_settlement(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()>;
+    /// Writes rewards' settled state: status, attempts, `settled_at`, `failure`, `updated_at`.
+    async fn save_settlements(&mut self, tenant: &TenantId, rewards: &[Reward]) -> Result<()>;
     /// Pending rewards whose hold ended by `now`, soonest first.
     async fn due_rewards(&mut self, tenant: &TenantId, now: Timestamp, limit: u32) -> Result<Vec<Reward>>;
-    /// A balance (zero if it never moved), locked until the unit ends.
-    async fn lock_balance(
+    /// These balances (zero for one that never moved), locked until the unit ends, in the
+    /// order given: sort them, so that every unit locks balances in one order.
+    async fn lock_balances(
         &mut self,
         tenant: &TenantId,
-        user: &UserId,
-        currency: &str,
+        keys: &[(UserId, String)],
         now: Timestamp,
-    ) -> Result<Decimal>;
+    ) -> Result<Vec<Decimal>>;
     /// The entry already written for this idempotency key (of this balance) or else this
     /// reward (of any balance), if any.
     async fn find_entry(
@@ -369,10 +368,9 @@ pub trait WalletTx: Send {
         idempotency_key: Option<&str>,
         reward_id: Option<&str>,
     ) -> Result<Option<BalanceEntry>>;
-    /// Writes an entry and sets its balance (locked by [`WalletTx::lock_balance`]) to the
-    /// entry's `balance_after`.
-    async fn insert_entry(&mut self, tenant: &TenantId, entry: &BalanceEntry) -> Result<()>;
-    /// Grants an entitlement unless the user holds its code already; whether it is new.
-    async fn insert_entitlement(&mut self, tenant: &TenantId, user: &UserId, entitlement: &Entitlement)
-    -> Result<bool>;
+    /// Writes entries (in order) and sets each balance they move (locked by
+    /// [`WalletTx::lock_balances`]) to its last entry's `balance_after`.
+    async fn insert_entries(&mut self, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()>;
+    /// Grants entitlements, each unless its user holds that code already; how many were new.
+    async fn insert_entitlements(&mut self, tenant: &TenantId, entitlements: &[(UserId, Entitlement)]) -> Result<u64>;
 }

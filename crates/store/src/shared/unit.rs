@@ -193,30 +193,25 @@ impl KeyTx for Unit {
 
 #[async_trait]
 impl WalletTx for Unit {
-    async fn lock_reward(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Reward>> {
-        wallet::lock_reward(&mut self.tx, tenant, id).await
-    }
-
     async fn lock_rewards(&mut self, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>> {
         wallet::lock_rewards(&mut self.tx, tenant, ids).await
     }
 
-    async fn save_settlement(&mut self, tenant: &TenantId, reward: &Reward) -> Result<()> {
-        wallet::settle_reward(&mut self.tx, tenant, reward).await
+    async fn save_settlements(&mut self, tenant: &TenantId, rewards: &[Reward]) -> Result<()> {
+        wallet::save_settlements(&mut self.tx, tenant, rewards).await
     }
 
     async fn due_rewards(&mut self, tenant: &TenantId, now: Timestamp, limit: u32) -> Result<Vec<Reward>> {
         wallet::due_rewards(&mut self.tx, tenant, now, limit).await
     }
 
-    async fn lock_balance(
+    async fn lock_balances(
         &mut self,
         tenant: &TenantId,
-        user: &UserId,
-        currency: &str,
+        keys: &[(UserId, String)],
         now: Timestamp,
-    ) -> Result<Decimal> {
-        wallet::lock_balance(&mut self.tx, tenant, user, currency, now).await
+    ) -> Result<Vec<Decimal>> {
+        wallet::lock_balances(&mut self.tx, tenant, keys, now).await
     }
 
     async fn find_entry(
@@ -230,16 +225,11 @@ impl WalletTx for Unit {
         wallet::find_entry(&mut self.tx, tenant, user, currency, idempotency_key, reward_id).await
     }
 
-    async fn insert_entry(&mut self, tenant: &TenantId, entry: &BalanceEntry) -> Result<()> {
-        wallet::insert_entry(&mut self.tx, tenant, entry).await
+    async fn insert_entries(&mut self, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()> {
+        wallet::insert_entries(&mut self.tx, tenant, entries).await
     }
 
-    async fn insert_entitlement(
-        &mut self,
-        tenant: &TenantId,
-        user: &UserId,
-        entitlement: &Entitlement,
-    ) -> Result<bool> {
-        wallet::insert_entitlement(&mut self.tx, tenant, user, entitlement).await
+    async fn insert_entitlements(&mut self, tenant: &TenantId, entitlements: &[(UserId, Entitlement)]) -> Result<u64> {
+        wallet::insert_entitlements(&mut self.tx, tenant, entitlements).await
     }
 }

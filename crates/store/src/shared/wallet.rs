@@ -10,20 +10,10 @@ use questline_core::reward::{Reward, RewardStatus};
 use questline_core::wallet::{Balance, BalanceEntry, Entitlement};
 use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
+use std::collections::HashSet;
 
 const ENTRY_COLUMNS: &str =
     "id, user_id, currency, amount, balance_after, reason, reward_id, idempotency_key, created_at";
-
-pub(super) async fn lock_reward(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Option<Reward>> {
-    let row: Option<RewardRow> = sqlx::query_as(&sql(&format!(
-        "SELECT {REWARD_COLUMNS} FROM rewards WHERE tenant_id = ? AND id = ?{LOCK_ROWS}"
-    )))
-    .bind(tenant.as_str())
-    .bind(id)
-    .fetch_optional(conn)
-    .await?;
-    row.map(RewardRow::into_reward).transpose()
-}
 
 pub(super) async fn lock_rewards(conn: &mut Conn, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>> {
     let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -48,18 +38,34 @@ pub(super) async fn lock_rewards(conn: &mut Conn, tenant: &TenantId, ids: &[Stri
     Ok(rewards)
 }
 
-pub(super) async fn settle_reward(conn: &mut Conn, tenant: &TenantId, reward: &Reward) -> Result<()> {
-    sqlx::query(&sql("UPDATE rewards SET status = ?, attempts = ?, settled_at = ?, failure = ?, updated_at = ? \
-         WHERE tenant_id = ? AND id = ?"))
-    .bind(reward.status.as_str())
-    .bind(i64::from(reward.attempts))
-    .bind(reward.settled_at.map(ts_text))
-    .bind(reward.failure.as_deref())
-    .bind(ts_text(reward.updated_at))
-    .bind(tenant.as_str())
-    .bind(reward.id.as_str())
-    .execute(conn)
-    .await?;
+/// Writes rewards' settled state, one statement per distinct outcome (a batch's granted
+/// rewards share theirs).
+pub(super) async fn save_settlements(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward]) -> Result<()> {
+    type Outcome<'a> = (RewardStatus, u32, Option<String>, Option<&'a str>, String);
+    let mut groups: Vec<(Outcome<'_>, Vec<&str>)> = Vec::new();
+    for r in rewards {
+        let key = (r.status, r.attempts, r.settled_at.map(ts_text), r.failure.as_deref(), ts_text(r.updated_at));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, ids)) => ids.push(r.id.as_str()),
+            None => groups.push((key, vec![r.id.as_str()])),
+        }
+    }
+    for ((status, attempts, settled_at, failure, updated_at), ids) in groups {
+        for chunk in ids.chunks(LIST_CHUNK) {
+            let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE rewards SET status = ");
+            qb.push_bind(status.as_str()).push(", attempts = ").push_bind(i64::from(attempts));
+            qb.push(", settled_at = ").push_bind(settled_at.clone());
+            qb.push(", failure = ").push_bind(failure);
+            qb.push(", updated_at = ").push_bind(updated_at.clone());
+            qb.push(" WHERE tenant_id = ").push_bind(tenant.as_str()).push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *conn).await?;
+        }
+    }
     Ok(())
 }
 
@@ -78,34 +84,44 @@ pub(super) async fn due_rewards(conn: &mut Conn, tenant: &TenantId, now: Timesta
     rows.into_iter().map(RewardRow::into_reward).collect()
 }
 
-/// The balance, locked until the unit ends (a missing one is made at zero first, so that
-/// there is a row to lock).
-pub(super) async fn lock_balance(
+/// These balances (each `(user, currency)`), locked until the unit ends, in the order
+/// given, which the caller makes the one order every unit locks balances in. Missing ones
+/// are made at zero first, so that there is a row to lock.
+pub(super) async fn lock_balances(
     conn: &mut Conn,
     tenant: &TenantId,
-    user: &UserId,
-    currency: &str,
+    keys: &[(UserId, String)],
     now: Timestamp,
-) -> Result<Decimal> {
-    sqlx::query(&sql(
-        "INSERT INTO balances (tenant_id, user_id, currency, balance, updated_at) VALUES (?, ?, ?, '0', ?) \
-         ON CONFLICT (tenant_id, user_id, currency) DO NOTHING",
-    ))
-    .bind(tenant.as_str())
-    .bind(user.as_str())
-    .bind(currency)
-    .bind(ts_text(now))
-    .execute(&mut *conn)
-    .await?;
-    let text: String = sqlx::query_scalar(&sql(&format!(
-        "SELECT balance FROM balances WHERE tenant_id = ? AND user_id = ? AND currency = ?{LOCK_ROWS}"
-    )))
-    .bind(tenant.as_str())
-    .bind(user.as_str())
-    .bind(currency)
-    .fetch_one(conn)
-    .await?;
-    Decimal::from_str_exact(&text).map_err(|e| corrupt(format!("balance {user}/{currency}"), e))
+) -> Result<Vec<Decimal>> {
+    let mut balances = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(LIST_CHUNK / 2) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new("INSERT INTO balances (tenant_id, user_id, currency, balance, updated_at) ");
+        qb.push_values(chunk, |mut row, (user, currency)| {
+            row.push_bind(tenant.as_str())
+                .push_bind(user.as_str())
+                .push_bind(currency.as_str())
+                .push_bind("0")
+                .push_bind(ts_text(now));
+        });
+        qb.push(" ON CONFLICT (tenant_id, user_id, currency) DO NOTHING");
+        qb.build().execute(&mut *conn).await?;
+        // One row at a time, in the caller's order: a multi-row lock would take them in
+        // whatever order the plan reads them.
+        for (user, currency) in chunk {
+            let text: String = sqlx::query_scalar(&sql(&format!(
+                "SELECT balance FROM balances WHERE tenant_id = ? AND user_id = ? AND currency = ?{LOCK_ROWS}"
+            )))
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(currency.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+            balances
+                .push(Decimal::from_str_exact(&text).map_err(|e| corrupt(format!("balance {user}/{currency}"), e))?);
+        }
+    }
+    Ok(balances)
 }
 
 /// The entry an idempotency key or a reward already wrote to this balance, if any.
@@ -135,57 +151,73 @@ pub(super) async fn find_entry(
     row.map(EntryRow::into_entry).transpose()
 }
 
-/// Writes an entry and moves its balance (locked by [`lock_balance`]) to `balance_after`.
-pub(super) async fn insert_entry(conn: &mut Conn, tenant: &TenantId, entry: &BalanceEntry) -> Result<()> {
-    sqlx::query(&sql(&format!(
-        "INSERT INTO balance_entries (tenant_id, {ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )))
-    .bind(tenant.as_str())
-    .bind(entry.id.as_str())
-    .bind(entry.user_id.as_str())
-    .bind(entry.currency.as_str())
-    .bind(entry.amount.to_string())
-    .bind(entry.balance_after.to_string())
-    .bind(entry.reason.as_str())
-    .bind(entry.reward_id.as_deref())
-    .bind(entry.idempotency_key.as_deref())
-    .bind(ts_text(entry.created_at))
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(&sql(
-        "UPDATE balances SET balance = ?, updated_at = ? WHERE tenant_id = ? AND user_id = ? AND currency = ?",
-    ))
-    .bind(entry.balance_after.to_string())
-    .bind(ts_text(entry.created_at))
-    .bind(tenant.as_str())
-    .bind(entry.user_id.as_str())
-    .bind(entry.currency.as_str())
-    .execute(conn)
-    .await?;
+/// Writes entries and moves each balance (locked by [`lock_balances`]) to its last entry's
+/// `balance_after`.
+pub(super) async fn insert_entries(conn: &mut Conn, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()> {
+    for chunk in entries.chunks(LIST_CHUNK / 10) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new(format!("INSERT INTO balance_entries (tenant_id, {ENTRY_COLUMNS}) "));
+        qb.push_values(chunk, |mut row, e| {
+            row.push_bind(tenant.as_str())
+                .push_bind(e.id.as_str())
+                .push_bind(e.user_id.as_str())
+                .push_bind(e.currency.as_str())
+                .push_bind(e.amount.to_string())
+                .push_bind(e.balance_after.to_string())
+                .push_bind(e.reason.as_str())
+                .push_bind(e.reward_id.as_deref())
+                .push_bind(e.idempotency_key.as_deref())
+                .push_bind(ts_text(e.created_at));
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    // The last entry of each balance says where it stands.
+    let mut seen = HashSet::new();
+    let last: Vec<&BalanceEntry> =
+        entries.iter().rev().filter(|e| seen.insert((e.user_id.as_str(), e.currency.as_str()))).collect();
+    for chunk in last.chunks(LIST_CHUNK / 4) {
+        let mut qb: QueryBuilder<Db> =
+            QueryBuilder::new("INSERT INTO balances (tenant_id, user_id, currency, balance, updated_at) ");
+        qb.push_values(chunk, |mut row, e| {
+            row.push_bind(tenant.as_str())
+                .push_bind(e.user_id.as_str())
+                .push_bind(e.currency.as_str())
+                .push_bind(e.balance_after.to_string())
+                .push_bind(ts_text(e.created_at));
+        });
+        qb.push(
+            " ON CONFLICT (tenant_id, user_id, currency) DO UPDATE SET balance = excluded.balance, \
+             updated_at = excluded.updated_at",
+        );
+        qb.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
-/// Grants an entitlement unless the user holds that code already; whether it was new.
-pub(super) async fn insert_entitlement(
+/// Grants entitlements, each unless its user holds that code already; how many were new.
+pub(super) async fn insert_entitlements(
     conn: &mut Conn,
     tenant: &TenantId,
-    user: &UserId,
-    entitlement: &Entitlement,
-) -> Result<bool> {
-    let done = sqlx::query(&sql(
-        "INSERT INTO entitlements (tenant_id, user_id, code, kind, mission_id, reward_id, granted_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, user_id, code) DO NOTHING",
-    ))
-    .bind(tenant.as_str())
-    .bind(user.as_str())
-    .bind(entitlement.code.as_str())
-    .bind(entitlement.kind.as_str())
-    .bind(entitlement.mission_id.as_deref())
-    .bind(entitlement.reward_id.as_deref())
-    .bind(ts_text(entitlement.granted_at))
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    entitlements: &[(UserId, Entitlement)],
+) -> Result<u64> {
+    let mut new = 0;
+    for chunk in entitlements.chunks(LIST_CHUNK / 7) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO entitlements (tenant_id, user_id, code, kind, mission_id, reward_id, granted_at) ",
+        );
+        qb.push_values(chunk, |mut row, (user, e)| {
+            row.push_bind(tenant.as_str())
+                .push_bind(user.as_str())
+                .push_bind(e.code.as_str())
+                .push_bind(e.kind.as_str())
+                .push_bind(e.mission_id.as_deref())
+                .push_bind(e.reward_id.as_deref())
+                .push_bind(ts_text(e.granted_at));
+        });
+        qb.push(" ON CONFLICT (tenant_id, user_id, code) DO NOTHING");
+        new += qb.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(new)
 }
 
 pub(super) async fn balances(conn: &mut Conn, tenant: &TenantId, user: &UserId) -> Result<Vec<Balance>> {

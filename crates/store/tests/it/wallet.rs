@@ -44,24 +44,29 @@ fn reward(id: &str, hold_until: i64) -> Reward {
 pub async fn entries_move_a_balance_exactly_and_are_found_by_key_or_reward(db: &TestDb) {
     let store = db.open().await;
     let mut unit = store.begin().await.unwrap();
-    assert_eq!(unit.lock_balance(&T, &uid("u"), "coins", at(1)).await.unwrap(), Decimal::ZERO);
-    unit.insert_entry(&T, &entry("e1", "10.10", "10.10", Some("k1"), None)).await.unwrap();
-    unit.insert_entry(&T, &entry("e2", "0.20", "10.30", None, Some("r1"))).await.unwrap();
-    assert_eq!(unit.lock_balance(&T, &uid("u"), "coins", at(2)).await.unwrap().to_string(), "10.30");
+    let coins = [(uid("u"), "coins".to_owned())];
+    assert_eq!(unit.lock_balances(&T, &coins, at(1)).await.unwrap(), [Decimal::ZERO]);
+    unit.insert_entries(&T, &[entry("e1", "10.10", "10.10", Some("k1"), None)]).await.unwrap();
+    unit.insert_entries(&T, &[entry("e2", "0.20", "10.30", None, Some("r1"))]).await.unwrap();
+    assert_eq!(unit.lock_balances(&T, &coins, at(2)).await.unwrap()[0].to_string(), "10.30");
     let by_key = unit.find_entry(&T, &uid("u"), "coins", Some("k1"), None).await.unwrap();
     assert_eq!(by_key.map(|e| e.id), Some("e1".to_owned()));
     let by_reward = unit.find_entry(&T, &uid("u"), "coins", None, Some("r1")).await.unwrap();
     assert_eq!(by_reward.map(|e| e.id), Some("e2".to_owned()));
     assert_eq!(unit.find_entry(&T, &uid("u"), "gems", Some("k1"), None).await.unwrap(), None, "keys are per balance");
     // One entry per key and per reward, whatever the caller forgets to check.
-    assert!(unit.insert_entry(&T, &entry("e3", "1", "11.30", Some("k1"), None)).await.is_err());
+    assert!(unit.insert_entries(&T, &[entry("e3", "1", "11.30", Some("k1"), None)]).await.is_err());
     drop(unit);
 
     let mut unit = store.begin().await.unwrap();
-    unit.lock_balance(&T, &uid("u"), "coins", at(1)).await.unwrap();
-    unit.insert_entry(&T, &entry("e1", "10.10", "10.10", Some("k1"), None)).await.unwrap();
-    unit.insert_entry(&T, &entry("e2", "-0.10", "10.00", None, None)).await.unwrap();
+    let both = [(uid("u"), "coins".to_owned()), (uid("v"), "coins".to_owned())];
+    assert_eq!(unit.lock_balances(&T, &both, at(1)).await.unwrap(), [Decimal::ZERO, Decimal::ZERO]);
+    // Many entries in one call: each balance ends at its last entry.
+    let of_v = BalanceEntry { user_id: "v".into(), ..entry("e9", "3", "3", None, None) };
+    let entries = [entry("e1", "10.10", "10.10", Some("k1"), None), of_v, entry("e2", "-0.10", "10.00", None, None)];
+    unit.insert_entries(&T, &entries).await.unwrap();
     unit.commit().await.unwrap();
+    assert_eq!(store.balances(&T, &uid("v")).await.unwrap()[0].balance.to_string(), "3");
     let balances = store.balances(&T, &uid("u")).await.unwrap();
     assert_eq!(balances.len(), 1);
     assert_eq!((balances[0].currency.as_str(), balances[0].balance.to_string()), ("coins", "10.00".to_owned()));
@@ -82,8 +87,8 @@ pub async fn an_entitlement_is_granted_once(db: &TestDb) {
         granted_at: at(3),
     };
     let mut unit = store.begin().await.unwrap();
-    assert!(unit.insert_entitlement(&T, &uid("u"), &badge("m1")).await.unwrap());
-    assert!(!unit.insert_entitlement(&T, &uid("u"), &badge("m2")).await.unwrap());
+    assert_eq!(unit.insert_entitlements(&T, &[(uid("u"), badge("m1")), (uid("w"), badge("m1"))]).await.unwrap(), 2);
+    assert_eq!(unit.insert_entitlements(&T, &[(uid("u"), badge("m2"))]).await.unwrap(), 0);
     unit.commit().await.unwrap();
     let held = store.entitlements(&T, &uid("u")).await.unwrap();
     assert_eq!(held, vec![badge("m1")], "the first grant stays");
@@ -99,18 +104,17 @@ pub async fn due_rewards_are_the_pending_ones_past_their_hold(db: &TestDb) {
     let mut unit = store.begin().await.unwrap();
     let due: Vec<String> = unit.due_rewards(&T, at(10), 10).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(due, ["soon", "now"], "soonest first, the hold's end included");
-    let mut granted = unit.lock_reward(&T, "soon").await.unwrap().unwrap();
+    let mut granted = unit.lock_rewards(&T, &["soon".to_owned()]).await.unwrap().remove(0);
     granted.status = RewardStatus::Granted;
     granted.attempts = 1;
     granted.settled_at = Some(at(10));
     granted.updated_at = at(10);
-    unit.save_settlement(&T, &granted).await.unwrap();
+    unit.save_settlements(&T, std::slice::from_ref(&granted)).await.unwrap();
     unit.commit().await.unwrap();
     let mut unit = store.begin().await.unwrap();
     let due: Vec<String> = unit.due_rewards(&T, at(30), 1).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(due, ["now"], "granted ones are not due, and the limit holds");
-    assert_eq!(unit.lock_reward(&T, "soon").await.unwrap(), Some(granted));
-    assert_eq!(unit.lock_reward(&T, "none").await.unwrap(), None);
+    assert_eq!(unit.lock_rewards(&T, &["soon".to_owned()]).await.unwrap(), [granted]);
     let ids = ["soon", "none", "late", "soon"].map(String::from);
     let locked: Vec<String> = unit.lock_rewards(&T, &ids).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(locked, ["late", "soon"], "those that exist, once each, in id order");
