@@ -159,6 +159,7 @@ pub async fn drive(client: &Client, show_progress: bool) -> Result<Summary, Stri
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    settled(client).await?;
     let mut per_user = Vec::new();
     for u in 0..USERS {
         let user = format!("u-{u}");
@@ -180,6 +181,29 @@ pub async fn drive(client: &Client, show_progress: bool) -> Result<Summary, Stri
     Ok(summary)
 }
 
+/// Waits (a few seconds at most) until the job worker has settled the rewards it settles
+/// by itself (points into balances, badges into entitlements); cash stays pending for the
+/// fulfilment webhook.
+async fn settled(client: &Client) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut waiting = 0;
+        for u in 0..USERS {
+            let rewards = client.call(reqwest::Method::GET, &format!("/v1/users/u-{u}/rewards"), None).await?;
+            waiting += rewards["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["status"] == "pending" && r["kind"] != "cash")
+                .count();
+        }
+        if waiting == 0 || std::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "events sent      {:>6}", self.sent)?;
@@ -190,7 +214,7 @@ impl std::fmt::Display for Summary {
         for (mission, n) in &self.completions {
             writeln!(f, "  {mission:<16} {n:>5}")?;
         }
-        writeln!(f, "rewards by status")?;
+        writeln!(f, "rewards by status (points and badges settled by the job worker; cash awaits its webhook)")?;
         for (status, n) in &self.rewards_by_status {
             writeln!(f, "  {status:<16} {n:>5}")?;
         }
@@ -235,6 +259,8 @@ pub async fn run(
         println!("  curl -s -H \"Authorization: Bearer $QL_KEY\" {base}/v1/missions | head -c 600; echo");
         println!("  curl -s -H \"Authorization: Bearer $QL_KEY\" {base}/v1/users/u-1/missions; echo");
         println!("  curl -s -H \"Authorization: Bearer $QL_KEY\" {base}/v1/users/u-1/rewards; echo");
+        println!("  curl -s -H \"Authorization: Bearer $QL_KEY\" {base}/v1/users/u-1/balances; echo");
+        println!("  curl -s -H \"Authorization: Bearer $QL_KEY\" {base}/v1/users/u-1/entitlements; echo");
         println!("Press Ctrl-C to stop (the temporary database is deleted).");
         crate::serve::on_signal(shutdown.clone()).map_err(|e| e.to_string())?;
     } else {

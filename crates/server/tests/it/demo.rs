@@ -23,6 +23,7 @@ fn the_demo_runs_and_summarises() {
     for mission in ["swiggy-500", "login-streak-5", "explorer-3"] {
         assert!(number_after(mission) > 0, "no completions of {mission}: {stdout}");
     }
-    assert!(number_after("pending") > 0, "{stdout}");
+    assert!(number_after("pending") > 0, "cash waits for its fulfilment webhook: {stdout}");
+    assert!(number_after("granted") > 0, "the job worker settled points and badges: {stdout}");
     assert!(number_after("revoked") > 0, "refunds revoked nothing: {stdout}");
 }
