@@ -31,6 +31,7 @@ mod api;
 mod error;
 pub mod keys;
 pub mod postgres;
+mod progress_codec;
 mod rows;
 mod sql;
 pub mod sqlite;

@@ -181,7 +181,7 @@ pub(crate) struct UserProgressRow {
 
 impl UserProgressRow {
     pub(crate) fn into_progress(self) -> Result<UserProgress> {
-        let missions: BTreeMap<MissionId, MissionProgress> = serde_json::from_str(&self.missions)
+        let missions: BTreeMap<MissionId, MissionProgress> = crate::progress_codec::decode(&self.missions)
             .map_err(|e| corrupt(format!("user_progress {:?} missions", self.user_id), e))?;
         Ok(UserProgress { user_id: self.user_id.into(), missions, version: self.version })
     }
@@ -200,7 +200,7 @@ pub(crate) fn versions_in_order(users: &[questline_core::id::UserId], rows: Vec<
 
 /// The `missions` column of a user's row.
 pub(crate) fn missions_json(progress: &UserProgress) -> Result<String> {
-    serde_json::to_string(&progress.missions)
+    crate::progress_codec::encode(&progress.missions)
         .map_err(|e| corrupt(format!("cannot encode the progress of user {:?}", progress.user_id.as_str()), e))
 }
 
