@@ -38,6 +38,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Jobs the job worker runs at once, 1 to 1024 (`QUESTLINE_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
+    /// 32 bytes, base64: the key webhook secrets are sealed with (`QUESTLINE_SECRET_KEY`).
+    /// Without one, SQLite keeps a generated key in `<database file>.key`; PostgreSQL has
+    /// no webhooks.
+    pub secret_key: Option<String>,
+    /// Lets webhooks call loopback and private addresses (`QUESTLINE_ALLOW_PRIVATE_TARGETS`).
+    pub allow_private_targets: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -58,6 +64,8 @@ impl Default for Config {
             redis_url: None,
             log_format: LogFormat::Text,
             worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
+            secret_key: None,
+            allow_private_targets: false,
         }
     }
 }
@@ -105,8 +113,18 @@ impl Config {
         for (key, value) in env {
             // A number's text is read as a number; other values stay text (a secret of
             // digits is still a string). Text that is no number fails the extraction below.
-            match value.trim().parse::<i64>() {
-                Ok(n) if NUMBER_KEYS.contains(&key.as_str()) => figment = figment.merge(Serialized::default(&key, n)),
+            let flag = match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            };
+            match (value.trim().parse::<i64>(), flag) {
+                (Ok(n), _) if NUMBER_KEYS.contains(&key.as_str()) => {
+                    figment = figment.merge(Serialized::default(&key, n))
+                }
+                (_, Some(b)) if BOOL_KEYS.contains(&key.as_str()) => {
+                    figment = figment.merge(Serialized::default(&key, b))
+                }
                 _ => figment = figment.merge(Serialized::default(&key, value)),
             }
         }
@@ -163,16 +181,33 @@ impl Config {
         if !(1..=MAX_WORKER_CONCURRENCY).contains(&self.worker_concurrency) {
             return bad("worker_concurrency", WORKER_CONCURRENCY_RANGE);
         }
+        if let Some(key) = &self.secret_key
+            && let Err(why) = questline_service::webhooks::SecretKey::from_base64(key)
+        {
+            return bad("secret_key", why);
+        }
         Ok(())
     }
 }
 
 /// The keys a `QUESTLINE_*` variable may set.
-const KEYS: &[&str] =
-    &["listen", "database_url", "admin_key", "jwt_secret", "redis_url", "log_format", "worker_concurrency"];
+const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "admin_key",
+    "jwt_secret",
+    "redis_url",
+    "log_format",
+    "worker_concurrency",
+    "secret_key",
+    "allow_private_targets",
+];
 
 /// The keys whose value is a number.
 const NUMBER_KEYS: &[&str] = &["worker_concurrency"];
+
+/// The keys whose value is `true` or `false` (`1`, `0`).
+const BOOL_KEYS: &[&str] = &["allow_private_targets"];
 
 const WORKER_CONCURRENCY_RANGE: &str = "must be an integer from 1 to 1024";
 
@@ -293,9 +328,23 @@ mod tests {
         // every known key is accepted
         let known = "listen = \"0.0.0.0:1\"\ndatabase_url = \"sqlite://f.db\"\nadmin_key = \"ql_0123456789abcdef\"\n\
                      jwt_secret = \"0123456789abcdef\"\nredis_url = \"redis://r\"\nlog_format = \"json\"\n\
-                     worker_concurrency = 8\n";
+                     worker_concurrency = 8\nallow_private_targets = true\n";
         std::fs::write(&file, known).unwrap();
         Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn the_secret_key_and_private_targets_come_from_the_environment() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let config = load(&[("QUESTLINE_SECRET_KEY", key), ("QUESTLINE_ALLOW_PRIVATE_TARGETS", "true")]).unwrap();
+        assert_eq!((config.secret_key.as_deref(), config.allow_private_targets), (Some(key), true));
+        assert!(!load(&[("QUESTLINE_ALLOW_PRIVATE_TARGETS", "false")]).unwrap().allow_private_targets);
+        assert!(!load(&[]).unwrap().allow_private_targets);
+        let err = load(&[("QUESTLINE_SECRET_KEY", "c2hvcnQ=")]).unwrap_err().to_string();
+        assert_eq!(err, "invalid configuration: secret_key: must be 32 bytes, base64-encoded");
+        let err = load(&[("QUESTLINE_ALLOW_PRIVATE_TARGETS", "yes please")]).unwrap_err().to_string();
+        assert!(err.contains("allow_private_targets") && !err.contains('\n'), "{err}");
     }
 
     #[test]

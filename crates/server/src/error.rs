@@ -44,6 +44,7 @@ problem_types! {
     MISSION_NOT_FOUND = ("mission-not-found", NOT_FOUND, "No such mission");
     KEY_NOT_FOUND = ("key-not-found", NOT_FOUND, "No such API key");
     JOB_NOT_FOUND = ("job-not-found", NOT_FOUND, "No such job");
+    WEBHOOK_NOT_FOUND = ("webhook-not-found", NOT_FOUND, "No such webhook");
     METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed");
     MISSION_ID_TAKEN = ("mission-id-taken", CONFLICT, "Mission id taken");
     RULES_IMMUTABLE = ("rules-immutable", CONFLICT, "Rules are immutable");
@@ -55,6 +56,9 @@ problem_types! {
     JOB_NOT_RETRYABLE = ("job-not-retryable", CONFLICT, "Job cannot be retried");
     JOB_NOT_CANCELLABLE = ("job-not-cancellable", CONFLICT, "Job cannot be cancelled");
     JOB_UNIQUE_KEY_TAKEN = ("job-unique-key-taken", CONFLICT, "Job's unique key taken");
+    FULFILMENT_ENDPOINT_TAKEN = ("fulfilment-endpoint-taken", CONFLICT, "Fulfilment endpoint exists");
+    TOO_MANY_WEBHOOKS = ("too-many-webhooks", CONFLICT, "Too many webhooks");
+    SECRET_KEY_NOT_CONFIGURED = ("secret-key-not-configured", CONFLICT, "Secret key not configured");
     PAYLOAD_TOO_LARGE = ("payload-too-large", PAYLOAD_TOO_LARGE, "Payload too large");
     URI_TOO_LONG = ("uri-too-long", URI_TOO_LONG, "URI too long");
     UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type");
@@ -175,6 +179,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(errors) => return ApiError::validation(errors.0),
             ServiceError::MissionNotFound(_) => problem::MISSION_NOT_FOUND,
             ServiceError::KeyNotFound(_) => problem::KEY_NOT_FOUND,
+            ServiceError::WebhookNotFound(_) => problem::WEBHOOK_NOT_FOUND,
+            ServiceError::FulfilmentEndpointTaken(_) => problem::FULFILMENT_ENDPOINT_TAKEN,
+            ServiceError::TooManyWebhooks(_) => problem::TOO_MANY_WEBHOOKS,
+            ServiceError::SecretKeyNotConfigured => problem::SECRET_KEY_NOT_CONFIGURED,
             ServiceError::MissionIdTaken(_) => problem::MISSION_ID_TAKEN,
             ServiceError::RulesImmutable { .. } => problem::RULES_IMMUTABLE,
             ServiceError::InvalidTransition { .. } => problem::INVALID_TRANSITION,

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod demo;
 pub mod error;
 pub mod http;

@@ -24,7 +24,9 @@ Environment (each overrides the --config file; a flag overrides its variable):
   QUESTLINE_ADMIN_KEY           a secret made an admin API key at start-up
   QUESTLINE_JWT_SECRET          HS256 secret of the users' tokens on /v1/me/…
   QUESTLINE_REDIS_URL           redis://… or rediss://…
-  QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)";
+  QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)
+  QUESTLINE_SECRET_KEY          32 bytes, base64: encrypts webhook secrets (SQLite: <db>.key if unset)
+  QUESTLINE_ALLOW_PRIVATE_TARGETS  true lets webhooks call loopback and private addresses";
 
 #[derive(Debug, Subcommand)]
 enum Command {

@@ -16,6 +16,7 @@ use crate::state::AppState;
 use metrics_exporter_prometheus::PrometheusHandle;
 use questline_queue::{Worker, WorkerConfig};
 use questline_service::ingest::BatchConfig;
+use questline_service::webhooks::{SecretKey, WebhookSettings};
 use questline_service::{Service, ServiceError, SystemClock};
 use questline_store::StoreError;
 use std::io::Write;
@@ -75,6 +76,8 @@ pub enum StartError {
     Serve(std::io::Error),
     #[error("the job worker failed: {0}")]
     Worker(questline_queue::QueueError),
+    #[error("webhook secret key: {0}")]
+    SecretKey(String),
 }
 
 /// Opens the store (applying migrations) and builds everything a handler can reach. No
@@ -96,9 +99,64 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let lanes = if config.database_url.starts_with("postgres") { 4 } else { cores.clamp(2, 4) };
     let batches = BatchConfig { lanes, ..BatchConfig::default() };
     let settlement = Arc::new(crate::jobs::SettlementQueue(jobs.clone()));
-    let service = Arc::new(Service::with_settlement(store, batches, Arc::new(SystemClock), Some(settlement)));
+    let webhooks = WebhookSettings {
+        secret_key: secret_key(config)?.map(Arc::new),
+        allow_private_targets: config.allow_private_targets,
+    };
+    let service = Arc::new(
+        Service::with_settlement(store, batches, Arc::new(SystemClock), Some(settlement)).with_webhooks(webhooks),
+    );
     let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));
     Ok(AppState { service, user_tokens, metrics: None, jobs })
+}
+
+/// The key webhook secrets are sealed with: the configured one; on SQLite without one, the
+/// key kept beside the database file (`<file>.key`, mode 0600, made on first start and
+/// reused), so that the embedded default has webhooks; on PostgreSQL without one, none
+/// (creating a webhook is then refused, and this is logged once). Never logged itself.
+fn secret_key(config: &Config) -> Result<Option<SecretKey>, StartError> {
+    if let Some(text) = &config.secret_key {
+        return SecretKey::from_base64(text).map(Some).map_err(|why| StartError::SecretKey(why.to_owned()));
+    }
+    let Some(path) = sqlite_file(&config.database_url) else {
+        tracing::warn!("QUESTLINE_SECRET_KEY is not set: webhooks (and cash and voucher fulfilment) are unavailable");
+        return Ok(None);
+    };
+    let Some(path) = path else {
+        // An in-memory database lives as long as this process; so may its key.
+        return Ok(Some(SecretKey::generate()));
+    };
+    let key_path = std::path::PathBuf::from(format!("{}.key", path.display()));
+    let fail = |e: std::io::Error| StartError::SecretKey(format!("{}: {e}", key_path.display()));
+    let new = SecretKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&key_path) {
+        Ok(mut file) => {
+            file.write_all(format!("{}\n", new.to_base64()).as_bytes()).and_then(|()| file.sync_all()).map_err(fail)?;
+            tracing::info!(file = %key_path.display(), "generated the key that seals webhook secrets");
+            Ok(Some(new))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&key_path).map_err(fail)?;
+            SecretKey::from_base64(&text)
+                .map(Some)
+                .map_err(|why| StartError::SecretKey(format!("{}: {why}", key_path.display())))
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// The file of a `sqlite:` URL: `None` for another database, `Some(None)` for an in-memory one.
+fn sqlite_file(url: &str) -> Option<Option<std::path::PathBuf>> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        return Some(None);
+    }
+    Some(Some(std::path::PathBuf::from(path)))
 }
 
 /// A server that is bound and ready to serve: what `questline serve` runs, and what the demo

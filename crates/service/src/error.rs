@@ -32,6 +32,16 @@ pub enum ServiceError {
     StaleWrite,
     #[error("only draft missions can be deleted; end this one with PATCH {{\"status\": \"ended\"}}")]
     NotADraft,
+    #[error("no webhook with id {0:?}")]
+    WebhookNotFound(String),
+    /// The tenant's `reward.fulfil` endpoint exists already (its id).
+    #[error("webhook {0} already subscribes to reward.fulfil; at most one endpoint of a tenant may")]
+    FulfilmentEndpointTaken(String),
+    #[error("a tenant has at most {0} webhooks; delete one first")]
+    TooManyWebhooks(usize),
+    /// No key to seal webhook secrets with (`QUESTLINE_SECRET_KEY`).
+    #[error("webhooks need QUESTLINE_SECRET_KEY (32 bytes, base64) to seal their secrets; none is configured")]
+    SecretKeyNotConfigured,
     #[error("this is the last admin key; create another admin key before deleting it")]
     LastAdminKey,
     /// No key has this secret (never had, or deleted).

@@ -5,8 +5,9 @@
 //! clock. Its methods are the business functions, grouped by concern: [`missions`]
 //! (lifecycle, simulation), [`keys`] (API keys: bootstrap, authentication, administration),
 //! [`progress`] (what users achieved), [`wallet`] (settling rewards into balances and
-//! entitlements), [`ingest`] (micro-batching lanes in front of
-//! [`ingest::apply_batch`], the one-transaction apply). Each returns a [`ServiceError`], whose
+//! entitlements), [`webhooks`] (endpoints, sealed secrets, what a fulfilment's answer
+//! decides), [`ingest`] (micro-batching lanes in front of [`ingest::apply_batch`], the
+//! one-transaction apply). Each returns a [`ServiceError`], whose
 //! variants name one cause each; the HTTP layer maps them to problem types exhaustively.
 //!
 //! Architecture invariant: ids and timestamps are made here. The clock is read once, at the
@@ -23,6 +24,7 @@ pub mod missions;
 pub mod parse;
 pub mod progress;
 pub mod wallet;
+pub mod webhooks;
 
 pub use clock::{Clock, SystemClock};
 pub use error::{Result, ServiceError};
@@ -42,6 +44,7 @@ pub struct Service {
     keys: keys::KeyUse,
     clock: Arc<dyn Clock>,
     jobs: Option<Arc<dyn wallet::SettlementJobs>>,
+    webhooks: webhooks::WebhookSettings,
 }
 
 impl Service {
@@ -60,7 +63,15 @@ impl Service {
     ) -> Self {
         let missions = Arc::new(MissionIndex::new(store.clone()));
         let ingestor = Ingestor::new(store.clone(), missions.clone(), batches, jobs.clone());
-        Service { store, missions, ingestor, keys: keys::KeyUse::default(), clock, jobs }
+        Service {
+            store,
+            missions,
+            ingestor,
+            keys: keys::KeyUse::default(),
+            clock,
+            jobs,
+            webhooks: webhooks::WebhookSettings::default(),
+        }
     }
 
     /// Whether the database answers.

@@ -13,6 +13,7 @@
 
 use crate::Result;
 use crate::keys::{ApiKey, NewApiKey, Role};
+use crate::webhooks::Webhook;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::event::Event;
@@ -94,7 +95,7 @@ impl<'a> From<&'a mut sqlx::PgConnection> for Connection<'a> {
 
 /// A database: reads on their own connections, writes through [`Store::begin`].
 #[async_trait]
-pub trait Store: KeyReads + MissionReads + UserReads + WalletReads + Send + Sync + 'static {
+pub trait Store: KeyReads + MissionReads + UserReads + WalletReads + WebhookReads + Send + Sync + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 
@@ -220,7 +221,7 @@ pub trait ForeignRead: Send {
 /// [`UnitOfWork::connection`] included.
 #[async_trait]
 pub trait UnitOfWork:
-    BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + WalletTx + Send
+    BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + WalletTx + WebhookTx + Send
 {
     /// The transaction's connection, for rows of other crates that must commit with this
     /// unit. Leave the transaction itself alone (no `COMMIT`, `ROLLBACK` or `SAVEPOINT`).
@@ -373,4 +374,27 @@ pub trait WalletTx: Send {
     async fn insert_entries(&mut self, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()>;
     /// Grants entitlements, each unless its user holds that code already; how many were new.
     async fn insert_entitlements(&mut self, tenant: &TenantId, entitlements: &[(UserId, Entitlement)]) -> Result<u64>;
+}
+
+/// Webhook endpoints as committed, on the reader pool.
+#[async_trait]
+pub trait WebhookReads: Send + Sync {
+    /// A tenant's webhooks, oldest first.
+    async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>>;
+    /// The tenant's endpoint subscribed to `reward.fulfil`, if any (at most one).
+    async fn fulfilment_webhook(&self, tenant: &TenantId) -> Result<Option<Webhook>>;
+}
+
+/// Webhook writes.
+#[async_trait]
+pub trait WebhookTx: Send {
+    /// The tenant's webhooks, oldest first, with the tenant locked until the unit ends
+    /// (PostgreSQL: its row `FOR UPDATE`), so that what a creation checks against them (how
+    /// many, which one fulfils) still holds when it inserts.
+    async fn lock_webhooks(&mut self, tenant: &TenantId, now: Timestamp) -> Result<Vec<Webhook>>;
+    /// Creates the tenant's row if missing. Fails with `Conflict` if the id is taken or the
+    /// webhook fulfils and the tenant has a fulfilment endpoint already; the unit stays usable.
+    async fn insert_webhook(&mut self, tenant: &TenantId, webhook: &Webhook) -> Result<()>;
+    /// Returns whether a webhook was deleted.
+    async fn delete_webhook(&mut self, tenant: &TenantId, id: &str) -> Result<bool>;
 }

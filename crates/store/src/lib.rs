@@ -16,7 +16,7 @@
 //!
 //! Codemap:
 //! - `api.rs`: the traits and the values they trade ([`UserProgress`], [`StoredProgress`], [`BudgetRow`],
-//!   [`Page`], [`Connection`]). `error.rs`: [`StoreError`]. `keys.rs`: API keys as stored.
+//!   [`Page`], [`Connection`]). `error.rs`: [`StoreError`]. `keys.rs`: API keys as stored. `webhooks.rs`: webhook endpoints as stored.
 //! - `rows.rs`: row decoding and encoding, one module for both backends.
 //! - `shared/`: the SQL that is the same on both backends, written once with `?`
 //!   placeholders and compiled into each backend (`sql.rs` numbers placeholders for
@@ -35,16 +35,18 @@ mod progress_codec;
 mod rows;
 mod sql;
 pub mod sqlite;
+pub mod webhooks;
 
 use std::sync::Arc;
 
 pub use api::{
     BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyReads, KeyTx, LedgerTx, MissionProgress, MissionReads,
     MissionTx, Page, ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork, UserProgress, UserReads, WalletReads,
-    WalletTx,
+    WalletTx, WebhookReads, WebhookTx,
 };
 pub use error::{Result, StoreError};
 pub use keys::{ApiKey, NewApiKey, Role};
+pub use webhooks::Webhook;
 
 /// Opens the store a database URL names, applying migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {

@@ -305,6 +305,42 @@ impl KeyRow {
     }
 }
 
+// --- webhooks ---
+
+pub(crate) const WEBHOOK_COLUMNS: &str =
+    "id, url, events, max_attempts, retry_initial_ms, retry_max_ms, sealed_secret, created_at";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct WebhookRow {
+    id: String,
+    url: String,
+    events: String,
+    max_attempts: i64,
+    retry_initial_ms: i64,
+    retry_max_ms: i64,
+    sealed_secret: String,
+    created_at: String,
+}
+
+impl WebhookRow {
+    pub(crate) fn into_webhook(self) -> Result<crate::webhooks::Webhook> {
+        let what = |col: &str| format!("webhooks {:?} {col}", self.id);
+        let millis = |n: i64, col: &str| {
+            u64::try_from(n).map(std::time::Duration::from_millis).map_err(|e| corrupt(what(col), e))
+        };
+        Ok(crate::webhooks::Webhook {
+            events: serde_json::from_str(&self.events).map_err(|e| corrupt(what("events"), e))?,
+            max_attempts: u32::try_from(self.max_attempts).map_err(|e| corrupt(what("max_attempts"), e))?,
+            retry_initial: millis(self.retry_initial_ms, "retry_initial_ms")?,
+            retry_max: millis(self.retry_max_ms, "retry_max_ms")?,
+            created_at: parse_ts(&self.created_at, what("created_at"))?,
+            id: self.id,
+            url: self.url,
+            sealed_secret: self.sealed_secret,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod ops;
 pub mod progress;
 pub mod wallet;
+pub mod webhooks;
 pub mod wire;
 
 use crate::error::{ApiError, Problem, problem};

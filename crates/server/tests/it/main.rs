@@ -36,6 +36,7 @@ mod problems;
 mod progress;
 mod properties;
 mod wallet;
+mod webhooks;
 
 use questline_testkit::{Backend, ServerOptions, TestServer};
 
@@ -156,5 +157,13 @@ e2e! {
     wallet: [
         balance_entries_are_exact_idempotent_and_never_overdraw,
         the_running_server_settles_points_and_badges_after_their_hold,
+    ],
+    webhooks: [
+        the_registry_validates_and_shows_the_secret_once,
+        private_targets_are_refused_unless_allowed,
+        a_cash_reward_is_granted_after_two_failed_attempts,
+        a_final_4xx_fails_the_reward_at_once,
+        retry_after_is_honoured,
+        the_last_failed_attempt_fails_the_reward_with_its_reason,
     ],
 }

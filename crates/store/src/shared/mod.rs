@@ -14,7 +14,7 @@
 //!
 //! Codemap: `store` (the pool-level traits), `unit` (the [`crate::UnitOfWork`]), `events`
 //! (the ledger over the backend's primitives), `missions` (missions, the missions revision,
-//! budgets), `keys`, `rewards`, `reads` (user-facing reads).
+//! budgets), `keys`, `webhooks`, `rewards`, `reads` (user-facing reads).
 
 mod events;
 mod keys;
@@ -24,6 +24,7 @@ mod rewards;
 mod store;
 mod unit;
 mod wallet;
+mod webhooks;
 
 use super::{Backend, Db, batch, ledger};
 use crate::sql::Dialect;

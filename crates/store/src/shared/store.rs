@@ -1,11 +1,12 @@
 //! The pool-level traits: reads on the reader pool, units of work on the writer pool.
 
 use super::unit::{ReadUnit, Unit};
-use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads, wallet};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads, wallet, webhooks};
 use crate::keys::{ApiKey, Role};
+use crate::webhooks::Webhook;
 use crate::{
     BatchReads, ForeignRead, KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads,
-    WalletReads,
+    WalletReads, WebhookReads,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -136,5 +137,16 @@ impl WalletReads for Backend {
 
     async fn entitlements(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Entitlement>> {
         wallet::entitlements(&mut *self.reader.acquire().await?, tenant, user).await
+    }
+}
+
+#[async_trait]
+impl WebhookReads for Backend {
+    async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>> {
+        webhooks::list(&mut *self.reader.acquire().await?, tenant).await
+    }
+
+    async fn fulfilment_webhook(&self, tenant: &TenantId) -> Result<Option<Webhook>> {
+        webhooks::fulfilment(&mut *self.reader.acquire().await?, tenant).await
     }
 }

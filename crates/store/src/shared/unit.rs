@@ -4,12 +4,13 @@
 //! The transaction is begun by the backend's `BEGIN_WRITE` (see there for why each backend
 //! starts it as it does). Dropping the unit drops the transaction, which rolls it back.
 
-use super::{Db, batch, events, keys, missions, rewards, wallet};
+use super::{Db, batch, events, keys, missions, rewards, wallet, webhooks};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::sql::EventLookup;
+use crate::webhooks::Webhook;
 use crate::{
     BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx,
-    UnitOfWork, UserProgress, WalletTx,
+    UnitOfWork, UserProgress, WalletTx, WebhookTx,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -231,5 +232,20 @@ impl WalletTx for Unit {
 
     async fn insert_entitlements(&mut self, tenant: &TenantId, entitlements: &[(UserId, Entitlement)]) -> Result<u64> {
         wallet::insert_entitlements(&mut self.tx, tenant, entitlements).await
+    }
+}
+
+#[async_trait]
+impl WebhookTx for Unit {
+    async fn lock_webhooks(&mut self, tenant: &TenantId, now: Timestamp) -> Result<Vec<Webhook>> {
+        webhooks::lock(&mut self.tx, tenant, now).await
+    }
+
+    async fn insert_webhook(&mut self, tenant: &TenantId, webhook: &Webhook) -> Result<()> {
+        webhooks::insert(&mut self.tx, tenant, webhook).await
+    }
+
+    async fn delete_webhook(&mut self, tenant: &TenantId, id: &str) -> Result<bool> {
+        webhooks::delete(&mut self.tx, tenant, id).await
     }
 }

@@ -30,6 +30,7 @@ mod progress;
 mod unit;
 mod upgrade;
 mod wallet;
+mod webhooks;
 
 // Backend-specific.
 mod pg_concurrency;
@@ -122,6 +123,7 @@ conformance! {
         an_entitlement_is_granted_once,
         due_rewards_are_the_pending_ones_past_their_hold,
     ],
+    webhooks: [webhooks_lifecycle_and_one_fulfilment_endpoint],
 }
 
 /// Every test writes to the default tenant unless it is testing tenant isolation.
