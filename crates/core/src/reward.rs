@@ -148,7 +148,7 @@ pub fn settlement_of(reward: &Reward) -> Settlement {
         RewardKind::Badge | RewardKind::Unlock => {
             Settlement::Entitlement { code: reward.code.clone().unwrap_or_else(|| reward.mission_id.clone()) }
         }
-        RewardKind::Cash | RewardKind::Voucher => Settlement::Fulfilment,
+        RewardKind::Cash | RewardKind::Voucher | RewardKind::GiftCard => Settlement::Fulfilment,
     }
 }
 

@@ -98,14 +98,13 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let lanes = if config.database_url.starts_with("postgres") { 4 } else { cores.clamp(2, 4) };
     let batches = BatchConfig { lanes, ..BatchConfig::default() };
-    let settlement = Arc::new(crate::jobs::SettlementQueue(jobs.clone()));
+    let settlement = Arc::new(crate::jobs::UnitQueue(jobs.clone()));
     let webhooks = WebhookSettings {
         secret_key: secret_key(config)?.map(Arc::new),
         allow_private_targets: config.allow_private_targets,
     };
-    let service = Arc::new(
-        Service::with_settlement(store, batches, Arc::new(SystemClock), Some(settlement)).with_webhooks(webhooks),
-    );
+    let service =
+        Arc::new(Service::with_jobs(store, batches, Arc::new(SystemClock), Some(settlement)).with_webhooks(webhooks));
     let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));
     Ok(AppState { service, user_tokens, metrics: None, jobs })
 }

@@ -21,6 +21,7 @@ pub mod index;
 pub mod ingest;
 pub mod keys;
 pub mod missions;
+pub mod notify;
 pub mod parse;
 pub mod progress;
 pub mod wallet;
@@ -43,23 +44,23 @@ pub struct Service {
     ingestor: Ingestor,
     keys: keys::KeyUse,
     clock: Arc<dyn Clock>,
-    jobs: Option<Arc<dyn wallet::SettlementJobs>>,
+    jobs: Option<Arc<dyn notify::UnitJobs>>,
     webhooks: webhooks::WebhookSettings,
 }
 
 impl Service {
     /// Starts the ingest lanes (tasks on the current runtime); [`Service::shutdown`] drains them.
     pub fn new(store: Arc<dyn Store>, batches: BatchConfig, clock: Arc<dyn Clock>) -> Self {
-        Self::with_settlement(store, batches, clock, None)
+        Self::with_jobs(store, batches, clock, None)
     }
 
     /// Like [`Service::new`]; every batch that grants rewards also enqueues their settlement
     /// jobs through `jobs`, in its unit of work.
-    pub fn with_settlement(
+    pub fn with_jobs(
         store: Arc<dyn Store>,
         batches: BatchConfig,
         clock: Arc<dyn Clock>,
-        jobs: Option<Arc<dyn wallet::SettlementJobs>>,
+        jobs: Option<Arc<dyn notify::UnitJobs>>,
     ) -> Self {
         let missions = Arc::new(MissionIndex::new(store.clone()));
         let ingestor = Ingestor::new(store.clone(), missions.clone(), batches, jobs.clone());

@@ -7,6 +7,7 @@
 //! granted). Cash and vouchers are the tenant's fulfilment endpoint's to grant (a webhook);
 //! they wait `pending` here.
 
+use crate::notify::{Notification, Subscribers, Topic};
 use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
 use questline_core::id::{TenantId, UserId, storable};
@@ -38,21 +39,6 @@ pub enum Settled {
     NotFound,
 }
 
-/// What a batch's unit of work also writes for the rewards it grants: their settlement
-/// jobs, so that a completion and its settlement commit together or not at all. The
-/// scheduler implements it (`server/src/jobs.rs`); without one, only the periodic sweep
-/// ([`Service::settle_due`]) settles.
-#[async_trait::async_trait]
-pub trait SettlementJobs: Send + Sync {
-    async fn enqueue(
-        &self,
-        unit: &mut dyn UnitOfWork,
-        tenant: &TenantId,
-        rewards: &[Reward],
-        now: Timestamp,
-    ) -> questline_store::Result<()>;
-}
-
 /// A balance entry to post (`POST /v1/users/{id}/balances/{currency}/entries`).
 #[derive(Debug, Clone)]
 pub struct NewEntry {
@@ -75,7 +61,22 @@ impl Service {
         let now = self.clock.now();
         retry(|| async {
             let mut unit = self.store.begin().await?;
-            let settled = settle_in(&mut *unit, tenant, reward_ids, now).await?;
+            let (settled, decided) = settle_in(&mut *unit, tenant, reward_ids, now).await?;
+            if !decided.is_empty() {
+                let jobs = self.jobs.as_deref();
+                let subscribers = Subscribers::of(jobs, &mut *unit, tenant).await?;
+                let notifications = decided
+                    .iter()
+                    .filter_map(|r| {
+                        let topic = match r.status {
+                            RewardStatus::Granted => Topic::RewardGranted,
+                            _ => Topic::RewardFailed,
+                        };
+                        subscribers.want(topic).then(|| Notification::of_reward(topic, r, now))
+                    })
+                    .collect();
+                subscribers.send(jobs, &mut *unit, tenant, notifications, now).await?;
+            }
             unit.commit().await?;
             Ok(settled)
         })
@@ -173,12 +174,14 @@ impl Service {
     }
 }
 
+/// Settles what is due of these rewards in `unit`: what became of each, in the order given,
+/// and the rewards it decided (granted or failed), as written.
 async fn settle_in(
     unit: &mut dyn UnitOfWork,
     tenant: &TenantId,
     reward_ids: &[String],
     now: Timestamp,
-) -> Result<Vec<Settled>> {
+) -> Result<(Vec<Settled>, Vec<Reward>)> {
     let locked = unit.lock_rewards(tenant, reward_ids).await?;
     let mut outcome: HashMap<String, Settled> = HashMap::with_capacity(locked.len());
     let mut due = Vec::with_capacity(locked.len());
@@ -270,7 +273,7 @@ async fn settle_in(
     unit.insert_entries(tenant, &entries).await?;
     unit.insert_entitlements(tenant, &entitlements).await?;
     unit.save_settlements(tenant, &settled).await?;
-    Ok(reward_ids.iter().map(|id| outcome.get(id).cloned().unwrap_or(Settled::NotFound)).collect())
+    Ok((reward_ids.iter().map(|id| outcome.get(id).cloned().unwrap_or(Settled::NotFound)).collect(), settled))
 }
 
 fn check_currency(currency: &str) -> Result<()> {

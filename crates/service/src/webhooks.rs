@@ -17,6 +17,7 @@
 //! [`Service::finish_fulfilment`], which decides the reward in a unit of work that checks it
 //! is still pending.
 
+use crate::notify::{Notification, Subscribers, Topic};
 use crate::wallet::Settled;
 use crate::{Result, Service, ServiceError};
 use base64::Engine;
@@ -232,9 +233,18 @@ impl Service {
 
     /// The tenant's `reward.fulfil` endpoint with its signing key, if it has one.
     pub async fn fulfilment_endpoint(&self, tenant: &TenantId) -> Result<Option<Endpoint>> {
-        let Some(webhook) = self.store.fulfilment_webhook(tenant).await? else {
-            return Ok(None);
-        };
+        let webhook = self.store.fulfilment_webhook(tenant).await?;
+        webhook.map(|w| self.endpoint(w)).transpose()
+    }
+
+    /// One webhook of the tenant with its signing key, if it still exists.
+    pub async fn webhook_endpoint(&self, tenant: &TenantId, id: &str) -> Result<Option<Endpoint>> {
+        let webhook = self.store.webhook(tenant, id).await?;
+        webhook.map(|w| self.endpoint(w)).transpose()
+    }
+
+    /// Opens a webhook's sealed secret into its signing key.
+    fn endpoint(&self, webhook: Webhook) -> Result<Endpoint> {
         let Some(key) = &self.webhooks.secret_key else {
             return Err(ServiceError::SecretKeyNotConfigured);
         };
@@ -248,7 +258,7 @@ impl Service {
             .strip_prefix(SECRET_PREFIX)
             .and_then(|b64| STANDARD.decode(b64).ok())
             .ok_or_else(|| ServiceError::Internal(format!("the secret of webhook {} is malformed", webhook.id)))?;
-        Ok(Some(Endpoint { webhook, signing_key }))
+        Ok(Endpoint { webhook, signing_key })
     }
 
     /// A reward as it stands, for a delivery's body. Read under the reward's lock in a unit
@@ -277,22 +287,28 @@ impl Service {
         if reward.status != RewardStatus::Pending {
             return Ok(Settled::AlreadyDone(reward.status));
         }
-        let settled = match result {
+        let (settled, topic) = match result {
             Ok(()) => {
                 reward.status = RewardStatus::Granted;
                 reward.failure = None;
-                Settled::Granted
+                (Settled::Granted, Topic::RewardGranted)
             }
             Err(reason) => {
                 reward.status = RewardStatus::Failed;
                 reward.failure = Some(reason);
-                Settled::AlreadyDone(RewardStatus::Failed)
+                (Settled::AlreadyDone(RewardStatus::Failed), Topic::RewardFailed)
             }
         };
         reward.attempts = reward.attempts.max(attempts);
         reward.settled_at = Some(now);
         reward.updated_at = now;
         unit.save_settlements(tenant, std::slice::from_ref(&reward)).await?;
+        let jobs = self.jobs.as_deref();
+        let subscribers = Subscribers::of(jobs, &mut *unit, tenant).await?;
+        if subscribers.want(topic) {
+            let notification = Notification::of_reward(topic, &reward, now);
+            subscribers.send(jobs, &mut *unit, tenant, vec![notification], now).await?;
+        }
         unit.commit().await?;
         Ok(settled)
     }

@@ -269,8 +269,8 @@ pub trait RewardTx: Send {
     /// completion has a live reward (the others are inserted; the unit stays usable).
     async fn insert_rewards(&mut self, tenant: &TenantId, rewards: &[Reward]) -> Result<()>;
     /// Marks those of these rewards revoked that are still `pending` (a granted reward has
-    /// been paid out and stays). Returns how many were revoked.
-    async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<u64>;
+    /// been paid out and stays). Returns the rewards it revoked, as they now stand.
+    async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<Vec<Reward>>;
 }
 
 /// Mission budgets. The engine decides the counts; the store only locks and writes them.
@@ -383,6 +383,8 @@ pub trait WebhookReads: Send + Sync {
     async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>>;
     /// The tenant's endpoint subscribed to `reward.fulfil`, if any (at most one).
     async fn fulfilment_webhook(&self, tenant: &TenantId) -> Result<Option<Webhook>>;
+    /// One webhook of the tenant.
+    async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<Webhook>>;
 }
 
 /// Webhook writes.
@@ -392,6 +394,9 @@ pub trait WebhookTx: Send {
     /// (PostgreSQL: its row `FOR UPDATE`), so that what a creation checks against them (how
     /// many, which one fulfils) still holds when it inserts.
     async fn lock_webhooks(&mut self, tenant: &TenantId, now: Timestamp) -> Result<Vec<Webhook>>;
+    /// The tenant's webhooks as this unit sees them, without locking anything: who hears of
+    /// what the unit writes.
+    async fn webhooks(&mut self, tenant: &TenantId) -> Result<Vec<Webhook>>;
     /// Creates the tenant's row if missing. Fails with `Conflict` if the id is taken or the
     /// webhook fulfils and the tenant has a fulfilment endpoint already; the unit stays usable.
     async fn insert_webhook(&mut self, tenant: &TenantId, webhook: &Webhook) -> Result<()>;

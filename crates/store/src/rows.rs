@@ -272,6 +272,7 @@ fn parse_kind(s: &str) -> Option<RewardKind> {
         "points" => RewardKind::Points,
         "coins" => RewardKind::Coins,
         "voucher" => RewardKind::Voucher,
+        "gift_card" => RewardKind::GiftCard,
         "badge" => RewardKind::Badge,
         "unlock" => RewardKind::Unlock,
         _ => return None,

@@ -345,6 +345,14 @@ fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
             }
         }
         RewardKind::Points | RewardKind::Coins if r.amount.is_none() => err("amount", "required for points and coins"),
+        RewardKind::GiftCard => {
+            if r.amount.is_none() {
+                err("amount", "required for a gift card: its value");
+            }
+            if r.currency.is_none() {
+                err("currency", "required for a gift card");
+            }
+        }
         _ => {}
     }
     if let Some(p) = r.percent {
@@ -438,6 +446,18 @@ mod tests {
             CompiledMission::compile("m", &with(json!({"kind": "cash", "percent": 5, "cap": 40, "currency": "INR"})))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_gift_card_names_its_value() {
+        let with = |reward: serde_json::Value| {
+            spec(json!({"name": "g", "steps": [{"event_type": "login", "target": 1}], "reward": reward}))
+        };
+        let errors = CompiledMission::compile("m", &with(json!({"kind": "gift_card"}))).unwrap_err().0;
+        let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/reward/amount", "/reward/currency"]);
+        let ok = with(json!({"kind": "gift_card", "amount": 500, "currency": "INR", "code": "AMZN"}));
+        assert!(CompiledMission::compile("m", &ok).is_ok());
     }
 
     #[test]

@@ -286,6 +286,7 @@ pub enum RewardKind {
     Points,
     Coins,
     Voucher,
+    GiftCard,
     Badge,
     Unlock,
 }
@@ -297,6 +298,7 @@ impl RewardKind {
             Self::Points => "points",
             Self::Coins => "coins",
             Self::Voucher => "voucher",
+            Self::GiftCard => "gift_card",
             Self::Badge => "badge",
             Self::Unlock => "unlock",
         }

@@ -31,6 +31,7 @@ mod jobs;
 mod keys;
 mod missions;
 mod multiprocess;
+mod notifications;
 mod ops;
 mod problems;
 mod progress;
@@ -165,5 +166,10 @@ e2e! {
         a_final_4xx_fails_the_reward_at_once,
         retry_after_is_honoured,
         the_last_failed_attempt_fails_the_reward_with_its_reason,
+    ],
+    notifications: [
+        completions_grants_and_revocations_are_notified_once_each,
+        a_failed_fulfilment_is_notified,
+        a_notification_that_keeps_failing_ends_dead_with_its_errors,
     ],
 }

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// A server that may deliver to the test's own endpoints on 127.0.0.1.
-async fn server(backend: Backend) -> TestServer {
+pub(crate) async fn server(backend: Backend) -> TestServer {
     start_with(
         ServerOptions::on(backend)
             .env("QUESTLINE_ALLOW_PRIVATE_TARGETS", "true")
@@ -31,25 +31,25 @@ async fn server(backend: Backend) -> TestServer {
 
 /// One request the endpoint received.
 #[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-    at: Instant,
+pub(crate) struct Received {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) at: Instant,
 }
 
 /// One scripted answer: status, headers, body.
-type Reply = (u16, Vec<(&'static str, &'static str)>, &'static str);
+pub(crate) type Reply = (u16, Vec<(&'static str, &'static str)>, &'static str);
 
 /// A fulfilment endpoint: answers each request with the next of its script (the last one
 /// again once the script is out), and records what it received.
-struct Endpoint {
-    url: String,
+pub(crate) struct Endpoint {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<Received>>>,
     _tasks: JoinSet<()>,
 }
 
 impl Endpoint {
-    async fn start(script: Vec<Reply>) -> Self {
+    pub(crate) async fn start(script: Vec<Reply>) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let log = received.clone();
         let handler = move |headers: HeaderMap, body: Bytes| {
@@ -80,18 +80,18 @@ impl Endpoint {
         Endpoint { url, received, _tasks: tasks }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
 
-fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+pub(crate) fn header<'a>(r: &'a Received, name: &str) -> &'a str {
     r.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_else(|| panic!("no {name} header"))
 }
 
 /// The Standard Webhooks verification, computed here: the signature of
 /// `{id}.{timestamp}.{body}` under the secret's decoded key.
-fn verifies(secret: &str, r: &Received) -> bool {
+pub(crate) fn verifies(secret: &str, r: &Received) -> bool {
     let key = STANDARD.decode(secret.strip_prefix("whsec_").expect("whsec_ prefix")).unwrap();
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
     mac.update(format!("{}.{}.", header(r, "webhook-id"), header(r, "webhook-timestamp")).as_bytes());
@@ -108,7 +108,7 @@ async fn create_webhook(server: &TestServer, url: &str, retry: Value) -> Value {
 }
 
 /// A mission that grants a cash reward on one login, and that login, for `user`.
-async fn earn_cash(server: &TestServer, user: &str) {
+pub(crate) async fn earn_cash(server: &TestServer, user: &str) {
     let mission = json!({"id": format!("cash-{user}"), "name": "cash", "status": "active",
                          "steps": [{"event_type": "login", "target": 1}],
                          "reward": {"kind": "cash", "amount": 50, "currency": "INR"}});
@@ -121,7 +121,7 @@ async fn earn_cash(server: &TestServer, user: &str) {
 }
 
 /// The user's one reward once it is no longer pending.
-async fn decided_reward(server: &TestServer, user: &str) -> Value {
+pub(crate) async fn decided_reward(server: &TestServer, user: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rewards = rewards(server, user).await;

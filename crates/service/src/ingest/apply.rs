@@ -25,17 +25,17 @@
 //!    rewards and budgets, and commit. Only then do callers hear back.
 
 use crate::index::{MissionIndex, Snapshot};
-use crate::wallet::SettlementJobs;
+use crate::notify::{Notification, Subscribers, Topic, UnitJobs};
 use jiff::Timestamp;
 use questline_core::batch::{
-    self, BatchDecision, BatchInputs, BatchPlan, IgnoredReversal, InactiveProgress, Ledger, PairKey,
+    self, BatchDecision, BatchInputs, BatchPlan, IgnoredReversal, InactiveProgress, Ledger, NewCompletion, PairKey,
 };
 use questline_core::budget;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::CompiledMission;
 use questline_core::pointer::FieldError;
-use questline_core::progress::ProgressState;
+use questline_core::progress::{ProgressState, ProgressView};
 use questline_core::reward::Reward;
 use questline_store::{BatchReads, MissionProgress, Result, Store, StoreError, UnitOfWork, UserProgress};
 use std::borrow::Cow;
@@ -73,7 +73,7 @@ pub struct Applied {
 pub async fn apply_batch(
     store: &dyn Store,
     missions: &MissionIndex,
-    jobs: Option<&dyn SettlementJobs>,
+    jobs: Option<&dyn UnitJobs>,
     tenant: &TenantId,
     events: &[Event],
     now: Timestamp,
@@ -125,7 +125,7 @@ struct Prepared<'a> {
 async fn apply_once(
     store: &dyn Store,
     missions: &MissionIndex,
-    jobs: Option<&dyn SettlementJobs>,
+    jobs: Option<&dyn UnitJobs>,
     tenant: &TenantId,
     events: &[Event],
     now: Timestamp,
@@ -136,20 +136,20 @@ async fn apply_once(
     // The active missions are taken before the snapshot opens: loading them needs a reader
     // connection of its own, and lanes holding every reader while waiting for one more
     // would wait forever. If the missions change meanwhile, the revision check catches it.
-    let (mut tx, prepared) = if locked {
+    let (mut tx, prepared, active) = if locked {
         let mut tx = store.begin().await?;
         tx.lock_versions(tenant, &users).await?;
         let revision = tx.missions_revision(tenant).await?;
         let active = missions.at(tenant, revision).await?;
         let prepared = prepare(&mut *tx, (revision, &active), tenant, events, users, now).await?;
-        (tx, prepared)
+        (tx, prepared, active)
     } else {
         let revision = store.missions_revision(tenant).await?;
         let active = missions.at(tenant, revision).await?;
         let mut snapshot = store.begin_read().await?;
         let prepared = prepare(&mut *snapshot, (revision, &active), tenant, events, users, now).await?;
         drop(snapshot);
-        (store.begin().await?, prepared)
+        (store.begin().await?, prepared, active)
     };
     // Locked in `users` order, so a batch of another process that touches one of these
     // users runs wholly before or wholly after this one. A locked attempt took the locks
@@ -165,7 +165,8 @@ async fn apply_once(
     }
     let Prepared { mut applied, decision, mut progress, recorded, refused, ignored, .. } = prepared;
     if let Some(decision) = decision {
-        save(&mut *tx, jobs, tenant, decision, &mut progress, now, &mut applied).await?;
+        let scope = Scope { jobs, tenant, active: &active, now };
+        save(&mut *tx, &scope, decision, &mut progress, &mut applied).await?;
     }
     tx.commit().await?;
     metrics::counter!("questline_events_rejected_total").increment(refused as u64);
@@ -327,17 +328,25 @@ async fn user_ledger(tx: &mut dyn BatchReads, tenant: &TenantId, user: &UserId, 
     Ok(Ledger { originals, reversals })
 }
 
-/// Writes what the engine decided, and takes the budgets for its grants. Each user whose
-/// progress changed is written once, whatever number of missions changed.
+/// What a batch's writes are for: the tenant, its active missions, the scheduler, the time.
+struct Scope<'a> {
+    jobs: Option<&'a dyn UnitJobs>,
+    tenant: &'a TenantId,
+    active: &'a Snapshot,
+    now: Timestamp,
+}
+
+/// Writes what the engine decided, takes the budgets for its grants, and enqueues their
+/// settlements and the notifications subscribed to. Each user whose progress changed is
+/// written once, whatever number of missions changed.
 async fn save(
     tx: &mut dyn UnitOfWork,
-    jobs: Option<&dyn SettlementJobs>,
-    tenant: &TenantId,
+    scope: &Scope<'_>,
     mut decision: BatchDecision,
     progress: &mut HashMap<UserId, UserProgress>,
-    now: Timestamp,
     applied: &mut Applied,
 ) -> Result<()> {
+    let Scope { jobs, tenant, now, .. } = *scope;
     let mut changed = BTreeSet::new();
     // Moved, not copied: the decision is spent here.
     for p in std::mem::take(&mut decision.progress) {
@@ -347,11 +356,17 @@ async fn save(
     }
     let rows: Vec<UserProgress> = changed.iter().filter_map(|u| progress.remove(u)).collect();
     tx.save_progress(tenant, &rows).await?;
-    if !decision.revokes.is_empty() {
+    let revoked = if decision.revokes.is_empty() {
+        Vec::new()
+    } else {
         let ids: Vec<String> = decision.revokes.iter().map(|r| r.reward_id.clone()).collect();
-        applied.rewards_revoked += usize::try_from(tx.revoke_rewards(tenant, &ids, now).await?).unwrap_or(usize::MAX);
-    }
+        tx.revoke_rewards(tenant, &ids, now).await?
+    };
+    applied.rewards_revoked += revoked.len();
     applied.completions += decision.completions.len();
+    if !decision.completions.is_empty() || !revoked.is_empty() {
+        notify(tx, scope, &decision.completions, &rows, &revoked).await?;
+    }
     if decision.grants.is_empty() {
         return Ok(());
     }
@@ -362,7 +377,7 @@ async fn save(
         outcome.taken.into_iter().map(|grant| grant.into_reward(uuid::Uuid::now_v7().to_string())).collect();
     tx.insert_rewards(tenant, &rewards).await?;
     if let Some(jobs) = jobs {
-        jobs.enqueue(tx, tenant, &rewards, now).await?;
+        jobs.enqueue_settlements(tx, tenant, &rewards, now).await?;
     }
     applied.rewards_granted += rewards.len();
     for update in outcome.updates {
@@ -370,4 +385,37 @@ async fn save(
         tx.set_budget(tenant, &update.mission_id, update.granted, end_at).await?;
     }
     Ok(())
+}
+
+/// `mission.completed` for the batch's completions (with the progress as written) and
+/// `reward.revoked` for the rewards it revoked, to the webhooks subscribed to them.
+async fn notify(
+    tx: &mut dyn UnitOfWork,
+    scope: &Scope<'_>,
+    completions: &[NewCompletion],
+    rows: &[UserProgress],
+    revoked: &[Reward],
+) -> Result<()> {
+    let Scope { jobs, tenant, active, now } = *scope;
+    let subscribers = Subscribers::of(jobs, tx, tenant).await?;
+    let mut notifications = Vec::new();
+    if subscribers.want(Topic::MissionCompleted) {
+        let rows: HashMap<&UserId, &UserProgress> = rows.iter().map(|r| (&r.user_id, r)).collect();
+        for c in completions {
+            let Some(mission) = active.active().get(c.mission_id.as_str()) else { continue };
+            let stored = rows.get(&c.user_id).and_then(|r| r.missions.get(&c.mission_id));
+            let view = ProgressView::new(
+                mission,
+                c.user_id.as_str(),
+                stored.map(|m| &m.state),
+                stored.map(|m| m.updated_at),
+                now,
+            );
+            notifications.push(Notification::of_completion(tenant, &view, c.ordinal, now));
+        }
+    }
+    if subscribers.want(Topic::RewardRevoked) {
+        notifications.extend(revoked.iter().map(|r| Notification::of_reward(Topic::RewardRevoked, r, now)));
+    }
+    subscribers.send(jobs, tx, tenant, notifications, now).await
 }

@@ -18,7 +18,7 @@ mod apply;
 pub use apply::{Applied, Recorded, apply_batch};
 
 use super::index::MissionIndex;
-use crate::wallet::SettlementJobs;
+use crate::notify::UnitJobs;
 use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
 use questline_core::batch;
@@ -190,7 +190,7 @@ impl Ingestor {
         store: Arc<dyn Store>,
         missions: Arc<MissionIndex>,
         config: BatchConfig,
-        jobs: Option<Arc<dyn SettlementJobs>>,
+        jobs: Option<Arc<dyn UnitJobs>>,
     ) -> Self {
         let stopping = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -277,7 +277,7 @@ fn lane_of(user: &str, lanes: usize) -> usize {
 struct Lane {
     store: Arc<dyn Store>,
     missions: Arc<MissionIndex>,
-    jobs: Option<Arc<dyn SettlementJobs>>,
+    jobs: Option<Arc<dyn UnitJobs>>,
     config: BatchConfig,
     tasks: TaskTracker,
 }

@@ -1,7 +1,7 @@
 //! Reward writes inside a unit of work.
 
 use super::{Conn, Db, LIST_CHUNK, batch};
-use crate::rows::{RewardRow, rewards_from, ts_text};
+use crate::rows::{REWARD_COLUMNS, RewardRow, rewards_from, ts_text};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
 use questline_core::id::{MissionId, TenantId, UserId};
@@ -84,9 +84,9 @@ pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward
 
 /// Only pending rewards: one already granted has been paid out, and marking it revoked
 /// here would make the books disagree with what the user received.
-pub(super) async fn revoke(conn: &mut Conn, tenant: &TenantId, ids: &[String], at: Timestamp) -> Result<u64> {
+pub(super) async fn revoke(conn: &mut Conn, tenant: &TenantId, ids: &[String], at: Timestamp) -> Result<Vec<Reward>> {
     let at = ts_text(at);
-    let mut revoked = 0;
+    let mut revoked = Vec::new();
     for chunk in ids.chunks(LIST_CHUNK) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE rewards SET status = 'revoked', updated_at = ");
         qb.push_bind(at.as_str()).push(" WHERE tenant_id = ").push_bind(tenant.as_str());
@@ -95,8 +95,10 @@ pub(super) async fn revoke(conn: &mut Conn, tenant: &TenantId, ids: &[String], a
         for id in chunk {
             list.push_bind(id.as_str());
         }
-        qb.push(")");
-        revoked += qb.build().execute(&mut *conn).await?.rows_affected();
+        // The rows as revoked, for the notifications of the unit that revoked them.
+        qb.push(") RETURNING ").push(REWARD_COLUMNS);
+        let rows: Vec<RewardRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
+        revoked.extend(rewards_from(rows)?);
     }
     Ok(revoked)
 }

@@ -149,4 +149,8 @@ impl WebhookReads for Backend {
     async fn fulfilment_webhook(&self, tenant: &TenantId) -> Result<Option<Webhook>> {
         webhooks::fulfilment(&mut *self.reader.acquire().await?, tenant).await
     }
+
+    async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<Webhook>> {
+        webhooks::one(&mut *self.reader.acquire().await?, tenant, id).await
+    }
 }

@@ -139,7 +139,7 @@ impl RewardTx for Unit {
         rewards::insert(&mut self.tx, tenant, new).await
     }
 
-    async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<u64> {
+    async fn revoke_rewards(&mut self, tenant: &TenantId, reward_ids: &[String], at: Timestamp) -> Result<Vec<Reward>> {
         rewards::revoke(&mut self.tx, tenant, reward_ids, at).await
     }
 }
@@ -239,6 +239,10 @@ impl WalletTx for Unit {
 impl WebhookTx for Unit {
     async fn lock_webhooks(&mut self, tenant: &TenantId, now: Timestamp) -> Result<Vec<Webhook>> {
         webhooks::lock(&mut self.tx, tenant, now).await
+    }
+
+    async fn webhooks(&mut self, tenant: &TenantId) -> Result<Vec<Webhook>> {
+        webhooks::list(&mut self.tx, tenant).await
     }
 
     async fn insert_webhook(&mut self, tenant: &TenantId, webhook: &Webhook) -> Result<()> {

@@ -71,6 +71,16 @@ pub(super) async fn fulfilment(conn: &mut Conn, tenant: &TenantId) -> Result<Opt
     row.map(WebhookRow::into_webhook).transpose()
 }
 
+pub(super) async fn one(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Option<Webhook>> {
+    let row: Option<WebhookRow> =
+        sqlx::query_as(&sql(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND id = ?")))
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    row.map(WebhookRow::into_webhook).transpose()
+}
+
 pub(super) async fn delete(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<bool> {
     let result = sqlx::query(&sql("DELETE FROM webhooks WHERE tenant_id = ? AND id = ?"))
         .bind(tenant.as_str())

@@ -1,0 +1,154 @@
+//! The jobs questline runs for itself on the scheduler's durable lane (`questline_queue`, on
+//! the store's own database): settlement (`settle.rs`) and webhook deliveries
+//! (`deliver.rs`).
+//!
+//! Each granted reward gets a `reward.settle` job, enqueued in the batch's own unit of work
+//! (a completion and its settlement commit together or not at all) to run when the reward's
+//! hold ends ([`UnitQueue`]). The jobs of one claim (up to [`SETTLE_BATCH`]) are
+//! settled together in one unit of work that checks each reward is still pending, so a
+//! reward is settled once however often its job runs, and a commit serves many rewards. A sweep (`reward.settle_due`, one job per tick however many workers run) settles
+//! what has no job: rewards from before jobs existed, or whose job died.
+//!
+//! Cash and vouchers are the tenant's fulfilment endpoint's to decide: a settle job that finds
+//! one enqueues a `reward.fulfil` job ([`FULFIL`], unique per reward, with the webhook's own
+//! `max_attempts`) and is done; without an endpoint it snoozes, and the reward waits
+//! `pending`. A fulfil job delivers the signed `reward.fulfil` webhook (`crate::delivery`)
+//! under the `webhook-id` `msg_<reward id>` (the same on every attempt, in every process)
+//! and reports the answer to `Service::finish_fulfilment`: 2xx grants, a final 4xx fails
+//! the reward at once, anything a retry may help retries after the webhook's own backoff
+//! (exponential, jittered, capped at its `max`; `Retry-After` when the endpoint sends one),
+//! and the last attempt's failure fails the reward with its reason. No transaction is held
+//! while a delivery is in flight.
+//!
+//! Notifications (`reward.granted`, `reward.revoked`, `reward.failed`, `mission.completed`)
+//! are decided in the unit of work that makes them true (`questline_service::notify`): one
+//! `webhook.deliver` job per subscribed webhook, unique per (webhook, `webhook-id`), carrying
+//! the body as it was at that commit; delivered the same way, retried with the webhook's
+//! backoff until answered 2xx or out of attempts (then dead, listed in `/v1/jobs`).
+
+mod deliver;
+mod settle;
+
+use crate::delivery::Deliverer;
+use async_trait::async_trait;
+use jiff::Timestamp;
+use questline_core::id::TenantId;
+use questline_core::reward::Reward;
+use questline_queue::{NewJob, Outcome, Policies, QueueConfig, RetryPolicy, SqlQueue, Worker, WorkerConfig};
+use questline_service::Service;
+use questline_service::notify::{Delivery, UnitJobs};
+use questline_store::{StoreError, UnitOfWork};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The job kind that settles one reward; its payload is `{"reward_id": "…"}`.
+pub const SETTLE: &str = "reward.settle";
+/// The job kind that delivers one reward's `reward.fulfil` webhook; payload `{"reward_id"}`.
+pub const FULFIL: &str = "reward.fulfil";
+/// The job kind that delivers one notification to one webhook; payload: [`Delivery`]'s
+/// webhook id, type, `webhook-id` and body.
+pub const DELIVER: &str = "webhook.deliver";
+/// The job kind of a settlement sweep.
+pub const SETTLE_DUE: &str = "reward.settle_due";
+/// How often the sweep looks for due rewards without a job.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Rewards one sweep settles at most; the next tick takes the rest.
+pub const SWEEP_BATCH: u32 = 500;
+/// Rewards settled together in one unit of work, from one claim.
+pub const SETTLE_BATCH: usize = 100;
+
+/// The queue's settings for questline's own kinds: settlement retries a database error
+/// quickly, a few times, then the sweep is the safety net.
+pub fn queue_config() -> QueueConfig {
+    let settle = RetryPolicy { max_attempts: 10, ..RetryPolicy::default() };
+    QueueConfig { policies: Policies::default().with(SETTLE, settle), ..QueueConfig::default() }
+}
+
+/// Enqueues, in a unit of work, the jobs its business rows call for: a granted reward's
+/// settlement, a notification's deliveries.
+pub struct UnitQueue(pub Arc<SqlQueue>);
+
+#[async_trait]
+impl UnitJobs for UnitQueue {
+    async fn enqueue_settlements(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        rewards: &[Reward],
+        now: Timestamp,
+    ) -> questline_store::Result<()> {
+        let jobs = rewards
+            .iter()
+            .map(|r| {
+                NewJob::new(SETTLE, serde_json::json!({ "reward_id": r.id }))
+                    .tenant(tenant.as_str())
+                    .run_at(r.hold_until)
+                    .unique_key(format!("{SETTLE}:{}", r.id))
+            })
+            .collect();
+        self.enqueue_in(unit, jobs, now).await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        deliveries: Vec<Delivery>,
+        now: Timestamp,
+    ) -> questline_store::Result<()> {
+        let jobs = deliveries
+            .into_iter()
+            .map(|d| {
+                let unique = format!("{DELIVER}:{}:{}", d.webhook_id, d.msg_id);
+                let payload = serde_json::json!({
+                    "webhook_id": d.webhook_id, "type": d.topic.as_str(), "msg_id": d.msg_id, "body": d.body,
+                });
+                NewJob::new(DELIVER, payload).tenant(tenant.as_str()).max_attempts(d.max_attempts).unique_key(unique)
+            })
+            .collect();
+        self.enqueue_in(unit, jobs, now).await
+    }
+}
+
+impl UnitQueue {
+    async fn enqueue_in(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        jobs: Vec<NewJob>,
+        now: Timestamp,
+    ) -> questline_store::Result<()> {
+        self.0.enqueue_in(unit.connection(), jobs, now).await.map(drop).map_err(|e| match e {
+            questline_queue::QueueError::Store(e) => e,
+            other => StoreError::Corrupt(format!("enqueueing jobs in a unit of work: {other}")),
+        })
+    }
+}
+
+/// The worker of this process's own jobs (`config`: how it runs, e.g. its concurrency).
+pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig) -> Worker {
+    let settler = service.clone();
+    let fulfiller = service.clone();
+    let notifier = service.clone();
+    let deliverer = Deliverer::new(service.allows_private_targets());
+    let to_notifier = deliverer.clone();
+    let enqueuer = queue.clone();
+    Worker::new(queue, config)
+        .handle_batch(SETTLE, SETTLE_BATCH, move |jobs| settle::settle_many(settler.clone(), enqueuer.clone(), jobs))
+        .handle(FULFIL, move |job| deliver::fulfil(fulfiller.clone(), deliverer.clone(), job))
+        .handle(DELIVER, move |job| deliver::notify(notifier.clone(), to_notifier.clone(), job))
+        .handle(SETTLE_DUE, move |_job| {
+            let service = service.clone();
+            async move {
+                match service.settle_due(&TenantId::default_tenant(), SWEEP_BATCH).await {
+                    Ok(granted) => {
+                        if granted > 0 {
+                            tracing::info!(granted, "the sweep settled rewards that had no job");
+                        }
+                        Outcome::Done
+                    }
+                    Err(e) => Outcome::retry(e.to_string()),
+                }
+            }
+        })
+        .every("settle-due", SWEEP_EVERY, |_tick| NewJob::new(SETTLE_DUE, serde_json::json!({})).max_attempts(3))
+}

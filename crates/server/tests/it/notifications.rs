@@ -1,0 +1,167 @@
+//! Notification webhooks against real endpoints run by the test: `mission.completed`,
+//! `reward.granted`, `reward.revoked` and `reward.failed` reach the webhooks subscribed to
+//! them, signed, once each (a failed delivery is retried under the same `webhook-id`), and
+//! nothing reaches a webhook that did not subscribe.
+
+use crate::fixtures::*;
+use crate::webhooks::{Endpoint, Received, decided_reward, earn_cash, header, server, verifies};
+use questline_testkit::{Backend, TestServer, send};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+async fn subscribe(server: &TestServer, url: &str, events: &[&str]) -> String {
+    let body = json!({"url": url, "events": events, "retry": {"max_attempts": 5, "initial": "PT1S", "max": "PT1S"}});
+    let response = send(server.post("/v1/webhooks", &body)).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.unwrap();
+    created["secret"].as_str().unwrap().to_owned()
+}
+
+/// The bodies an endpoint received, by `webhook-id`, once `count` distinct ids arrived.
+async fn distinct(endpoint: &Endpoint, count: usize, server: &TestServer) -> BTreeMap<String, Vec<Received>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut by_id: BTreeMap<String, Vec<Received>> = BTreeMap::new();
+        for r in endpoint.received() {
+            by_id.entry(header(&r, "webhook-id").to_owned()).or_default().push(r);
+        }
+        if by_id.len() >= count {
+            return by_id;
+        }
+        assert!(Instant::now() < deadline, "{} of {count} notifications arrived\n{}", by_id.len(), server.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn body_of(r: &Received) -> Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+pub async fn completions_grants_and_revocations_are_notified_once_each(backend: Backend) {
+    let server = server(backend).await;
+    // The first delivery fails: whichever it is, it must come again under the same id.
+    let endpoint = Endpoint::start(vec![(503, vec![], "busy"), (200, vec![], "")]).await;
+    let bystander = Endpoint::start(vec![(200, vec![], "")]).await;
+    let secret = subscribe(&server, &endpoint.url, &["mission.completed", "reward.granted", "reward.revoked"]).await;
+    subscribe(&server, &bystander.url, &["reward.failed"]).await;
+
+    let login = |id: &str| json!({"id": id, "type": "login", "user_id": "u-1", "occurred_at": hours_ago(1)});
+    create_mission(
+        &server,
+        &json!({"id": "daily", "name": "login", "status": "active",
+        "steps": [{"event_type": "login", "target": 1}], "reward": {"kind": "points", "amount": 10}}),
+    )
+    .await;
+    create_mission(
+        &server,
+        &json!({"id": "spend", "name": "spend", "status": "active",
+        "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"}, "target": 100}],
+        "reward": {"kind": "coins", "amount": 5, "hold": "PT1H"}}),
+    )
+    .await;
+    ingest(&server, &[login("l-1"), payment("p-1", "u-1", json!(150), 1)]).await;
+    // During its hold, the refund takes the completion back and revokes the coins.
+    ingest(&server, &[refund("r-1", "u-1", "p-1", None)]).await;
+
+    // Two completions, the points granted, the coins revoked: four notifications.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while endpoint.received().len() < 5 {
+        assert!(Instant::now() < deadline, "the failed delivery never came again\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for a duplicate to show, were there one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let by_id = distinct(&endpoint, 4, &server).await;
+    assert_eq!(by_id.len(), 4, "nothing else: {:?}", by_id.keys());
+    let total: usize = by_id.values().map(Vec::len).sum();
+    assert_eq!(total, 5, "one delivery failed and came again; the others came once");
+    let mut seen = Vec::new();
+    for (msg_id, received) in &by_id {
+        let first = body_of(&received[0]);
+        for r in received {
+            assert!(verifies(&secret, r), "signed with the webhook's secret");
+            assert_eq!(body_of(r), first, "a retry carries the same body");
+        }
+        let data = &first["data"];
+        assert!(first["timestamp"].is_string(), "{first}");
+        assert!(msg_id.starts_with("msg_"), "{msg_id}");
+        match first["type"].as_str().unwrap() {
+            "mission.completed" => {
+                assert_eq!((&data["user_id"], &data["status"]), (&json!("u-1"), &json!("completed")), "{data}");
+                assert_eq!(data["completions"], 1);
+                seen.push(format!("completed {}", data["mission_id"].as_str().unwrap()));
+            }
+            "reward.granted" => {
+                assert_eq!(
+                    (&data["mission_id"], &data["status"], &data["amount"]),
+                    (&json!("daily"), &json!("granted"), &json!(10))
+                );
+                seen.push("granted daily".to_owned());
+            }
+            "reward.revoked" => {
+                assert_eq!((&data["mission_id"], &data["status"]), (&json!("spend"), &json!("revoked")));
+                seen.push("revoked spend".to_owned());
+            }
+            other => panic!("not subscribed: {other}"),
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["completed daily", "completed spend", "granted daily", "revoked spend"]);
+    assert!(bystander.received().is_empty(), "reward.failed was never true");
+}
+
+pub async fn a_failed_fulfilment_is_notified(backend: Backend) {
+    let server = server(backend).await;
+    let fulfilment = Endpoint::start(vec![(422, vec![], "unknown account")]).await;
+    let listener = Endpoint::start(vec![(200, vec![], "")]).await;
+    let body = json!({"url": fulfilment.url, "events": ["reward.fulfil"]});
+    assert_eq!(send(server.post("/v1/webhooks", &body)).await.status().as_u16(), 201);
+    let secret = subscribe(&server, &listener.url, &["reward.failed", "reward.granted"]).await;
+    earn_cash(&server, "u-9").await;
+    let reward = decided_reward(&server, "u-9").await;
+    assert_eq!(reward["status"], "failed");
+
+    let by_id = distinct(&listener, 1, &server).await;
+    let received = by_id.values().next().unwrap();
+    let note = body_of(&received[0]);
+    assert!(verifies(&secret, &received[0]));
+    assert_eq!(
+        (&note["type"], &note["data"]["id"], &note["data"]["status"]),
+        (&json!("reward.failed"), &reward["id"], &json!("failed"))
+    );
+    assert!(note["data"]["failure"].as_str().unwrap().contains("unknown account"), "{note}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(listener.received().len(), 1, "no reward.granted for a failed reward");
+    assert_eq!(fulfilment.received().len(), 1, "a fulfilment endpoint hears only reward.fulfil");
+}
+
+pub async fn a_notification_that_keeps_failing_ends_dead_with_its_errors(backend: Backend) {
+    let server = server(backend).await;
+    let endpoint = Endpoint::start(vec![(500, vec![], "broken")]).await;
+    let body = json!({"url": endpoint.url, "events": ["mission.completed"],
+                      "retry": {"max_attempts": 2, "initial": "PT1S", "max": "PT1S"}});
+    assert_eq!(send(server.post("/v1/webhooks", &body)).await.status().as_u16(), 201);
+    create_mission(
+        &server,
+        &json!({"id": "once", "name": "once", "status": "active",
+        "steps": [{"event_type": "login", "target": 1}], "reward": {"kind": "badge"}}),
+    )
+    .await;
+    ingest(&server, &[json!({"id": "l", "type": "login", "user_id": "u-2", "occurred_at": hours_ago(1)})]).await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let jobs = ok(server.get("/v1/jobs?kind=webhook.deliver&state=dead")).await;
+        if let Some(job) = jobs["items"].as_array().and_then(|items| items.first()).cloned() {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the delivery never died: {jobs}\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(endpoint.received().len(), 2, "max_attempts 2");
+    assert_eq!(dead["attempt"], 2, "{dead}");
+    let errors = dead["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{dead}");
+    assert!(errors.iter().all(|e| e["error"].as_str().unwrap().contains("500")), "{dead}");
+}
