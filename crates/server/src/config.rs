@@ -17,6 +17,9 @@ pub const MIN_SECRET_LEN: usize = 16;
 pub const DEFAULT_WORKER_CONCURRENCY: usize = 16;
 /// The most jobs one worker may run at once.
 pub const MAX_WORKER_CONCURRENCY: usize = 1024;
+/// How long, in seconds, a job's claim holds without a heartbeat unless `worker_lease_seconds`
+/// says otherwise: a worker that dies mid-job has that job retried about this long after.
+pub const DEFAULT_WORKER_LEASE_SECONDS: u64 = 30;
 
 /// A key the file sets that is not one of these fails the start, naming it: a misspelt key
 /// (`listn`) or a section of another program's (`[server]`) would otherwise leave the
@@ -38,6 +41,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Jobs the job worker runs at once, 1 to 1024 (`QUESTLINE_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
+    /// Seconds a job's claim holds without a heartbeat, 2 to 3600
+    /// (`QUESTLINE_WORKER_LEASE_SECONDS`): how soon a dead worker's jobs run again.
+    pub worker_lease_seconds: u64,
     /// 32 bytes, base64: the key webhook secrets are sealed with (`QUESTLINE_SECRET_KEY`).
     /// Without one, SQLite keeps a generated key in `<database file>.key`; PostgreSQL has
     /// no webhooks.
@@ -64,6 +70,7 @@ impl Default for Config {
             redis_url: None,
             log_format: LogFormat::Text,
             worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
+            worker_lease_seconds: DEFAULT_WORKER_LEASE_SECONDS,
             secret_key: None,
             allow_private_targets: false,
         }
@@ -181,6 +188,9 @@ impl Config {
         if !(1..=MAX_WORKER_CONCURRENCY).contains(&self.worker_concurrency) {
             return bad("worker_concurrency", WORKER_CONCURRENCY_RANGE);
         }
+        if !(2..=3600).contains(&self.worker_lease_seconds) {
+            return bad("worker_lease_seconds", WORKER_LEASE_RANGE);
+        }
         if let Some(key) = &self.secret_key
             && let Err(why) = questline_service::webhooks::SecretKey::from_base64(key)
         {
@@ -199,17 +209,19 @@ const KEYS: &[&str] = &[
     "redis_url",
     "log_format",
     "worker_concurrency",
+    "worker_lease_seconds",
     "secret_key",
     "allow_private_targets",
 ];
 
 /// The keys whose value is a number.
-const NUMBER_KEYS: &[&str] = &["worker_concurrency"];
+const NUMBER_KEYS: &[&str] = &["worker_concurrency", "worker_lease_seconds"];
 
 /// The keys whose value is `true` or `false` (`1`, `0`).
 const BOOL_KEYS: &[&str] = &["allow_private_targets"];
 
 const WORKER_CONCURRENCY_RANGE: &str = "must be an integer from 1 to 1024";
+const WORKER_LEASE_RANGE: &str = "must be an integer number of seconds from 2 to 3600";
 
 /// Figment's error, phrased around the key (never echoing a secret's value), with the file
 /// it came from when it came from one.
@@ -219,6 +231,7 @@ fn describe(e: figment::Error) -> String {
     let what = match &e.kind {
         // Whatever serde's words for it (a string, a negative number, too large), one rule.
         _ if key == "worker_concurrency" => format!("{key}: {WORKER_CONCURRENCY_RANGE}"),
+        _ if key == "worker_lease_seconds" => format!("{key}: {WORKER_LEASE_RANGE}"),
         figment::error::Kind::InvalidType(_, expected) => format!("{key}: expected {expected}"),
         figment::error::Kind::InvalidValue(_, expected) => format!("{key}: invalid value, expected {expected}"),
         figment::error::Kind::UnknownVariant(got, expected) => {
@@ -331,6 +344,17 @@ mod tests {
                      worker_concurrency = 8\nallow_private_targets = true\n";
         std::fs::write(&file, known).unwrap();
         Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn the_worker_lease_is_bounded_seconds() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        assert_eq!(load(&[]).unwrap().worker_lease_seconds, DEFAULT_WORKER_LEASE_SECONDS);
+        assert_eq!(load(&[("QUESTLINE_WORKER_LEASE_SECONDS", "3")]).unwrap().worker_lease_seconds, 3);
+        for bad in ["1", "3601", "-5", "ten", "2.5"] {
+            let err = load(&[("QUESTLINE_WORKER_LEASE_SECONDS", bad)]).unwrap_err().to_string();
+            assert_eq!(err, format!("invalid configuration: worker_lease_seconds: {WORKER_LEASE_RANGE}"), "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ Environment (each overrides the --config file; a flag overrides its variable):
   QUESTLINE_JWT_SECRET          HS256 secret of the users' tokens on /v1/me/…
   QUESTLINE_REDIS_URL           redis://… or rediss://…
   QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)
+  QUESTLINE_WORKER_LEASE_SECONDS  how long a job's claim holds unrenewed, 2 to 3600 (default 30)
   QUESTLINE_SECRET_KEY          32 bytes, base64: encrypts webhook secrets (SQLite: <db>.key if unset)
   QUESTLINE_ALLOW_PRIVATE_TARGETS  true lets webhooks call loopback and private addresses";
 

@@ -57,7 +57,15 @@ impl Role {
 
 /// The worker's settings from the configuration.
 pub fn worker_config(config: &Config) -> WorkerConfig {
-    WorkerConfig { concurrency: config.worker_concurrency, ..WorkerConfig::default() }
+    let lease = Duration::from_secs(config.worker_lease_seconds);
+    // Renewed three times a lease; lapsed leases looked for at least every 5 s.
+    WorkerConfig {
+        concurrency: config.worker_concurrency,
+        lease,
+        heartbeat: lease / 3,
+        rescue: (lease / 2).min(Duration::from_secs(5)),
+        ..WorkerConfig::default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

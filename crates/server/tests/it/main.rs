@@ -23,6 +23,7 @@
 
 mod auth;
 mod cli;
+mod crash;
 mod demo;
 mod durability;
 mod events;
@@ -167,6 +168,7 @@ e2e! {
         retry_after_is_honoured,
         the_last_failed_attempt_fails_the_reward_with_its_reason,
     ],
+    crash: [a_job_whose_worker_is_killed_runs_again_after_its_lease_and_finishes_once],
     notifications: [
         completions_grants_and_revocations_are_notified_once_each,
         a_failed_fulfilment_is_notified,

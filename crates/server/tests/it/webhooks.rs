@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// 32 bytes, base64: the key the tests' servers seal secrets with.
-const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub(crate) const SECRET_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// A server that may deliver to the test's own endpoints on 127.0.0.1.
 pub(crate) async fn server(backend: Backend) -> TestServer {
@@ -50,6 +50,12 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) async fn start(script: Vec<Reply>) -> Self {
+        Self::start_hanging_first(script, Duration::ZERO).await
+    }
+
+    /// Like [`Endpoint::start`], but the first request waits `hang` before it is answered
+    /// (a worker can be killed in the middle of its delivery).
+    pub(crate) async fn start_hanging_first(script: Vec<Reply>, hang: Duration) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let log = received.clone();
         let handler = move |headers: HeaderMap, body: Bytes| {
@@ -61,6 +67,9 @@ impl Endpoint {
                     log.push(Received { headers, body, at: Instant::now() });
                     log.len()
                 };
+                if n == 1 {
+                    tokio::time::sleep(hang).await;
+                }
                 let (status, headers, body) = script[(n - 1).min(script.len() - 1)].clone();
                 let mut response = axum::response::Response::new(axum::body::Body::from(body));
                 *response.status_mut() = StatusCode::from_u16(status).unwrap();
