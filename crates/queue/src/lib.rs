@@ -32,18 +32,19 @@
 //! `Retry-After`), or `dead` (out of attempts, [`Outcome::Discard`]ed, or quarantined after
 //! [`QueueConfig::max_crashes`] lapsed leases), every attempt's error kept. A snooze gives
 //! the attempt back. Unique keys deduplicate while a job is unfinished; concurrency keys cap
-//! how many of one key run at once. Periodic schedules ([`Worker::every`]) enqueue one job
-//! per tick however many workers hold them; batch handlers ([`Worker::handle_batch`]) take
+//! how many of one key run at once. Periodic schedules ([`Worker::every`], or a cron
+//! expression with [`Worker::periodic`] and [`Cadence::cron`]) enqueue one job per tick however many workers hold them; batch handlers ([`Worker::handle_batch`]) take
 //! many jobs of a kind in one call. Time is always a parameter (`now`), so tests control the
 //! clock; only the [`Worker`] reads it.
 //!
-//! Codemap: `model.rs` (the types), `policy.rs` (backoff, pure), `transition.rs` (the state
+//! Codemap: `model.rs` (the types), `policy.rs` (backoff, pure), `cadence.rs` (ticks, pure), `transition.rs` (the state
 //! machine, pure, shared by every lane), `backend.rs` (the trait), `memory.rs`, `sql/` (the
 //! SQL lane: statements once for both databases), `worker.rs` (the runtime), `metrics.rs`.
 
 #![forbid(unsafe_code)]
 
 mod backend;
+mod cadence;
 mod error;
 mod memory;
 mod metrics;
@@ -54,6 +55,7 @@ mod transition;
 mod worker;
 
 pub use backend::{Backend, QueueConfig};
+pub use cadence::Cadence;
 pub use error::{QueueError, Result};
 pub use memory::MemoryQueue;
 pub use model::{

@@ -22,6 +22,7 @@
 //! step-by-step entry point for tests: one batch, run to the end, acknowledged.
 
 use crate::backend::Backend;
+use crate::cadence::Cadence;
 use crate::error::{QueueError, Result};
 use crate::metrics;
 use crate::model::{Ack, Claim, ClaimRequest, Job, JobId, NewJob, Outcome};
@@ -96,12 +97,11 @@ const ACK_TRIES: u32 = 5;
 /// Makes the job of a periodic schedule's tick (which starts at the instant given).
 pub type MakeJob = Arc<dyn Fn(Timestamp) -> NewJob + Send + Sync>;
 
-/// A periodic schedule: a job every `interval`, at instants that are whole multiples of it
-/// since the Unix epoch (so every worker agrees on the ticks).
+/// A periodic schedule: a job per tick of its cadence (every worker agrees on the ticks).
 #[derive(Clone)]
 struct Schedule {
     name: String,
-    interval: Duration,
+    cadence: Cadence,
     make: MakeJob,
 }
 
@@ -170,13 +170,24 @@ impl Worker {
     /// once. A tick missed while no worker ran is not made up. The job runs on whichever
     /// worker has a handler for its kind.
     pub fn every(
-        mut self,
+        self,
         name: impl Into<String>,
         interval: Duration,
         make: impl Fn(Timestamp) -> NewJob + Send + Sync + 'static,
     ) -> Self {
-        let interval = interval.max(Duration::from_millis(1));
-        self.schedules.push(Schedule { name: name.into(), interval, make: Arc::new(make) });
+        self.periodic(name, Cadence::every(interval), make)
+    }
+
+    /// Enqueues `make(tick)` once per tick of `cadence` (an interval, or a cron expression:
+    /// [`Cadence::cron`]), as the schedule `name`, like [`Worker::every`]. A cron schedule
+    /// does not run a tick that began before the worker started.
+    pub fn periodic(
+        mut self,
+        name: impl Into<String>,
+        cadence: Cadence,
+        make: impl Fn(Timestamp) -> NewJob + Send + Sync + 'static,
+    ) -> Self {
+        self.schedules.push(Schedule { name: name.into(), cadence, make: Arc::new(make) });
         self
     }
 
@@ -473,29 +484,33 @@ async fn rescuer(backend: Arc<dyn Backend>, every: Duration, stop: CancellationT
 
 /// Enqueues each tick of `schedule` (if no other worker did) until `stop`.
 async fn scheduler(backend: Arc<dyn Backend>, schedule: Schedule, stop: CancellationToken) {
-    let every = i64::try_from(schedule.interval.as_micros()).unwrap_or(i64::MAX);
+    let started = Timestamp::now();
     loop {
         let now = Timestamp::now();
-        let us = now.as_microsecond();
-        let tick_us = us - us.rem_euclid(every);
-        let tick = Timestamp::from_microsecond(tick_us).unwrap_or(now);
-        let job = (schedule.make)(tick).run_at(tick);
-        match backend.enqueue_tick(&schedule.name, tick, job, now).await {
-            Ok(Some(job)) => {
-                tracing::debug!(id = %job.id, schedule = %schedule.name, %tick, "queue: periodic job enqueued")
-            }
-            Ok(None) => {}
-            Err(e) => {
-                // Tried again within the same tick, which is not lost unless the failure lasts.
-                tracing::warn!(error = %e, schedule = %schedule.name, "queue: periodic enqueue failed");
-                if pause(&stop, PAUSE).await {
-                    return;
+        let tick = schedule.cadence.current(now).filter(|&t| t >= started || schedule.cadence.catches_up());
+        if let Some(tick) = tick {
+            let job = (schedule.make)(tick).run_at(tick);
+            match backend.enqueue_tick(&schedule.name, tick, job, now).await {
+                Ok(Some(job)) => {
+                    tracing::debug!(id = %job.id, schedule = %schedule.name, %tick, "queue: periodic job enqueued")
                 }
-                continue;
+                Ok(None) => {}
+                Err(e) => {
+                    // Tried again within the same tick, which is not lost unless the failure lasts.
+                    tracing::warn!(error = %e, schedule = %schedule.name, "queue: periodic enqueue failed");
+                    if pause(&stop, PAUSE).await {
+                        return;
+                    }
+                    continue;
+                }
             }
         }
-        let until_next = u64::try_from(tick_us.saturating_add(every).saturating_sub(us)).unwrap_or(0);
-        if pause(&stop, Duration::from_micros(until_next.max(1))).await {
+        let Some(next) = schedule.cadence.next(now) else {
+            tracing::info!(schedule = %schedule.name, "queue: the schedule never ticks again");
+            return;
+        };
+        let until_next = next.duration_since(Timestamp::now()).unsigned_abs();
+        if pause(&stop, until_next.max(Duration::from_micros(1))).await {
             return;
         }
     }

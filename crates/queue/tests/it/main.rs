@@ -101,6 +101,7 @@ conformance! {
     periodic: [
         a_tick_is_enqueued_once_whoever_asks,
         two_workers_run_each_tick_once,
+        two_workers_run_each_cron_tick_once,
     ],
     worker: [
         a_worker_drains_every_job_exactly_once,

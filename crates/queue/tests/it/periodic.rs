@@ -2,7 +2,7 @@
 
 use crate::{Lane, at, job};
 use jiff::Timestamp;
-use questline_queue::{Backend, Job, NewJob, Outcome, Worker, WorkerConfig};
+use questline_queue::{Backend, Cadence, Job, NewJob, Outcome, Worker, WorkerConfig};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,4 +62,43 @@ pub async fn two_workers_run_each_tick_once(lane: &Lane) {
     // About 8 ticks; a loaded machine may run fewer before the stop, but more than one.
     assert!(runs.len() >= 2, "a tick every 200 ms for 1.6 s: {runs:?}");
     assert!(runs.values().all(|&n| n == 1), "each tick ran once: {runs:?}");
+}
+
+pub async fn two_workers_run_each_cron_tick_once(lane: &Lane) {
+    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let config =
+        WorkerConfig { poll: Duration::from_millis(50), grace: Duration::from_secs(5), ..WorkerConfig::default() };
+    let make = |tick: Timestamp| NewJob::new("cron-beat", json!({ "tick": tick.to_string() }));
+    let tasks = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    for queue in [lane.queue.clone(), lane.other_process().await] {
+        let runs = runs.clone();
+        // Every second, as six cron fields (seconds first).
+        let cadence = Cadence::cron("* * * * * *", jiff::tz::TimeZone::UTC).unwrap();
+        let worker = Worker::new(queue, config.clone()).periodic("cron-beat", cadence, make).handle(
+            "cron-beat",
+            move |job: Job| {
+                let runs = runs.clone();
+                async move {
+                    let tick = job.payload["tick"].as_str().unwrap().to_owned();
+                    *runs.lock().unwrap().entry(tick).or_default() += 1;
+                    Outcome::Done
+                }
+            },
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move { worker.run(stop).await });
+    }
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+
+    let runs = runs.lock().unwrap().clone();
+    assert!(runs.len() >= 2, "a tick a second for 3.5 s: {runs:?}");
+    assert!(runs.values().all(|&n| n == 1), "each tick ran once: {runs:?}");
+    for tick in runs.keys() {
+        let tick: Timestamp = tick.parse().unwrap();
+        assert_eq!(tick.subsec_nanosecond(), 0, "ticks on whole seconds: {tick}");
+    }
 }
