@@ -108,6 +108,7 @@ mod tests {
                 code: None,
                 name: None,
                 hold: None,
+                expires_after: None,
             },
             amount: None,
             at: "2026-11-01T00:00:00Z".parse().unwrap(),

@@ -66,6 +66,9 @@ pub struct Reward {
     pub settled_at: Option<Timestamp>,
     /// Why it is `failed`; null otherwise.
     pub failure: Option<String>,
+    /// Points and coins: how long the credit lasts once settled (ISO 8601), if it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -110,6 +113,7 @@ pub fn pending(
         attempts: 0,
         settled_at: None,
         failure: None,
+        expires_after: spec.expires_after.clone(),
         created_at: now,
         updated_at: now,
     }
@@ -124,6 +128,13 @@ pub fn hold_span(spec: &RewardSpec) -> Option<Span> {
 /// The end of a reward's hold when earned at `earned`: calendar units (P1M) in UTC.
 pub fn hold_end(spec: &RewardSpec, earned: Timestamp) -> Timestamp {
     hold_span(spec).map_or(earned, |span| crate::mission::window::rolling_end(earned, span))
+}
+
+/// When a credit settled at `settled` expires, if its reward's `expires_after` says it does
+/// (calendar units in UTC, like a hold).
+pub fn credit_expiry(reward: &Reward, settled: Timestamp) -> Option<Timestamp> {
+    let span = reward.expires_after.as_deref()?.parse::<Span>().ok().filter(|s| !s.is_negative())?;
+    Some(crate::mission::window::rolling_end(settled, span))
 }
 
 /// Where a settled reward goes: the kind decides (API.md, "Settlement").
@@ -166,6 +177,7 @@ mod tests {
             code: None,
             name: None,
             hold: None,
+            expires_after: None,
         }
     }
 

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use questline_core::id::{TenantId, UserId, storable};
 use questline_core::mission::compile::is_balance_name;
 use questline_core::pointer::{FieldError, ValidationErrors};
-use questline_core::reward::{Reward, RewardStatus, Settlement, settlement_of};
+use questline_core::reward::{Reward, RewardStatus, Settlement, credit_expiry, settlement_of};
 use questline_core::wallet::{self, Balance, BalanceEntry, Entitlement};
 use questline_store::{Page, UnitOfWork};
 use rust_decimal::Decimal;
@@ -98,6 +98,61 @@ impl Service {
         Ok(settled.iter().filter(|s| **s == Settled::Granted).count())
     }
 
+    /// Takes back what is left of credits that expired, for up to `limit` balances, the
+    /// longest expired first; how much was taken back, in entries written. Each balance in
+    /// one unit of work under its lock: its entries replayed oldest credit spent first
+    /// ([`wallet::expiries`]), an `expiry` entry per credit with something left, and every
+    /// expired credit marked so that it is looked at once.
+    pub async fn expire_due(&self, tenant: &TenantId, limit: u32) -> Result<usize> {
+        let now = self.clock.now();
+        let due = {
+            let mut unit = self.store.begin().await?;
+            let due = unit.expiring_balances(tenant, now, limit).await?;
+            unit.commit().await?;
+            due
+        };
+        let mut written = 0;
+        for (user, currency) in due {
+            written += retry(|| async {
+                let mut unit = self.store.begin().await?;
+                let mut balance = unit.lock_balances(tenant, &[(user.clone(), currency.clone())], now).await?[0];
+                let (ledger, processed) = unit.balance_ledger(tenant, &user, &currency).await?;
+                let expired = wallet::expiries(&ledger, &processed, now);
+                let mut entries = Vec::new();
+                for e in expired.iter().filter(|e| !e.amount.is_zero()) {
+                    // What is left of a credit is what is left of the balance at most.
+                    let after = wallet::apply(balance, -e.amount).ok().flatten().ok_or_else(|| {
+                        ServiceError::Internal(format!("credit {} outlasts its balance", e.credit_id))
+                    })?;
+                    balance = after;
+                    entries.push(BalanceEntry {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        user_id: user.as_str().to_owned(),
+                        currency: currency.clone(),
+                        amount: -e.amount,
+                        balance_after: after,
+                        reason: "expired".to_owned(),
+                        reward_id: None,
+                        idempotency_key: None,
+                        expires_at: None,
+                        expiry_of: Some(e.credit_id.clone()),
+                        created_at: now,
+                    });
+                }
+                unit.insert_entries(tenant, &entries).await?;
+                let ids: Vec<String> = expired.into_iter().map(|e| e.credit_id).collect();
+                unit.mark_expired(tenant, &ids, now).await?;
+                unit.commit().await?;
+                Ok(entries.len())
+            })
+            .await?;
+        }
+        if written > 0 {
+            metrics::counter!("questline_balance_expiries_total").increment(written as u64);
+        }
+        Ok(written)
+    }
+
     pub async fn balances(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<Balance>> {
         if !storable(user.as_str()) {
             return Ok(Vec::new());
@@ -164,6 +219,8 @@ impl Service {
                 reason: entry.reason.clone(),
                 reward_id: None,
                 idempotency_key: entry.idempotency_key.clone(),
+                expires_at: None,
+                expiry_of: None,
                 created_at: now,
             };
             unit.insert_entries(tenant, std::slice::from_ref(&written)).await?;
@@ -233,6 +290,8 @@ async fn settle_in(
                             reason: format!("reward for mission {}", reward.mission_id),
                             reward_id: Some(reward.id.clone()),
                             idempotency_key: None,
+                            expires_at: credit_expiry(&reward, now),
+                            expiry_of: None,
                             created_at: now,
                         });
                         *balance = after;

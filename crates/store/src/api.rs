@@ -24,7 +24,7 @@ use questline_core::reward::Reward;
 use questline_core::wallet::{Balance, BalanceEntry, Entitlement};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// A user's progress in every mission they have any in, stored as ONE row: a batch reads,
 /// locks and writes each of its users once, however many missions their events touch.
@@ -372,6 +372,24 @@ pub trait WalletTx: Send {
     /// Writes entries (in order) and sets each balance they move (locked by
     /// [`WalletTx::lock_balances`]) to its last entry's `balance_after`.
     async fn insert_entries(&mut self, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()>;
+    /// Balances (user, currency) holding a credit that expired by `now` and that no sweep
+    /// has dealt with yet, the longest expired first.
+    async fn expiring_balances(
+        &mut self,
+        tenant: &TenantId,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(UserId, String)>>;
+    /// Every entry of one balance, in the order written, and the ids of its credits whose
+    /// expiry was dealt with.
+    async fn balance_ledger(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+    ) -> Result<(Vec<BalanceEntry>, HashSet<String>)>;
+    /// Marks these credits' expiry dealt with.
+    async fn mark_expired(&mut self, tenant: &TenantId, credit_ids: &[String], at: Timestamp) -> Result<()>;
     /// Grants entitlements, each unless its user holds that code already; how many were new.
     async fn insert_entitlements(&mut self, tenant: &TenantId, entitlements: &[(UserId, Entitlement)]) -> Result<u64>;
 }

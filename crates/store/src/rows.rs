@@ -34,7 +34,7 @@ pub(crate) const MISSION_COLUMNS: &str =
     "id, status, spec, rewards_granted, activated_at, active_periods, created_at, updated_at";
 pub(crate) const USER_PROGRESS_COLUMNS: &str = "user_id, missions, version";
 pub(crate) const REWARD_COLUMNS: &str = "id, mission_id, user_id, completion, kind, amount, currency, code, name, status, hold_until, attempts, \
-     settled_at, failure, created_at, updated_at";
+     settled_at, failure, expires_after, created_at, updated_at";
 pub(crate) const KEY_COLUMNS: &str = "tenant_id, id, name, role, created_at, last_used_at";
 
 pub(crate) fn corrupt(what: impl Display, err: impl Display) -> StoreError {
@@ -228,6 +228,7 @@ pub(crate) struct RewardRow {
     attempts: i64,
     settled_at: Option<String>,
     failure: Option<String>,
+    expires_after: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -248,6 +249,7 @@ impl RewardRow {
             attempts: u32::try_from(self.attempts).map_err(|e| corrupt(what("attempts"), e))?,
             settled_at: parse_opt_ts(self.settled_at.as_deref(), what("settled_at"))?,
             failure: self.failure,
+            expires_after: self.expires_after,
             created_at: parse_ts(&self.created_at, what("created_at"))?,
             updated_at: parse_ts(&self.updated_at, what("updated_at"))?,
             amount,

@@ -326,6 +326,16 @@ fn check_reward(spec: &MissionSpec, errors: &mut Vec<FieldError>) {
             _ => {}
         }
     }
+    if let Some(text) = &r.expires_after {
+        if !matches!(r.kind, RewardKind::Points | RewardKind::Coins) {
+            err("expires_after", "only points and coins expire");
+        }
+        match text.parse::<jiff::Span>() {
+            Ok(span) if !span.is_negative() && !span.is_zero() && text.starts_with('P') => {}
+            Ok(_) => err("expires_after", "must be an ISO 8601 duration greater than zero, e.g. P90D"),
+            Err(_) => err("expires_after", "not an ISO 8601 duration, e.g. P90D or PT12H"),
+        }
+    }
     if let Some(text) = &r.hold {
         match text.parse::<jiff::Span>() {
             Ok(span) if !span.is_negative() && text.starts_with('P') => {}

@@ -276,6 +276,11 @@ pub struct RewardSpec {
     /// at once). During the hold a reversal that takes the completion back revokes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<String>,
+    /// Points and coins only: how long the credited amount lasts once settled (ISO 8601,
+    /// e.g. `P90D`; none: forever). What is left of it then is taken back, the oldest credit
+    /// spent first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

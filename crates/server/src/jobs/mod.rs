@@ -20,6 +20,10 @@
 //! and the last attempt's failure fails the reward with its reason. No transaction is held
 //! while a delivery is in flight.
 //!
+//! Points and coins that expire: a sweep (`balance.expire`, every [`EXPIRE_EVERY`], one job
+//! per tick) takes back what is left of each expired credit, the oldest credit spent first
+//! (`Service::expire_due`).
+//!
 //! Notifications (`reward.granted`, `reward.revoked`, `reward.failed`, `mission.completed`)
 //! are decided in the unit of work that makes them true (`questline_service::notify`): one
 //! `webhook.deliver` job per subscribed webhook, unique per (webhook, `webhook-id`), carrying
@@ -54,6 +58,12 @@ pub const SETTLE_DUE: &str = "reward.settle_due";
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Rewards one sweep settles at most; the next tick takes the rest.
 pub const SWEEP_BATCH: u32 = 500;
+/// The job kind that takes back what is left of expired points and coins.
+pub const EXPIRE: &str = "balance.expire";
+/// How often expired credits are looked for: a credit outlives its expiry by about this.
+pub const EXPIRE_EVERY: Duration = Duration::from_secs(10);
+/// Balances one expiry sweep deals with at most; the next tick takes the rest.
+pub const EXPIRE_BATCH: u32 = 500;
 /// Rewards settled together in one unit of work, from one claim.
 pub const SETTLE_BATCH: usize = 100;
 
@@ -129,6 +139,7 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
     let settler = service.clone();
     let fulfiller = service.clone();
     let notifier = service.clone();
+    let expirer = service.clone();
     let deliverer = Deliverer::new(service.allows_private_targets());
     let to_notifier = deliverer.clone();
     let enqueuer = queue.clone();
@@ -151,4 +162,19 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
             }
         })
         .every("settle-due", SWEEP_EVERY, |_tick| NewJob::new(SETTLE_DUE, serde_json::json!({})).max_attempts(3))
+        .handle(EXPIRE, move |_job| {
+            let service = expirer.clone();
+            async move {
+                match service.expire_due(&TenantId::default_tenant(), EXPIRE_BATCH).await {
+                    Ok(taken) => {
+                        if taken > 0 {
+                            tracing::info!(entries = taken, "expired credits taken back");
+                        }
+                        Outcome::Done
+                    }
+                    Err(e) => Outcome::retry(e.to_string()),
+                }
+            }
+        })
+        .every("balance-expire", EXPIRE_EVERY, |_tick| NewJob::new(EXPIRE, serde_json::json!({})).max_attempts(3))
 }

@@ -159,6 +159,7 @@ e2e! {
     wallet: [
         balance_entries_are_exact_idempotent_and_never_overdraw,
         the_running_server_settles_points_and_badges_after_their_hold,
+        what_is_left_of_expired_points_is_taken_back,
     ],
     webhooks: [
         the_registry_validates_and_shows_the_secret_once,

@@ -120,3 +120,42 @@ pub async fn the_running_server_settles_points_and_badges_after_their_hold(backe
     assert_eq!((&entries["items"][0]["reward_id"], &entries["items"][0]["amount"]), (&granted["id"], &json!(25)));
     assert_eq!(entries["items"].as_array().unwrap().len(), 1, "settled once");
 }
+
+/// Points that expire: what is left of them when they do is taken back, the oldest credit
+/// spent first; points that do not expire stay.
+pub async fn what_is_left_of_expired_points_is_taken_back(backend: Backend) {
+    let server = start_with(ServerOptions::on(backend)).await;
+    let mission = |id: &str, event: &str, reward: Value| json!({"id": id, "name": id, "status": "active", "steps": [{"event_type": event, "target": 1}], "reward": reward});
+    create_mission(
+        &server,
+        &mission("brief", "login", json!({"kind": "points", "amount": 100, "expires_after": "PT4S"})),
+    )
+    .await;
+    create_mission(&server, &mission("lasting", "read", json!({"kind": "points", "amount": 50}))).await;
+    let event = |id: &str, kind: &str| json!({"id": id, "type": kind, "user_id": "u-x", "occurred_at": hours_ago(1)});
+    // Both settle at once; the debit must come before the expiry (4 s later).
+    ingest(&server, &[event("l", "login"), event("r", "read")]).await;
+    let balances = "/v1/users/u-x/balances";
+    eventually(&server, balances, |b| b["items"] == json!([{"currency": "points", "balance": 150}])).await;
+    // Spent from the oldest credit: 30 of the 100 that expire.
+    let entries = "/v1/users/u-x/balances/points/entries";
+    ok(server.post(entries, &json!({"amount": -30, "reason": "redeem"}))).await;
+
+    // The 70 left of the expiring credit go; the 50 that last stay.
+    let after = eventually(&server, balances, |b| b["items"][0]["balance"] == json!(50)).await;
+    assert_eq!(after["items"], json!([{"currency": "points", "balance": 50}]));
+    let items = ok(server.get(entries)).await["items"].as_array().unwrap().clone();
+    let credit = items.iter().find(|e| e["amount"] == json!(100)).expect("the expiring credit");
+    assert!(credit["expires_at"].is_string(), "{credit}");
+    let expiry = &items[0];
+    assert_eq!((&expiry["amount"], &expiry["balance_after"]), (&json!(-70), &json!(50)), "{items:?}");
+    assert_eq!((&expiry["reason"], &expiry["expiry_of"]), (&json!("expired"), &credit["id"]));
+    assert!(items.iter().filter(|e| e["expiry_of"].is_string()).count() == 1, "taken back once: {items:?}");
+    let rejected = expect_problem(
+        send(server.post("/v1/missions", &mission("bad", "login", json!({"kind": "badge", "expires_after": "P1D"}))))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(rejected["errors"][0]["pointer"], "/reward/expires_after", "{rejected}");
+}

@@ -42,7 +42,7 @@ pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward
     for chunk in rewards.chunks(INSERT_CHUNK) {
         let mut qb: QueryBuilder<Db> = QueryBuilder::new(
             "INSERT INTO rewards (tenant_id, id, mission_id, user_id, completion, kind, amount, currency, code, name, \
-             status, hold_until, attempts, settled_at, failure, created_at, updated_at) ",
+             status, hold_until, attempts, settled_at, failure, expires_after, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut row, reward| {
             row.push_bind(tenant.as_str())
@@ -61,6 +61,7 @@ pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, rewards: &[Reward
                 .push_bind(i64::from(reward.attempts))
                 .push_bind(reward.settled_at.map(ts_text))
                 .push_bind(reward.failure.as_deref())
+                .push_bind(reward.expires_after.as_deref())
                 .push_bind(ts_text(reward.created_at))
                 .push_bind(ts_text(reward.updated_at));
         });

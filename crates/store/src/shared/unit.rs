@@ -21,6 +21,7 @@ use questline_core::reward::Reward;
 use questline_core::wallet::{BalanceEntry, Entitlement};
 use rust_decimal::Decimal;
 use sqlx::Transaction;
+use std::collections::HashSet;
 
 pub(super) struct Unit {
     pub(super) tx: Transaction<'static, Db>,
@@ -228,6 +229,28 @@ impl WalletTx for Unit {
 
     async fn insert_entries(&mut self, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()> {
         wallet::insert_entries(&mut self.tx, tenant, entries).await
+    }
+
+    async fn expiring_balances(
+        &mut self,
+        tenant: &TenantId,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(UserId, String)>> {
+        wallet::expiring_balances(&mut self.tx, tenant, now, limit).await
+    }
+
+    async fn balance_ledger(
+        &mut self,
+        tenant: &TenantId,
+        user: &UserId,
+        currency: &str,
+    ) -> Result<(Vec<BalanceEntry>, HashSet<String>)> {
+        wallet::balance_ledger(&mut self.tx, tenant, user, currency).await
+    }
+
+    async fn mark_expired(&mut self, tenant: &TenantId, credit_ids: &[String], at: Timestamp) -> Result<()> {
+        wallet::mark_expired(&mut self.tx, tenant, credit_ids, at).await
     }
 
     async fn insert_entitlements(&mut self, tenant: &TenantId, entitlements: &[(UserId, Entitlement)]) -> Result<u64> {

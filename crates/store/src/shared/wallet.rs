@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 use std::collections::HashSet;
 
-const ENTRY_COLUMNS: &str =
-    "id, user_id, currency, amount, balance_after, reason, reward_id, idempotency_key, created_at";
+const ENTRY_COLUMNS: &str = "id, user_id, currency, amount, balance_after, reason, reward_id, idempotency_key, \
+     expires_at, expiry_of, created_at";
 
 pub(super) async fn lock_rewards(conn: &mut Conn, tenant: &TenantId, ids: &[String]) -> Result<Vec<Reward>> {
     let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -154,7 +154,7 @@ pub(super) async fn find_entry(
 /// Writes entries and moves each balance (locked by [`lock_balances`]) to its last entry's
 /// `balance_after`.
 pub(super) async fn insert_entries(conn: &mut Conn, tenant: &TenantId, entries: &[BalanceEntry]) -> Result<()> {
-    for chunk in entries.chunks(LIST_CHUNK / 10) {
+    for chunk in entries.chunks(LIST_CHUNK / 12) {
         let mut qb: QueryBuilder<Db> =
             QueryBuilder::new(format!("INSERT INTO balance_entries (tenant_id, {ENTRY_COLUMNS}) "));
         qb.push_values(chunk, |mut row, e| {
@@ -167,6 +167,8 @@ pub(super) async fn insert_entries(conn: &mut Conn, tenant: &TenantId, entries: 
                 .push_bind(e.reason.as_str())
                 .push_bind(e.reward_id.as_deref())
                 .push_bind(e.idempotency_key.as_deref())
+                .push_bind(e.expires_at.map(ts_text))
+                .push_bind(e.expiry_of.as_deref())
                 .push_bind(ts_text(e.created_at));
         });
         qb.build().execute(&mut *conn).await?;
@@ -189,6 +191,77 @@ pub(super) async fn insert_entries(conn: &mut Conn, tenant: &TenantId, entries: 
             " ON CONFLICT (tenant_id, user_id, currency) DO UPDATE SET balance = excluded.balance, \
              updated_at = excluded.updated_at",
         );
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Balances holding a credit that expired by `now` and is not yet dealt with, longest
+/// expired first (`balance_entries_expiring`).
+pub(super) async fn expiring_balances(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<(UserId, String)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(&sql(
+        "SELECT user_id, currency FROM balance_entries WHERE tenant_id = ? AND expires_at IS NOT NULL \
+         AND expired_at IS NULL AND expires_at <= ? GROUP BY user_id, currency ORDER BY min(expires_at) LIMIT ?",
+    ))
+    .bind(tenant.as_str())
+    .bind(ts_text(now))
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(user, currency)| (UserId::new(&user), currency)).collect())
+}
+
+/// Every entry of one balance in the order written (entry ids are time-ordered), and the
+/// credits whose expiry was dealt with.
+pub(super) async fn balance_ledger(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    user: &UserId,
+    currency: &str,
+) -> Result<(Vec<BalanceEntry>, HashSet<String>)> {
+    let rows: Vec<(EntryRow, Option<String>)> = sqlx::query(&sql(&format!(
+        "SELECT {ENTRY_COLUMNS}, expired_at FROM balance_entries WHERE tenant_id = ? AND user_id = ? \
+         AND currency = ? ORDER BY id"
+    )))
+    .bind(tenant.as_str())
+    .bind(user.as_str())
+    .bind(currency)
+    .try_map(|row: <Db as sqlx::Database>::Row| {
+        use sqlx::{FromRow, Row};
+        Ok((EntryRow::from_row(&row)?, row.try_get("expired_at")?))
+    })
+    .fetch_all(conn)
+    .await?;
+    let mut entries = Vec::with_capacity(rows.len());
+    let mut processed = HashSet::new();
+    for (row, expired_at) in rows {
+        if expired_at.is_some() {
+            processed.insert(row.id.clone());
+        }
+        entries.push(row.into_entry()?);
+    }
+    Ok((entries, processed))
+}
+
+pub(super) async fn mark_expired(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    credit_ids: &[String],
+    at: Timestamp,
+) -> Result<()> {
+    for chunk in credit_ids.chunks(LIST_CHUNK) {
+        let mut qb: QueryBuilder<Db> = QueryBuilder::new("UPDATE balance_entries SET expired_at = ");
+        qb.push_bind(ts_text(at)).push(" WHERE tenant_id = ").push_bind(tenant.as_str()).push(" AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        qb.push(")");
         qb.build().execute(&mut *conn).await?;
     }
     Ok(())
@@ -299,6 +372,8 @@ struct EntryRow {
     reason: String,
     reward_id: Option<String>,
     idempotency_key: Option<String>,
+    expires_at: Option<String>,
+    expiry_of: Option<String>,
     created_at: String,
 }
 
@@ -310,6 +385,11 @@ impl EntryRow {
             balance_after: Decimal::from_str_exact(&self.balance_after)
                 .map_err(|e| corrupt(what("balance_after"), e))?,
             created_at: self.created_at.parse().map_err(|e| corrupt(what("created_at"), e))?,
+            expires_at: match &self.expires_at {
+                Some(text) => Some(text.parse().map_err(|e| corrupt(what("expires_at"), e))?),
+                None => None,
+            },
+            expiry_of: self.expiry_of,
             id: self.id,
             user_id: self.user_id,
             currency: self.currency,

@@ -122,6 +122,7 @@ conformance! {
         entries_move_a_balance_exactly_and_are_found_by_key_or_reward,
         an_entitlement_is_granted_once,
         due_rewards_are_the_pending_ones_past_their_hold,
+        expired_credits_are_found_until_marked,
     ],
     webhooks: [webhooks_lifecycle_and_one_fulfilment_endpoint],
 }

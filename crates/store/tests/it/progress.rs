@@ -70,6 +70,7 @@ fn reward(id: &str, completion: u32, amount: Option<&str>, created_at: Timestamp
         attempts: 0,
         settled_at: None,
         failure: None,
+        expires_after: None,
         created_at,
         updated_at: created_at,
     }

@@ -16,6 +16,8 @@ fn entry(id: &str, amount: &str, after: &str, key: Option<&str>, reward: Option<
         reason: "test".into(),
         reward_id: reward.map(str::to_owned),
         idempotency_key: key.map(str::to_owned),
+        expires_at: None,
+        expiry_of: None,
         created_at: at(1),
     }
 }
@@ -36,6 +38,7 @@ fn reward(id: &str, hold_until: i64) -> Reward {
         attempts: 0,
         settled_at: None,
         failure: None,
+        expires_after: None,
         created_at: at(0),
         updated_at: at(0),
     }
@@ -119,5 +122,40 @@ pub async fn due_rewards_are_the_pending_ones_past_their_hold(db: &TestDb) {
     let locked: Vec<String> = unit.lock_rewards(&T, &ids).await.unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(locked, ["late", "soon"], "those that exist, once each, in id order");
     drop(unit);
+    store.close().await;
+}
+
+pub async fn expired_credits_are_found_until_marked(db: &TestDb) {
+    let store = db.open().await;
+    let mut unit = store.begin().await.unwrap();
+    let coins = [(uid("u"), "coins".to_owned())];
+    unit.lock_balances(&T, &coins, at(1)).await.unwrap();
+    let soon = BalanceEntry { expires_at: Some(at(5)), ..entry("e1", "10", "10", None, None) };
+    let later = BalanceEntry { expires_at: Some(at(50)), ..entry("e2", "5", "15", None, None) };
+    let taken = BalanceEntry { expiry_of: Some("e1".into()), ..entry("e3", "-10", "5", None, None) };
+    unit.insert_entries(&T, &[soon.clone(), later.clone()]).await.unwrap();
+    assert!(unit.expiring_balances(&T, at(4), 10).await.unwrap().is_empty(), "nothing expired yet");
+    assert_eq!(unit.expiring_balances(&T, at(5), 10).await.unwrap(), coins);
+    let (ledger, processed) = unit.balance_ledger(&T, &uid("u"), "coins").await.unwrap();
+    assert_eq!((ledger, processed.len()), (vec![soon.clone(), later.clone()], 0));
+
+    unit.insert_entries(&T, std::slice::from_ref(&taken)).await.unwrap();
+    unit.mark_expired(&T, &["e1".into()], at(6)).await.unwrap();
+    // A credit's rest is taken back once, whatever the caller forgets to check.
+    let again = BalanceEntry { expiry_of: Some("e1".into()), ..entry("e4", "-1", "4", None, None) };
+    assert!(unit.insert_entries(&T, &[again]).await.is_err());
+    drop(unit);
+
+    let mut unit = store.begin().await.unwrap();
+    unit.insert_entries(&T, &[soon, later, taken.clone()]).await.unwrap();
+    unit.mark_expired(&T, &["e1".into()], at(6)).await.unwrap();
+    assert!(unit.expiring_balances(&T, at(49), 10).await.unwrap().is_empty(), "e1 was dealt with");
+    assert_eq!(unit.expiring_balances(&T, at(60), 10).await.unwrap(), coins);
+    let (ledger, processed) = unit.balance_ledger(&T, &uid("u"), "coins").await.unwrap();
+    assert_eq!(ledger.last(), Some(&taken));
+    assert_eq!(processed.into_iter().collect::<Vec<_>>(), ["e1"]);
+    unit.commit().await.unwrap();
+    let entries = store.balance_entries(&T, &uid("u"), "coins", None, 10).await.unwrap().items;
+    assert_eq!(entries[0].expiry_of.as_deref(), Some("e1"), "read back with what it took back");
     store.close().await;
 }
