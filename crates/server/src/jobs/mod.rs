@@ -24,6 +24,9 @@
 //! per tick) takes back what is left of each expired credit, the oldest credit spent first
 //! (`Service::expire_due`).
 //!
+//! Finished jobs are pruned every ten minutes (a cron schedule, `jobs.prune`): succeeded and
+//! cancelled ones after a day, dead ones after two weeks.
+//!
 //! Notifications (`reward.granted`, `reward.revoked`, `reward.failed`, `mission.completed`)
 //! are decided in the unit of work that makes them true (`questline_service::notify`): one
 //! `webhook.deliver` job per subscribed webhook, unique per (webhook, `webhook-id`), carrying
@@ -38,7 +41,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::id::TenantId;
 use questline_core::reward::Reward;
-use questline_queue::{NewJob, Outcome, Policies, QueueConfig, RetryPolicy, SqlQueue, Worker, WorkerConfig};
+use questline_queue::{
+    Backend, Cadence, NewJob, Outcome, Policies, QueueConfig, RetryPolicy, SqlQueue, Worker, WorkerConfig,
+};
 use questline_service::Service;
 use questline_service::notify::{Delivery, UnitJobs};
 use questline_store::{StoreError, UnitOfWork};
@@ -64,6 +69,14 @@ pub const EXPIRE: &str = "balance.expire";
 pub const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 /// Balances one expiry sweep deals with at most; the next tick takes the rest.
 pub const EXPIRE_BATCH: u32 = 500;
+/// The job kind that deletes finished jobs past their retention.
+pub const PRUNE: &str = "jobs.prune";
+/// When finished jobs are pruned: every ten minutes, on the clock.
+pub const PRUNE_CRON: &str = "*/10 * * * *";
+/// How long succeeded and cancelled jobs stay listable in `/v1/jobs`.
+pub const KEEP_FINISHED: Duration = Duration::from_secs(24 * 3600);
+/// How long dead jobs stay, with their errors, to be looked at and re-driven.
+pub const KEEP_DEAD: Duration = Duration::from_secs(14 * 24 * 3600);
 /// Rewards settled together in one unit of work, from one claim.
 pub const SETTLE_BATCH: usize = 100;
 
@@ -140,6 +153,8 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
     let fulfiller = service.clone();
     let notifier = service.clone();
     let expirer = service.clone();
+    let pruned = queue.clone();
+    let prune_cadence = Cadence::cron(PRUNE_CRON, jiff::tz::TimeZone::UTC).expect("a valid cron expression");
     let deliverer = Deliverer::new(service.allows_private_targets());
     let to_notifier = deliverer.clone();
     let enqueuer = queue.clone();
@@ -177,4 +192,20 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
             }
         })
         .every("balance-expire", EXPIRE_EVERY, |_tick| NewJob::new(EXPIRE, serde_json::json!({})).max_attempts(3))
+        .handle(PRUNE, move |_job| prune(pruned.clone()))
+        .periodic("jobs-prune", prune_cadence, |_tick| NewJob::new(PRUNE, serde_json::json!({})).max_attempts(3))
+}
+
+/// Deletes succeeded and cancelled jobs older than [`KEEP_FINISHED`] and dead ones older
+/// than [`KEEP_DEAD`].
+async fn prune(queue: Arc<SqlQueue>) -> Outcome {
+    let now = Timestamp::now();
+    let before = |keep: Duration| now - jiff::SignedDuration::try_from(keep).unwrap_or(jiff::SignedDuration::ZERO);
+    match queue.prune(before(KEEP_FINISHED), Some(before(KEEP_DEAD))).await {
+        Ok(deleted) => {
+            tracing::info!(deleted, "finished jobs pruned");
+            Outcome::Done
+        }
+        Err(e) => Outcome::retry(e.to_string()),
+    }
 }

@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// The kinds questline settles rewards with (one job per reward, and the periodic sweep),
-/// and its other periodic sweep (expired points).
-const SETTLEMENT_KINDS: [&str; 3] = ["reward.settle", "reward.settle_due", "balance.expire"];
+/// and its other periodic jobs (expired points, pruning).
+const OWN_KINDS: [&str; 4] = ["reward.settle", "reward.settle_due", "balance.expire", "jobs.prune"];
 
 /// The fields of API.md's `Job`; a body may have more, never fewer.
 const JOB_FIELDS: [&str; 9] =
@@ -102,7 +102,7 @@ pub async fn settlement_jobs_are_listed_succeeded_and_paged(backend: Db) {
     let succeeded = eventually(&server, "/v1/jobs?state=succeeded", |b| items(b).len() >= 3).await;
     for job in items(&succeeded) {
         assert_job_shape(job);
-        assert!(SETTLEMENT_KINDS.contains(&job["kind"].as_str().unwrap()), "{job}");
+        assert!(OWN_KINDS.contains(&job["kind"].as_str().unwrap()), "{job}");
         assert_eq!((&job["state"], &job["attempt"], &job["errors"]), (&json!("succeeded"), &json!(1), &json!([])));
         assert!(ts(&job["finished_at"]) >= ts(&job["created_at"]), "{job}");
         let one = ok(server.get(&format!("/v1/jobs/{}", job["id"].as_str().unwrap()))).await;
