@@ -91,6 +91,13 @@ pub trait Backend: Send + Sync + 'static {
     /// another process's enqueue on SQLite).
     fn wakeups(&self) -> watch::Receiver<u64>;
 
+    /// Keeps what the lane's own planning rests on fresh; the worker calls it with every
+    /// rescue. PostgreSQL: the job table's statistics after a burst (see
+    /// `sql::postgres::refresh_statistics`). Others: nothing.
+    async fn maintain(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Feeds [`Backend::wakeups`] from outside the process until `stop` (PostgreSQL:
     /// `LISTEN`); the worker runs it in its task tracker. Lanes with nothing to listen to
     /// wait for `stop`.

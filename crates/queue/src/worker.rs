@@ -476,6 +476,9 @@ async fn rescuer(backend: Arc<dyn Backend>, every: Duration, stop: CancellationT
             Err(QueueError::Store(e)) if e.is_retryable() => {}
             Err(e) => tracing::warn!(error = %e, "queue: rescue failed"),
         }
+        if let Err(e) = backend.maintain().await {
+            tracing::debug!(error = %e, "queue: maintenance failed");
+        }
         if pause(&stop, every).await {
             return;
         }

@@ -344,6 +344,14 @@ impl Backend for SqlQueue {
         self.wakeups.subscribe()
     }
 
+    async fn maintain(&self) -> Result<()> {
+        if self.lane != "postgres" {
+            return Ok(());
+        }
+        in_unit!(self.store, |conn| on!(conn, refresh_statistics())?)?;
+        Ok(())
+    }
+
     async fn listen(&self, stop: CancellationToken) -> Result<()> {
         match &self.listen_url {
             Some(url) => postgres::listen(url, &self.wakeups, &stop).await,

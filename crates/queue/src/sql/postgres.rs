@@ -104,3 +104,29 @@ async fn any_keyed(conn: &mut Conn, kinds: &[String]) -> Result<bool> {
     q.push(") LIMIT 1");
     Ok(q.build().fetch_optional(&mut *conn).await?.is_some())
 }
+
+/// Analyzes the job table when it changed by more than a fifth since its statistics were
+/// taken (and by at least [`ANALYZE_AFTER`] rows): a burst of enqueues into a table the
+/// planner believes small makes it read every available job and sort them (bitmap scan)
+/// on every claim instead of walking the claim-order index to the first few. Measured on
+/// 100,000 bulk-enqueued jobs before autovacuum's first look: claims of ~100 ms, a drain of
+/// ~250 jobs/s; after an `ANALYZE`, ~6,800 jobs/s. Autovacuum gets there too, but a minute
+/// or more later. Returns whether it analyzed.
+pub(super) async fn refresh_statistics(conn: &mut Conn) -> Result<bool> {
+    let stale: Option<(i64, f32)> = sqlx::query_as(
+        "SELECT s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+         WHERE s.relid = 'queue_jobs'::regclass",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((changed, rows)) = stale else { return Ok(false) };
+    if changed < ANALYZE_AFTER || (changed as f64) < 0.2 * f64::from(rows.max(0.0)) {
+        return Ok(false);
+    }
+    sqlx::query("ANALYZE queue_jobs").execute(&mut *conn).await?;
+    tracing::debug!(changed, rows, "queue: job table analyzed");
+    Ok(true)
+}
+
+/// Rows changed before a burst is worth new statistics.
+const ANALYZE_AFTER: i64 = 1000;

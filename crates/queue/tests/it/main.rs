@@ -120,6 +120,7 @@ conformance! {
             a_rolled_back_unit_leaves_no_job,
             a_committed_unit_makes_its_jobs_claimable,
             the_store_reopens_beside_the_queue_migrations,
+            a_burst_of_jobs_gets_fresh_statistics,
         ],
     }
 }

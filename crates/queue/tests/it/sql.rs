@@ -1,13 +1,13 @@
 //! What only the SQL lanes have: enqueue inside the store's unit of work, and the queue's
 //! migrations beside the store's.
 
-use crate::{Lane, at, claim, job};
+use crate::{Lane, LaneKind, at, claim, job};
 use questline_core::event::Event;
 use questline_core::id::TenantId;
-use questline_queue::{JobState, ListFilter};
+use questline_queue::{Backend, JobState, ListFilter};
 use questline_store::postgres::PostgresStore;
 use questline_store::sqlite::SqliteStore;
-use questline_store::{Store, UnitOfWork};
+use questline_store::{Connection, Store, UnitOfWork};
 
 fn sql(lane: &Lane) -> (&questline_queue::SqlQueue, &dyn Store) {
     let (queue, store) = lane.sql.as_ref().expect("a SQL lane");
@@ -95,4 +95,37 @@ async fn applied_versions(store: &dyn Store) -> Vec<i64> {
         questline_store::Connection::Sqlite(c) => sqlx::query_scalar(sql).fetch_all(c).await.unwrap(),
         questline_store::Connection::Postgres(c) => sqlx::query_scalar(sql).fetch_all(c).await.unwrap(),
     }
+}
+
+/// A burst of jobs into a table the planner last saw empty: the lane's maintenance gives
+/// PostgreSQL statistics that know of the burst (without them every claim read and sorted
+/// every available job), and the burst is claimed in its order.
+pub async fn a_burst_of_jobs_gets_fresh_statistics(lane: &Lane) {
+    let (queue, store) = sql(lane);
+    let burst: Vec<_> = (0..3000).map(|i| job("burst", &format!("b{i:04}"))).collect();
+    queue.enqueue(burst, at(0)).await.unwrap();
+    if lane.kind == LaneKind::Postgres {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // The server's activity counters reach the statistics views within a second or so.
+            queue.maintain().await.unwrap();
+            let mut unit = store.begin().await.unwrap();
+            let Connection::Postgres(conn) = unit.connection() else { unreachable!("a PostgreSQL lane") };
+            let rows: f32 = sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'queue_jobs'::regclass")
+                .fetch_one(conn)
+                .await
+                .unwrap();
+            if rows >= 2500.0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the statistics still say {rows} rows");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    } else {
+        queue.maintain().await.unwrap();
+    }
+    let first = claim(&*lane.queue, &["burst"], 100, at(1)).await;
+    let names: Vec<&str> = first.iter().map(crate::name).collect();
+    let expected: Vec<String> = (0..100).map(|i| format!("b{i:04}")).collect();
+    assert_eq!(names, expected, "claimed in the order enqueued");
 }
