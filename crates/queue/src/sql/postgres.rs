@@ -37,7 +37,14 @@ const CLAIM_LOCK: i64 = 0x0071_7565_7565;
 /// A claim. Claims of jobs without a concurrency key run side by side, passing each
 /// other's rows (`SKIP LOCKED`); only while an available job of the kinds asked for has a
 /// key does a claim take the claim lock first, and then it may take keyed jobs too.
+///
+/// A claim commits without waiting for its WAL to reach the disk (`synchronous_commit =
+/// off`, for this transaction only): a claim lost in a crash leaves its jobs available, to
+/// run again — what a worker dying with them does anyway — and never an inconsistency,
+/// since any later durable commit (an acknowledgement of the same jobs) flushes the WAL
+/// before it, claim included. It saves a disk flush (~3.4 ms here) per claim.
 pub(super) async fn claim_due(conn: &mut Conn, request: &ClaimRequest, now: Timestamp) -> Result<Vec<Job>> {
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *conn).await?;
     promote(&mut *conn, now).await?;
     let keyed = any_keyed(&mut *conn, &request.kinds).await?;
     if keyed {
