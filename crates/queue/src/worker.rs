@@ -56,6 +56,12 @@ enum Run {
 pub struct WorkerConfig {
     /// Jobs running at once.
     pub concurrency: usize,
+    /// Jobs claimed ahead of free slots, waiting in the worker to start (their leases
+    /// renewed meanwhile; released at once on shutdown): one claim then serves more jobs
+    /// than `concurrency`, so a worker of quick jobs is not bound by a claim's round trip
+    /// per `concurrency` jobs. They are held from other workers while they wait: 0 claims
+    /// only for free slots.
+    pub prefetch: usize,
     /// Jobs claimed at most per claim.
     pub claim_batch: usize,
     /// Acknowledgements completed at most per call.
@@ -77,6 +83,7 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             concurrency: 16,
+            prefetch: 0,
             claim_batch: 100,
             ack_batch: 500,
             lease: Duration::from_secs(30),
@@ -146,15 +153,15 @@ impl Worker {
     }
 
     /// Claimed jobs grouped into what runs them: a job of its own for each of a kind run one
-    /// at a time, up to `max` together for a batch kind.
-    fn group<T>(&self, claimed: Vec<(Job, T)>) -> Vec<(Run, Vec<(Job, T)>)> {
+    /// at a time, up to `max` (and at most `concurrency`) together for a batch kind.
+    fn group<T>(&self, claimed: Vec<(Job, T)>, concurrency: usize) -> Vec<(Run, Vec<(Job, T)>)> {
         let mut groups: Vec<(Run, Vec<(Job, T)>)> = Vec::new();
         let mut open: HashMap<String, usize> = HashMap::new();
         for (job, extra) in claimed {
             match &self.handlers[&job.kind] {
                 run @ Run::One(_) => groups.push((run.clone(), vec![(job, extra)])),
                 run @ Run::Batch { max, .. } => match open.get(&job.kind) {
-                    Some(&i) if groups[i].1.len() < *max => groups[i].1.push((job, extra)),
+                    Some(&i) if groups[i].1.len() < (*max).min(concurrency) => groups[i].1.push((job, extra)),
                     _ => {
                         open.insert(job.kind.clone(), groups.len());
                         groups.push((run.clone(), vec![(job, extra)]));
@@ -209,7 +216,7 @@ impl Worker {
         let lane = self.backend.lane();
         claimed.iter().for_each(|job| metrics::started(lane, job, now));
         let mut running = JoinSet::new();
-        for (run, jobs) in self.group(claimed.into_iter().map(|j| (j, ())).collect()) {
+        for (run, jobs) in self.group(claimed.into_iter().map(|j| (j, ())).collect(), usize::MAX) {
             running.spawn(run_handler(run, jobs.into_iter().map(|(j, ())| j).collect()));
         }
         let acks: Vec<Ack> = running.join_all().await.into_iter().flatten().collect();
@@ -275,19 +282,22 @@ impl Worker {
         release: &CancellationToken,
     ) {
         let kinds = self.kinds();
-        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let concurrency = self.config.concurrency.max(1);
+        // Running jobs take a slot; held ones (running, or claimed and waiting) take room.
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let room = Arc::new(Semaphore::new(concurrency + self.config.prefetch));
         let mut wakeups = self.backend.wakeups();
         loop {
-            // Wait for one free slot, then take every other free one, up to a batch.
+            // Wait for room for one job, then take all the other room there is, up to a batch.
             let first = tokio::select! {
-                // Shutdown first: a free slot must not start one more claim after it.
+                // Shutdown first: free room must not start one more claim after it.
                 biased;
                 () = shutdown.cancelled() => return,
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                permit = room.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             };
             let mut permits = vec![first];
             while permits.len() < self.config.claim_batch.max(1) {
-                match slots.clone().try_acquire_owned() {
+                match room.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
                 }
@@ -319,10 +329,9 @@ impl Worker {
             // One permit per job; unused ones go back when the rest of `permits` drops.
             let claimed: Vec<(Job, OwnedSemaphorePermit)> = claimed.into_iter().zip(permits.drain(..)).collect();
             for (job, _) in &claimed {
-                metrics::started(self.backend.lane(), job, now);
                 lock(held).insert(job.id.clone(), job.claim());
             }
-            for (run, group) in self.group(claimed) {
+            for (run, group) in self.group(claimed, concurrency) {
                 let (group, permits): (Vec<Job>, Vec<OwnedSemaphorePermit>) = group.into_iter().unzip();
                 let span = match &group[..] {
                     [job] => tracing::info_span!("job", id = %job.id, kind = %job.kind, attempt = job.attempt),
@@ -331,7 +340,25 @@ impl Worker {
                         tracing::info_span!("jobs", ids = ?ids, kind = %jobs[0].kind)
                     }
                 };
-                let task = run_jobs(run, group, permits, held.clone(), acks.clone(), release.clone());
+                let lane = self.backend.lane();
+                let (slots, shutdown) = (slots.clone(), shutdown.clone());
+                let (held, acks, release) = (held.clone(), acks.clone(), release.clone());
+                let task = async move {
+                    // A prefetched job waits here for a slot, or goes back at shutdown unstarted.
+                    let n = u32::try_from(group.len()).unwrap_or(u32::MAX);
+                    let slot = tokio::select! {
+                        biased;
+                        slot = slots.acquire_many_owned(n) => slot.expect("the semaphore is never closed"),
+                        () = shutdown.cancelled() => {
+                            give_back(group, &held, &acks);
+                            return;
+                        }
+                    };
+                    let started = Timestamp::now();
+                    group.iter().for_each(|job| metrics::started(lane, job, started));
+                    run_jobs(run, group, permits, held, acks, release).await;
+                    drop(slot);
+                };
                 jobs.spawn(task.instrument(span));
             }
         }
@@ -366,6 +393,19 @@ async fn run_jobs(
         let _ = acks.send(ack);
     }
     drop(permits);
+}
+
+/// Hands jobs that never started back to the queue (available again, the attempt not spent).
+fn give_back(jobs: Vec<Job>, held: &Held, acks: &mpsc::UnboundedSender<Ack>) {
+    tracing::info!(jobs = jobs.len(), "queue: released unstarted at shutdown");
+    let mut held = lock(held);
+    for job in &jobs {
+        held.remove(&job.id);
+    }
+    drop(held);
+    for job in jobs {
+        let _ = acks.send(Ack { claim: job.claim(), outcome: Outcome::Snooze(Duration::ZERO) });
+    }
 }
 
 /// Runs the handler in a task of its own, so that a panic is the attempt's failure rather

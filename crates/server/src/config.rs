@@ -44,6 +44,9 @@ pub struct Config {
     /// Seconds a job's claim holds without a heartbeat, 2 to 3600
     /// (`QUESTLINE_WORKER_LEASE_SECONDS`): how soon a dead worker's jobs run again.
     pub worker_lease_seconds: u64,
+    /// Jobs claimed ahead of free slots, 0 to 10000 (`QUESTLINE_WORKER_PREFETCH`; default:
+    /// the concurrency).
+    pub worker_prefetch: Option<usize>,
     /// 32 bytes, base64: the key webhook secrets are sealed with (`QUESTLINE_SECRET_KEY`).
     /// Without one, SQLite keeps a generated key in `<database file>.key`; PostgreSQL has
     /// no webhooks.
@@ -71,6 +74,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
             worker_lease_seconds: DEFAULT_WORKER_LEASE_SECONDS,
+            worker_prefetch: None,
             secret_key: None,
             allow_private_targets: false,
         }
@@ -191,6 +195,9 @@ impl Config {
         if !(2..=3600).contains(&self.worker_lease_seconds) {
             return bad("worker_lease_seconds", WORKER_LEASE_RANGE);
         }
+        if self.worker_prefetch.is_some_and(|p| p > 10_000) {
+            return bad("worker_prefetch", WORKER_PREFETCH_RANGE);
+        }
         if let Some(key) = &self.secret_key
             && let Err(why) = questline_service::webhooks::SecretKey::from_base64(key)
         {
@@ -210,18 +217,20 @@ const KEYS: &[&str] = &[
     "log_format",
     "worker_concurrency",
     "worker_lease_seconds",
+    "worker_prefetch",
     "secret_key",
     "allow_private_targets",
 ];
 
 /// The keys whose value is a number.
-const NUMBER_KEYS: &[&str] = &["worker_concurrency", "worker_lease_seconds"];
+const NUMBER_KEYS: &[&str] = &["worker_concurrency", "worker_lease_seconds", "worker_prefetch"];
 
 /// The keys whose value is `true` or `false` (`1`, `0`).
 const BOOL_KEYS: &[&str] = &["allow_private_targets"];
 
 const WORKER_CONCURRENCY_RANGE: &str = "must be an integer from 1 to 1024";
 const WORKER_LEASE_RANGE: &str = "must be an integer number of seconds from 2 to 3600";
+const WORKER_PREFETCH_RANGE: &str = "must be an integer from 0 to 10000";
 
 /// Figment's error, phrased around the key (never echoing a secret's value), with the file
 /// it came from when it came from one.
@@ -232,6 +241,7 @@ fn describe(e: figment::Error) -> String {
         // Whatever serde's words for it (a string, a negative number, too large), one rule.
         _ if key == "worker_concurrency" => format!("{key}: {WORKER_CONCURRENCY_RANGE}"),
         _ if key == "worker_lease_seconds" => format!("{key}: {WORKER_LEASE_RANGE}"),
+        _ if key == "worker_prefetch" => format!("{key}: {WORKER_PREFETCH_RANGE}"),
         figment::error::Kind::InvalidType(_, expected) => format!("{key}: expected {expected}"),
         figment::error::Kind::InvalidValue(_, expected) => format!("{key}: invalid value, expected {expected}"),
         figment::error::Kind::UnknownVariant(got, expected) => {
@@ -344,6 +354,17 @@ mod tests {
                      worker_concurrency = 8\nallow_private_targets = true\n";
         std::fs::write(&file, known).unwrap();
         Config::load(Some(&file), env(&[]), &Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn the_worker_prefetch_defaults_to_the_concurrency() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), &Overrides::default());
+        assert_eq!(load(&[]).unwrap().worker_prefetch, None);
+        assert_eq!(load(&[("QUESTLINE_WORKER_PREFETCH", "0")]).unwrap().worker_prefetch, Some(0));
+        for bad in ["10001", "-1", "many"] {
+            let err = load(&[("QUESTLINE_WORKER_PREFETCH", bad)]).unwrap_err().to_string();
+            assert_eq!(err, format!("invalid configuration: worker_prefetch: {WORKER_PREFETCH_RANGE}"), "{bad}");
+        }
     }
 
     #[test]

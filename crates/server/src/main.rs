@@ -26,6 +26,7 @@ Environment (each overrides the --config file; a flag overrides its variable):
   QUESTLINE_REDIS_URL           redis://… or rediss://…
   QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)
   QUESTLINE_WORKER_LEASE_SECONDS  how long a job's claim holds unrenewed, 2 to 3600 (default 30)
+  QUESTLINE_WORKER_PREFETCH     jobs claimed ahead of free slots, 0 to 10000 (default: the concurrency)
   QUESTLINE_SECRET_KEY          32 bytes, base64: encrypts webhook secrets (SQLite: <db>.key if unset)
   QUESTLINE_ALLOW_PRIVATE_TARGETS  true lets webhooks call loopback and private addresses";
 

@@ -59,8 +59,10 @@ impl Role {
 pub fn worker_config(config: &Config) -> WorkerConfig {
     let lease = Duration::from_secs(config.worker_lease_seconds);
     // Renewed three times a lease; lapsed leases looked for at least every 5 s.
+    // By default as many jobs again claimed ahead as run at once: a claim serves twice the jobs.
     WorkerConfig {
         concurrency: config.worker_concurrency,
+        prefetch: config.worker_prefetch.unwrap_or(config.worker_concurrency),
         lease,
         heartbeat: lease / 3,
         rescue: (lease / 2).min(Duration::from_secs(5)),

@@ -105,6 +105,7 @@ conformance! {
     ],
     worker: [
         a_worker_drains_every_job_exactly_once,
+        prefetched_jobs_wait_for_a_slot_and_go_back_unstarted,
         shutdown_releases_unfinished_work,
         a_worker_wakes_on_enqueue_without_waiting_for_its_poll,
         run_once_persists_a_failure_as_a_retry,

@@ -285,3 +285,62 @@ pub async fn heartbeats_keep_a_long_job_from_being_rescued(lane: &Lane) {
     assert_eq!((done.state, done.attempt, done.crashes), (JobState::Succeeded, 1, 0));
     assert!(done.errors.is_empty(), "never rescued: {:?}", done.errors);
 }
+
+/// A prefetching worker claims ahead of its free slots, yet never runs more than its
+/// concurrency at once, runs each job once, and at shutdown hands back the jobs it holds
+/// unstarted with their attempt given back.
+pub async fn prefetched_jobs_wait_for_a_slot_and_go_back_unstarted(lane: &Lane) {
+    let runs = Arc::new(Runs::default());
+    let (recorder, gate) = (runs.clone(), Arc::new(tokio::sync::Semaphore::new(0)));
+    let (running_now, most) = (Arc::new(Mutex::new(0usize)), Arc::new(Mutex::new(0usize)));
+    let (now_in, most_in, gate_in) = (running_now.clone(), most.clone(), gate.clone());
+    let config =
+        WorkerConfig { concurrency: 2, prefetch: 6, claim_batch: 8, grace: Duration::from_secs(5), ..config() };
+    let worker = Arc::new(Worker::new(lane.queue.clone(), config).handle("gated", move |job: Job| {
+        let (runs, now, most, gate) = (recorder.clone(), now_in.clone(), most_in.clone(), gate_in.clone());
+        async move {
+            {
+                let mut n = now.lock().unwrap();
+                *n += 1;
+                let mut m = most.lock().unwrap();
+                *m = (*m).max(*n);
+            }
+            runs.record(&job);
+            // Each job waits for the test to let it finish.
+            gate.acquire().await.unwrap().forget();
+            *now.lock().unwrap() -= 1;
+            Outcome::Done
+        }
+    }));
+    let news = (0..12).map(|i| job("gated", &i.to_string())).collect();
+    lane.queue.enqueue(news, Timestamp::now()).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (running, stop) = (worker.clone(), shutdown.clone());
+    let run = tasks.spawn(async move { running.run(stop).await });
+    runs.wait_until("two jobs to start", |r| r.total() == 2).await;
+    // Eight held: two running, six waiting for a slot; the other four not claimed.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let state = |s: JobState| ListFilter { state: Some(s), ..ListFilter::default() };
+    while lane.queue.list(&state(JobState::Running), Timestamp::now()).await.unwrap().items.len() < 8 {
+        assert!(tokio::time::Instant::now() < deadline, "the worker never claimed ahead");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lane.queue.list(&state(JobState::Available), Timestamp::now()).await.unwrap().items.len(), 4);
+    // Let four finish: the waiting ones start two at a time, never more.
+    gate.add_permits(4);
+    runs.wait_until("six jobs to start", |r| r.total() == 6).await;
+    assert_eq!(*most.lock().unwrap(), 2, "at most the concurrency at once");
+
+    shutdown.cancel();
+    gate.add_permits(2); // the two running finish within the grace period
+    tokio::time::timeout(DEADLINE, run).await.expect("run returns").unwrap().unwrap();
+    let by_id = runs.by_id.lock().unwrap().clone();
+    assert!(by_id.values().all(|&n| n == 1), "each started job ran once: {by_id:?}");
+    let succeeded = lane.queue.list(&state(JobState::Succeeded), Timestamp::now()).await.unwrap().items;
+    assert_eq!(succeeded.len(), 6);
+    let available = lane.queue.list(&state(JobState::Available), Timestamp::now()).await.unwrap().items;
+    assert_eq!(available.len(), 6, "the unstarted held jobs went back, with the unclaimed");
+    assert!(available.iter().all(|j| j.attempt == 0 && j.errors.is_empty()), "{available:?}");
+}
