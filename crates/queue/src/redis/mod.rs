@@ -26,7 +26,7 @@ use crate::error::{QueueError, Result};
 use crate::model::{Ack, Claim, ClaimRequest, Depth, Job, JobId, ListFilter, NewJob, Page, add};
 use async_trait::async_trait;
 use jiff::Timestamp;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use scripts::Scripts;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +41,11 @@ const ENQUEUE_CHUNK: usize = 1000;
 /// looking: the bound on one claim's script. A flood of one saturated key larger than this
 /// hides the jobs behind it until its jobs finish.
 const CLAIM_SCAN: usize = 5000;
+
+/// How long a command may take before the call fails. The client's default (500 ms) is for
+/// single commands; a script over a thousand jobs on a busy machine may take longer, and
+/// failing it would only make the caller run it again.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl From<redis::RedisError> for QueueError {
     fn from(err: redis::RedisError) -> Self {
@@ -64,7 +69,8 @@ impl RedisQueue {
     /// `namespace` (e.g. `questline`; tests use one per test). Keys are `namespace:…`.
     pub async fn open(url: &str, namespace: &str, config: QueueConfig) -> Result<Self> {
         let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        let timeouts = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = ConnectionManager::new_with_config(client.clone(), timeouts).await?;
         Ok(Self {
             client,
             conn,

@@ -94,12 +94,17 @@ pub(super) async fn complete(queue: &RedisQueue, acks: Vec<Ack>, now: Timestamp)
     let ids: Vec<JobId> = acks.iter().map(|a| a.claim.id.clone()).collect();
     let by_id: HashMap<&JobId, &Ack> = acks.iter().map(|a| (&a.claim.id, a)).collect();
     // An ack whose claim no longer holds leaves its job alone.
-    rewrite(queue, ids, |job| {
+    let done = rewrite(queue, ids, |job| {
         let Some(ack) = by_id.get(&job.id).filter(|a| job.is_held_by(&a.claim)) else { return Ok(None) };
         let policy = queue.config.policies.get(&job.kind);
         Ok(Some(transition::settle(job, &ack.outcome, policy, now, rand::random())))
     })
-    .await
+    .await?;
+    // Other processes hear of retried and snoozed jobs from `put.lua`; this one at once.
+    if done.iter().any(|j| j.state.is_waiting()) {
+        crate::backend::wake(&queue.wakeups);
+    }
+    Ok(done)
 }
 
 pub(super) async fn rescue(queue: &RedisQueue, now: Timestamp) -> Result<Vec<Job>> {

@@ -129,6 +129,7 @@ conformance! {
             a_rolled_back_unit_relays_nothing,
             a_committed_unit_arrives_on_redis,
             a_relay_that_dies_after_pushing_creates_no_duplicate,
+            the_relay_loop_feeds_a_redis_worker,
         ],
     }
 }

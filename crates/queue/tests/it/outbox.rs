@@ -109,3 +109,41 @@ pub async fn a_relay_that_dies_after_pushing_creates_no_duplicate(lane: &Lane) {
     assert_eq!((again.state, again.attempt), (JobState::Running, 1), "the running job was left alone");
     assert_eq!(claim(&**outbox.queue(), &["notify"], 10, at(2)).await.len(), 2, "each of the others once");
 }
+
+pub async fn the_relay_loop_feeds_a_redis_worker(lane: &Lane) {
+    use questline_queue::{Outcome, Worker, WorkerConfig};
+    use std::time::Duration;
+    let Some((store, outbox, _namespace)) = outbox(lane, "outbox::the_relay_loop_feeds_a_redis_worker").await else {
+        return;
+    };
+    let outbox = Arc::new(outbox);
+    let ran = Arc::new(tokio::sync::Notify::new());
+    let signal = ran.clone();
+    // A poll far beyond the deadline: the relay's push must wake the worker.
+    let config = WorkerConfig { poll: Duration::from_secs(600), ..WorkerConfig::default() };
+    let worker = Worker::new(outbox.queue().clone(), config).handle("notify", move |_| {
+        let signal = signal.clone();
+        async move {
+            signal.notify_one();
+            Outcome::Done
+        }
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let (relay, relay_stop) = (outbox.clone(), stop.clone());
+    tasks.spawn(async move { relay.run(Duration::from_millis(50), relay_stop).await });
+    let worker_stop = stop.clone();
+    tasks.spawn(async move { worker.run(worker_stop).await });
+
+    let now = jiff::Timestamp::now();
+    let mut unit = store.begin().await.unwrap();
+    let made = outbox.enqueue_in(unit.connection(), vec![job("notify", "welcome")], now).await.unwrap();
+    unit.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), ran.notified()).await.expect("the job ran on Redis");
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
+    let done = outbox.queue().get(&made[0].id, jiff::Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Succeeded);
+    assert!(outbox.pending(10).await.unwrap().is_empty());
+}
