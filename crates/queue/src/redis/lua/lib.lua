@@ -73,20 +73,24 @@ end
 -- values, '' deleting the field. Every write bumps `rev`, the guard of `put.lua`.
 local function change(id, set)
     local key = job_key(id)
-    index(read_index(id), false)
+    local j = read_index(id)
+    index(j, false)
     local dels = {}
     for field, value in pairs(set) do
         if value == '' then
             table.insert(dels, field)
+            j[field] = nil
         else
             redis.call('HSET', key, field, value)
+            j[field] = value
         end
     end
     if #dels > 0 then
         redis.call('HDEL', key, unpack(dels))
     end
     redis.call('HINCRBY', key, 'rev', 1)
-    index(read_index(id), true)
+    -- `j` now holds what was written: no second read.
+    index(j, true)
 end
 
 -- Reads `n` field/value pairs of ARGV from `at` into a flat list and a map.
@@ -118,7 +122,12 @@ local function insert(id, flat, map)
     redis.call('HSET', key, unpack(flat))
     redis.call('ZADD', P .. 'ids', 0, id)
     redis.call('SADD', P .. 'kinds', map.kind)
-    index(read_index(id), true)
+    -- The indexed fields straight from what was written (absent optional fields are nil).
+    local j = { id = id }
+    for _, field in ipairs(INDEXED) do
+        j[field] = map[field]
+    end
+    index(j, true)
     return false
 end
 
