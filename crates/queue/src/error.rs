@@ -16,6 +16,10 @@ pub enum QueueError {
     /// Re-driving a dead job would make two unfinished jobs with one unique key.
     #[error("job {id} cannot run again: job {holder} holds its unique key")]
     UniqueKeyTaken { id: JobId, holder: JobId },
+    /// The Redis lane's server failed or could not be reached (the message of the client's
+    /// error: kept as text so that this type does not depend on the optional `redis` feature).
+    #[error("redis: {0}")]
+    Redis(String),
     /// A stored row did not decode: a bug or a hand-edited database.
     #[error("corrupt job row: {0}")]
     Corrupt(String),

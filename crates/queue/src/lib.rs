@@ -1,7 +1,8 @@
 //! questline's task scheduler: one job model, one retry policy and one worker over two
 //! lanes behind one [`Backend`] trait — the durable SQL lane ([`SqlQueue`], on the store's
-//! SQLite or PostgreSQL database) and the in-memory lane ([`MemoryQueue`], for tests and
-//! work that may be lost). A Redis lane is to come behind the same trait.
+//! SQLite or PostgreSQL database), the in-memory lane ([`MemoryQueue`], for tests and work
+//! that may be lost), and with the `redis` feature the fast lane on Redis (`RedisQueue`,
+//! with the `outbox` that carries jobs born in a SQL unit of work to it).
 //!
 //! # Why written here, not on riverqueue or apalis
 //!
@@ -39,7 +40,8 @@
 //!
 //! Codemap: `model.rs` (the types), `policy.rs` (backoff, pure), `cadence.rs` (ticks, pure), `transition.rs` (the state
 //! machine, pure, shared by every lane), `backend.rs` (the trait), `memory.rs`, `sql/` (the
-//! SQL lane: statements once for both databases), `worker.rs` (the runtime), `metrics.rs`.
+//! SQL lane: statements once for both databases), `redis/` (the Redis lane: Lua scripts),
+//! `outbox.rs` (SQL-born jobs relayed to Redis), `worker.rs` (the runtime), `metrics.rs`.
 
 #![forbid(unsafe_code)]
 
@@ -49,11 +51,17 @@ mod error;
 mod memory;
 mod metrics;
 mod model;
+#[cfg(feature = "redis")]
+pub mod outbox;
 mod policy;
+#[cfg(feature = "redis")]
+mod redis;
 pub mod sql;
 mod transition;
 mod worker;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisQueue;
 pub use backend::{Backend, QueueConfig};
 pub use cadence::Cadence;
 pub use error::{QueueError, Result};

@@ -7,6 +7,7 @@
 //! - [`server`]: [`TestServer`] and [`ServerOptions`]. The binary's path is the caller's
 //!   to give: `env!("CARGO_BIN_EXE_questline")` exists only in the server crate's own tests.
 //! - [`postgres`]: a fresh PostgreSQL database per test, dropped at the end.
+//! - [`redis`]: the Redis server, a key namespace per test, and `QUESTLINE_SKIP_REDIS`.
 //!
 //! # PostgreSQL
 //!
@@ -18,6 +19,7 @@
 //! standard error and returns (see [`postgres::skipped`]).
 
 pub mod postgres;
+pub mod redis;
 pub mod server;
 
 pub use server::{ADMIN_KEY, DEADLINE, Database, Role, ServerOptions, TestServer, expect_problem, send};

@@ -1,8 +1,10 @@
 //! A fresh queue of one lane for one test: in memory, on a SQLite file in a temporary
-//! directory, or on a PostgreSQL database created for the test (dropped after it; see
-//! `questline_testkit::postgres` for the `QUESTLINE_SKIP_POSTGRES` rule).
+//! directory, on a PostgreSQL database created for the test (dropped after it; see
+//! `questline_testkit::postgres` for the `QUESTLINE_SKIP_POSTGRES` rule), or on Redis under
+//! a key namespace of the test's own (its keys deleted after it; `questline_testkit::redis`,
+//! `QUESTLINE_SKIP_REDIS`).
 
-use questline_queue::{Backend, Jitter, MemoryQueue, Policies, QueueConfig, RetryPolicy, SqlQueue};
+use questline_queue::{Backend, Jitter, MemoryQueue, Policies, QueueConfig, RedisQueue, RetryPolicy, SqlQueue};
 use questline_store::Store;
 use questline_store::postgres::PostgresStore;
 use questline_store::sqlite::SqliteStore;
@@ -16,6 +18,7 @@ pub enum LaneKind {
     Memory,
     Sqlite,
     Postgres,
+    Redis,
 }
 
 /// Backoff in tests: no jitter, so that every `run_at` is exact. 10 s, 20 s, 40 s, capped at
@@ -47,6 +50,7 @@ enum Db {
     Memory,
     Sqlite(TempDir),
     Postgres(PostgresDatabase),
+    Redis(RedisNamespace),
 }
 
 impl Lane {
@@ -61,9 +65,17 @@ impl Lane {
                 }
                 Db::Postgres(fresh_database().await)
             }
+            LaneKind::Redis => {
+                if questline_testkit::redis::skipped(test) {
+                    return None;
+                }
+                Db::Redis(RedisNamespace(questline_testkit::redis::fresh_namespace()))
+            }
         };
         let mut lane = Self { kind, queue: Arc::new(MemoryQueue::new(config())), sql: None, db };
-        if kind != LaneKind::Memory {
+        if let Db::Redis(namespace) = &lane.db {
+            lane.queue = Arc::new(open_redis(&namespace.0).await);
+        } else if kind != LaneKind::Memory {
             let (sql, store) = lane.open_sql().await;
             lane.queue = sql.clone();
             lane.sql = Some((sql, store));
@@ -73,7 +85,7 @@ impl Lane {
 
     pub fn url(&self) -> Option<String> {
         match &self.db {
-            Db::Memory => None,
+            Db::Memory | Db::Redis(_) => None,
             Db::Sqlite(dir) => Some(format!("sqlite://{}", dir.path().join("questline.db").display())),
             Db::Postgres(db) => Some(db.url().to_owned()),
         }
@@ -94,9 +106,66 @@ impl Lane {
     /// the same database (its own pools); in memory, the same queue (there is no other
     /// process).
     pub async fn other_process(&self) -> Arc<dyn Backend> {
-        match self.kind {
-            LaneKind::Memory => self.queue.clone(),
+        match &self.db {
+            Db::Memory => self.queue.clone(),
+            Db::Redis(namespace) => Arc::new(open_redis(&namespace.0).await),
             _ => self.open_sql().await.0,
         }
+    }
+}
+
+/// A Redis queue on the test server under `namespace`; fails the test if Redis is not there.
+pub async fn open_redis(namespace: &str) -> RedisQueue {
+    let url = questline_testkit::redis::url();
+    match RedisQueue::open(&url, namespace, config()).await {
+        Ok(queue) => queue,
+        Err(e) => questline_testkit::redis::unavailable(&e.to_string()),
+    }
+}
+
+/// A test's Redis namespace: its keys are deleted when the test ends (and kept, to be looked
+/// at, when it failed).
+pub struct RedisNamespace(pub String);
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("left the Redis keys {}:* to be looked at", self.0);
+            return;
+        }
+        // Drop cannot await and may run inside a runtime: a thread with a runtime of its own.
+        let pattern = format!("{}:*", self.0);
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(delete_keys(&pattern))
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            eprintln!("could not delete the Redis keys of a test namespace: {deleted:?}");
+        }
+    }
+}
+
+/// Deletes the keys matching `pattern` (only those: never `FLUSHALL` a shared server).
+async fn delete_keys(pattern: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(questline_testkit::redis::url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }

@@ -1,19 +1,22 @@
 //! The queue's conformance suite: the same tests, run on every lane.
 //!
 //! Each test in the conformance modules is an `async fn(&Lane)`; the [`conformance!`] list
-//! instantiates it per lane, as `memory::MODULE::TEST`, `sqlite::MODULE::TEST` and
-//! `postgres::MODULE::TEST` (`cargo test -p questline-queue postgres::` runs one lane).
-//! Every test owns its queue: a fresh in-memory one, a SQLite file in its own temporary
-//! directory, or a PostgreSQL database made for it, so tests share nothing.
+//! instantiates it per lane, as `memory::MODULE::TEST`, `sqlite::MODULE::TEST`,
+//! `postgres::MODULE::TEST` and `redis::MODULE::TEST` (`cargo test -p questline-queue
+//! postgres::` runs one lane). Every test owns its queue: a fresh in-memory one, a SQLite
+//! file in its own temporary directory, a PostgreSQL database made for it, or a Redis key
+//! namespace of its own, so tests share nothing.
 //!
 //! Without a reachable PostgreSQL the `postgres::` tests FAIL, unless
-//! `QUESTLINE_SKIP_POSTGRES=1` says to skip them (each says so on standard error).
+//! `QUESTLINE_SKIP_POSTGRES=1` says to skip them (each says so on standard error); the same
+//! for Redis (`redis::`, `outbox::`) and `QUESTLINE_SKIP_REDIS=1`.
 //!
 //! Time is the tests' own: every backend call takes `now`, and the tests pass instants of
 //! 2024 ([`at`]); only the worker tests run on the real clock.
 //!
 //! Beside the suite: `policy` (property tests of the backoff) and `sql` (what only the SQL
-//! lanes have: transactional enqueue, migrations beside the store's).
+//! lanes have: transactional enqueue, migrations beside the store's), `outbox` (SQL-born
+//! jobs relayed to Redis, on SQLite and PostgreSQL).
 
 mod lane;
 
@@ -27,6 +30,7 @@ mod worker;
 
 // Not per lane.
 mod metrics;
+mod outbox;
 mod policy;
 mod sql;
 
@@ -62,6 +66,7 @@ macro_rules! conformance {
         conformance!(@lane memory, $crate::LaneKind::Memory, $($list)*);
         conformance!(@lane sqlite, $crate::LaneKind::Sqlite, $($list)*);
         conformance!(@lane postgres, $crate::LaneKind::Postgres, $($list)*);
+        conformance!(@lane redis, $crate::LaneKind::Redis, $($list)*);
     };
 }
 
@@ -122,6 +127,12 @@ conformance! {
             a_committed_unit_makes_its_jobs_claimable,
             the_store_reopens_beside_the_queue_migrations,
             a_burst_of_jobs_gets_fresh_statistics,
+        ],
+        outbox: [
+            a_rolled_back_unit_relays_nothing,
+            a_committed_unit_arrives_on_redis,
+            a_relay_that_dies_after_pushing_creates_no_duplicate,
+            the_relay_loop_feeds_a_redis_worker,
         ],
     }
 }

@@ -149,10 +149,10 @@ pub async fn a_worker_wakes_on_enqueue_without_waiting_for_its_poll(lane: &Lane)
     // Let the worker find nothing and go to sleep.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // On PostgreSQL the job comes from another process, so only NOTIFY can tell this one.
-    // SQLite has no NOTIFY: there the enqueue is this process's own.
+    // On PostgreSQL and Redis the job comes from another process, so only NOTIFY (or a
+    // PUBLISH) can tell this one. SQLite has no NOTIFY: there the enqueue is this process's own.
     let producer = match lane.kind {
-        LaneKind::Postgres => lane.other_process().await,
+        LaneKind::Postgres | LaneKind::Redis => lane.other_process().await,
         LaneKind::Memory | LaneKind::Sqlite => lane.queue.clone(),
     };
     enqueue(&*producer, job("ping", "wake up"), Timestamp::now()).await;

@@ -256,6 +256,6 @@ fn job_error(e: QueueError, wrong_state: ProblemType) -> ApiError {
         QueueError::Store(e) if e.is_retryable() => {
             ApiError::new(problem::DATABASE_BUSY, "the database is busy; retry")
         }
-        QueueError::Store(_) | QueueError::Corrupt(_) => ApiError::internal(detail),
+        QueueError::Store(_) | QueueError::Redis(_) | QueueError::Corrupt(_) => ApiError::internal(detail),
     }
 }
