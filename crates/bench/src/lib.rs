@@ -6,7 +6,8 @@
 //! `missions` (the 50 missions, as JSON and as predicates), `engine` (the server in-process
 //! and the HTTP load), `reference` (the raw-SQL writer), `database` (fresh databases and the
 //! counts read back), `sampler` (throughput and memory each second), `report` (the JSON
-//! result and the summary), `plot` (the PNG).
+//! result and the summary), `plot` (the PNG). `queue` is the job-queue benchmark (its own
+//! codemap in `queue/mod.rs`).
 //!
 //! See `docs/BENCHMARKS.md` for the commands, the results and what bounds them.
 
@@ -16,6 +17,7 @@ pub mod database;
 pub mod engine;
 pub mod missions;
 pub mod plot;
+pub mod queue;
 pub mod reference;
 pub mod report;
 pub mod sampler;
@@ -36,6 +38,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Cli {
     /// Ingest to committed progress through the HTTP API, beside a raw-SQL reference.
     Ingest(IngestArgs),
+    /// The job queue beside its peers: bulk enqueue, drain, and enqueue-to-start latency.
+    Queue(queue::QueueArgs),
+    /// One process of the queue benchmark on questline's own queue (run by `queue`).
+    #[command(hide = true)]
+    QueueRole(queue::role::RoleArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -9,7 +9,7 @@ fn args(out: &std::path::Path, extra: &[&str]) -> questline_bench::IngestArgs {
     let mut argv = vec!["questline-bench", "ingest", "--users", "1000", "--missions", "5", "--events", "2000"];
     argv.extend(["--clients", "4", "--batch", "100", "--quiet", "--out", out.to_str().unwrap()]);
     argv.extend(extra);
-    let Cli::Ingest(args) = Cli::parse_from(argv);
+    let Cli::Ingest(args) = Cli::parse_from(argv) else { panic!("not the ingest command") };
     args
 }
 
