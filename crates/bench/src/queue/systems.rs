@@ -189,7 +189,7 @@ async fn river(url: &str, args: &QueueArgs, result: &mut SystemRun) -> Result<()
     // The same worker concurrency as every other system (River's default is 2,000).
     let bench_args = ["bench", "--database-url", url, "-n", &n, "--max-workers", &workers];
     let started = Instant::now();
-    let bench = tokio::process::Command::new(&river).args(&bench_args).kill_on_drop(true).output();
+    let bench = tokio::process::Command::new(&river).args(bench_args).kill_on_drop(true).output();
     let bench = tokio::time::timeout(timeout, bench).await.map_err(|_| "riverqueue bench timed out")??;
     let secs = started.elapsed().as_secs_f64();
     let text = format!("{}{}", String::from_utf8_lossy(&bench.stdout), String::from_utf8_lossy(&bench.stderr));
