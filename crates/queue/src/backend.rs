@@ -30,10 +30,10 @@ impl Default for QueueConfig {
     }
 }
 
-/// A job queue: the durable (SQL) lane or the in-memory one.
+/// A job queue: the durable (SQL) lane, the in-memory one, or the Redis one.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-    /// The lane's name in metrics and logs: `memory`, `sqlite` or `postgres`.
+    /// The lane's name in metrics and logs: `memory`, `sqlite`, `postgres` or `redis`.
     fn lane(&self) -> &'static str;
 
     /// Enqueues jobs in one go. A job whose unique key an unfinished job of its tenant
@@ -99,8 +99,8 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Feeds [`Backend::wakeups`] from outside the process until `stop` (PostgreSQL:
-    /// `LISTEN`); the worker runs it in its task tracker. Lanes with nothing to listen to
-    /// wait for `stop`.
+    /// `LISTEN`; Redis: `SUBSCRIBE`); the worker runs it in its task tracker. Lanes with
+    /// nothing to listen to wait for `stop`.
     async fn listen(&self, stop: CancellationToken) -> Result<()> {
         stop.cancelled().await;
         Ok(())

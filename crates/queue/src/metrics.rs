@@ -1,7 +1,7 @@
 //! The queue's metrics, named once (the `metrics` facade: recorded only where the binary
 //! installs a recorder, e.g. the Prometheus exporter behind `/metrics`).
 //!
-//! Every series carries the lane (`memory`, `sqlite`, `postgres`) and the job kind.
+//! Every series carries the lane (`memory`, `sqlite`, `postgres`, `redis`) and the job kind.
 //! Counters: `questline_jobs_enqueued_total`, `_started_total`, `_succeeded_total`,
 //! `_retried_total` (an attempt failed and will run again), `_dead_total`; the histogram
 //! `questline_job_start_latency_seconds`: from when a job was due (enqueued, or its `run_at`
