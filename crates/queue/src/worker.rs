@@ -3,8 +3,9 @@
 //! rescues lapsed leases, and stops gracefully.
 //!
 //! Named steps, each a task in one `TaskTracker` that [`Worker::run`] waits for:
-//! - the **claim loop** (in `run` itself): waits for a free slot, claims up to that many
-//!   jobs, starts each; with nothing due it sleeps until a wakeup (an enqueue in this
+//! - the **claim loop** (in `run` itself): waits for room (a free slot, or room to hold a
+//!   job ahead: [`WorkerConfig::prefetch`]), claims up to that many jobs, starts each as a
+//!   slot frees; with nothing due it sleeps until a wakeup (an enqueue in this
 //!   process, PostgreSQL `NOTIFY`, a Redis `PUBLISH`) or the poll interval, never spinning;
 //! - a **job task** per job, or per batch of a batch kind ([`Worker::handle_batch`]): the
 //!   handler, in a `JoinSet` of its own so that a panic becomes a failed attempt, and

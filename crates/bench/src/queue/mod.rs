@@ -33,7 +33,12 @@ use systems::System;
 #[derive(Debug, Clone, clap::Args)]
 pub struct QueueArgs {
     /// Systems to run, in this order in the first run (rotated in the next ones).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "questline-postgres,graphile-worker,pg-boss,bullmq-postgres,riverqueue,bullmq-redis,questline-sqlite")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "questline-postgres,graphile-worker,pg-boss,bullmq-postgres,riverqueue,bullmq-redis,questline-sqlite"
+    )]
     pub systems: Vec<System>,
     /// Jobs bulk-enqueued and drained.
     #[arg(long, default_value_t = 100_000)]

@@ -98,7 +98,10 @@ impl SystemRun {
         }
         if let Some((handled, distinct, duplicates)) = self.latency_check {
             let m = args.latency_jobs;
-            check(handled == m && distinct == m && duplicates == 0, format!("latency: {handled} calls, {distinct} distinct of {m}"));
+            check(
+                handled == m && distinct == m && duplicates == 0,
+                format!("latency: {handled} calls, {distinct} distinct of {m}"),
+            );
         }
         self.verified = match (&self.error, self.system) {
             (Some(_), _) => Some(false),

@@ -150,12 +150,14 @@ async fn roles(system: System, url: &str, args: &QueueArgs, result: &mut SystemR
     result.version = setup.get("version").and_then(|v| v.as_str()).map(str::to_owned);
     result.settings = setup.get("settings").cloned();
 
-    let enqueue: EnqueueOut =
-        serde_json::from_value(child::run(what(Role::Enqueue), &program, &flags(Role::Enqueue, args.jobs), timeout).await?)?;
+    let enqueue: EnqueueOut = serde_json::from_value(
+        child::run(what(Role::Enqueue), &program, &flags(Role::Enqueue, args.jobs), timeout).await?,
+    )?;
     result.enqueue_jobs_per_sec = Some(enqueue.jobs as f64 / enqueue.secs);
 
-    let drain: DrainOut =
-        serde_json::from_value(child::run(what(Role::Drain), &program, &flags(Role::Drain, args.jobs), timeout).await?)?;
+    let drain: DrainOut = serde_json::from_value(
+        child::run(what(Role::Drain), &program, &flags(Role::Drain, args.jobs), timeout).await?,
+    )?;
     result.drain_jobs_per_sec = Some(drain.jobs as f64 / drain.secs);
     result.drain = Some(drain);
 
@@ -197,7 +199,8 @@ async fn river(url: &str, args: &QueueArgs, result: &mut SystemRun) -> Result<()
         return Err(format!("riverqueue bench: {text}").into());
     }
     result.version = Some("riverqueue-cli 0.5.0".into());
-    result.settings = Some(serde_json::json!({"command": format!("riverqueue {}", bench_args.join(" ")), "process_secs": secs}));
+    result.settings =
+        Some(serde_json::json!({"command": format!("riverqueue {}", bench_args.join(" ")), "process_secs": secs}));
     result.river_output = Some(text.clone());
     result.drain_jobs_per_sec = river_figure(&text, "overall job/sec");
     result.river_p95_secs = river_figure(&text, "p95");
@@ -223,7 +226,10 @@ fn flush_redis(redis_url: &str, db: u32) -> Result<()> {
     resp(&mut conn, &["SELECT", &db])?;
     let foreign = resp(&mut conn, &["SCAN", "0", "MATCH", "*", "COUNT", "1000"])?;
     // The reply lists keys; any key not ours means the index is someone else's.
-    if foreign.split("\r\n").any(|l| !l.is_empty() && !l.starts_with(['*', '$']) && !l.starts_with("qlbench:") && l.parse::<u64>().is_err()) {
+    if foreign
+        .split("\r\n")
+        .any(|l| !l.is_empty() && !l.starts_with(['*', '$']) && !l.starts_with("qlbench:") && l.parse::<u64>().is_err())
+    {
         return Err(format!("Redis database {db} holds keys the bench did not make; pick another --redis-db").into());
     }
     resp(&mut conn, &["FLUSHDB"])?;
