@@ -70,6 +70,8 @@ pub use model::{
     Ack, AttemptError, Claim, ClaimRequest, Concurrency, DEFAULT_PAGE, DEFAULT_TENANT, Depth, Job, JobId, JobState,
     ListFilter, MAX_PAGE, NewJob, Outcome, Page,
 };
+#[cfg(feature = "redis")]
+pub use outbox::Outbox;
 pub use policy::{Jitter, Policies, RetryPolicy};
 pub use sql::SqlQueue;
 pub use transition::LEASE_LAPSED;

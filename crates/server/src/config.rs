@@ -44,6 +44,9 @@ pub struct Config {
     /// Seconds a job's claim holds without a heartbeat, 2 to 3600
     /// (`QUESTLINE_WORKER_LEASE_SECONDS`): how soon a dead worker's jobs run again.
     pub worker_lease_seconds: u64,
+    /// The prefix of every Redis key of this deployment's fast lane
+    /// (`QUESTLINE_REDIS_NAMESPACE`): deployments sharing a Redis keep apart by it.
+    pub redis_namespace: String,
     /// Jobs claimed ahead of free slots, 0 to 10000 (`QUESTLINE_WORKER_PREFETCH`; default:
     /// the concurrency).
     pub worker_prefetch: Option<usize>,
@@ -74,6 +77,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
             worker_lease_seconds: DEFAULT_WORKER_LEASE_SECONDS,
+            redis_namespace: "questline".to_owned(),
             worker_prefetch: None,
             secret_key: None,
             allow_private_targets: false,
@@ -195,6 +199,10 @@ impl Config {
         if !(2..=3600).contains(&self.worker_lease_seconds) {
             return bad("worker_lease_seconds", WORKER_LEASE_RANGE);
         }
+        let ns = &self.redis_namespace;
+        if ns.is_empty() || ns.len() > 64 || !ns.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+            return bad("redis_namespace", "1 to 64 of a-z, A-Z, 0-9, '-', '_', '.' and ':'");
+        }
         if self.worker_prefetch.is_some_and(|p| p > 10_000) {
             return bad("worker_prefetch", WORKER_PREFETCH_RANGE);
         }
@@ -218,6 +226,7 @@ const KEYS: &[&str] = &[
     "worker_concurrency",
     "worker_lease_seconds",
     "worker_prefetch",
+    "redis_namespace",
     "secret_key",
     "allow_private_targets",
 ];

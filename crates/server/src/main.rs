@@ -23,7 +23,8 @@ Environment (each overrides the --config file; a flag overrides its variable):
   QUESTLINE_LOG_FORMAT          text or json (--log-format)
   QUESTLINE_ADMIN_KEY           a secret made an admin API key at start-up
   QUESTLINE_JWT_SECRET          HS256 secret of the users' tokens on /v1/me/…
-  QUESTLINE_REDIS_URL           redis://… or rediss://…
+  QUESTLINE_REDIS_URL           redis://…: the fast job lane (notification deliveries)
+  QUESTLINE_REDIS_NAMESPACE     the prefix of its keys (default questline)
   QUESTLINE_WORKER_CONCURRENCY  jobs the job worker runs at once, 1 to 1024 (default 16)
   QUESTLINE_WORKER_LEASE_SECONDS  how long a job's claim holds unrenewed, 2 to 3600 (default 30)
   QUESTLINE_WORKER_PREFETCH     jobs claimed ahead of free slots, 0 to 10000 (default: the concurrency)

@@ -14,7 +14,7 @@ use crate::auth::UserTokens;
 use crate::config::Config;
 use crate::state::AppState;
 use metrics_exporter_prometheus::PrometheusHandle;
-use questline_queue::{Worker, WorkerConfig};
+use questline_queue::WorkerConfig;
 use questline_service::ingest::BatchConfig;
 use questline_service::webhooks::{SecretKey, WebhookSettings};
 use questline_service::{Service, ServiceError, SystemClock};
@@ -108,7 +108,14 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let lanes = if config.database_url.starts_with("postgres") { 4 } else { cores.clamp(2, 4) };
     let batches = BatchConfig { lanes, ..BatchConfig::default() };
-    let settlement = Arc::new(crate::jobs::UnitQueue(jobs.clone()));
+    let fast = match &config.redis_url {
+        Some(url) => {
+            let outbox = crate::jobs::fast_lane(url, &config.redis_namespace, store.clone()).await;
+            Some(Arc::new(outbox.map_err(StartError::Worker)?))
+        }
+        None => None,
+    };
+    let settlement = Arc::new(crate::jobs::UnitQueue { sql: jobs.clone(), fast: fast.clone() });
     let webhooks = WebhookSettings {
         secret_key: secret_key(config)?.map(Arc::new),
         allow_private_targets: config.allow_private_targets,
@@ -116,7 +123,7 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
     let service =
         Arc::new(Service::with_jobs(store, batches, Arc::new(SystemClock), Some(settlement)).with_webhooks(webhooks));
     let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));
-    Ok(AppState { service, user_tokens, metrics: None, jobs })
+    Ok(AppState { service, user_tokens, metrics: None, jobs, fast })
 }
 
 /// The key webhook secrets are sealed with: the configured one; on SQLite without one, the
@@ -181,7 +188,7 @@ pub struct Server {
     metrics: Option<PrometheusHandle>,
     /// questline's own jobs (settlement), run beside the API in this process; `None` for
     /// `questline api`.
-    worker: Option<Worker>,
+    worker: Option<crate::jobs::Workers>,
 }
 
 impl Server {
@@ -201,8 +208,7 @@ impl Server {
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let service = state.service.clone();
-        let worker =
-            role.runs_jobs().then(|| crate::jobs::worker(service.clone(), state.jobs.clone(), worker_config(config)));
+        let worker = role.runs_jobs().then(|| crate::jobs::workers(&state, worker_config(config)));
         let app = crate::http::router(state);
         let shutdown = CancellationToken::new();
         Ok(Server { service, listener, app, addr, generated_admin_key, shutdown, metrics, worker })
@@ -287,7 +293,7 @@ pub async fn run(config: Config, role: Role, metrics: Option<PrometheusHandle>) 
 async fn run_worker(config: &Config) -> Result<(), StartError> {
     let state = build_state(config).await?;
     let service = state.service.clone();
-    let worker = crate::jobs::worker(service.clone(), state.jobs.clone(), worker_config(config));
+    let worker = crate::jobs::workers(&state, worker_config(config));
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone()).map_err(StartError::Signal)?;
     tracing::info!(concurrency = config.worker_concurrency, "{WORKER_RUNNING}");

@@ -16,4 +16,7 @@ pub struct AppState {
     /// The job queue's durable lane on the service's database: what `/v1/jobs` reads, what
     /// ingest enqueues settlement jobs into, what the worker claims from.
     pub jobs: Arc<questline_queue::SqlQueue>,
+    /// The fast lane on Redis, reached through its outbox in the store's database, when
+    /// `QUESTLINE_REDIS_URL` is set: where notification deliveries go.
+    pub fast: Option<Arc<questline_queue::Outbox>>,
 }

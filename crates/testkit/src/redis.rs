@@ -40,6 +40,13 @@ pub fn fresh_namespace() -> String {
     format!("questline-test-{}", uuid::Uuid::now_v7().simple())
 }
 
+impl Namespace {
+    /// A fresh namespace ([`fresh_namespace`]), its keys deleted when it drops.
+    pub fn fresh() -> Self {
+        Namespace(fresh_namespace())
+    }
+}
+
 /// The failure of a Redis test whose server cannot be reached.
 pub fn unavailable(why: &str) -> ! {
     panic!(
@@ -47,4 +54,51 @@ pub fn unavailable(why: &str) -> ! {
          server), point {URL_VAR} at one, or set {SKIP_VAR}=1 to skip these tests.",
         url()
     )
+}
+
+/// A test's Redis namespace: its keys are deleted when the test ends (and kept, to be looked
+/// at, when it failed).
+pub struct Namespace(pub String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("left the Redis keys {}:* to be looked at", self.0);
+            return;
+        }
+        // Drop cannot await and may run inside a runtime: a thread with a runtime of its own.
+        let pattern = format!("{}:*", self.0);
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(delete_keys(&pattern))
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            eprintln!("could not delete the Redis keys of a test namespace: {deleted:?}");
+        }
+    }
+}
+
+/// Deletes the keys matching `pattern` (only those: never `FLUSHALL` a shared server).
+pub async fn delete_keys(pattern: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }

@@ -37,18 +37,21 @@ mod deliver;
 mod settle;
 
 use crate::delivery::Deliverer;
+use crate::state::AppState;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::id::TenantId;
 use questline_core::reward::Reward;
 use questline_queue::{
-    Backend, Cadence, NewJob, Outcome, Policies, QueueConfig, RetryPolicy, SqlQueue, Worker, WorkerConfig,
+    Backend, Cadence, NewJob, Outbox, Outcome, Policies, QueueConfig, QueueError, RedisQueue, RetryPolicy, SqlQueue,
+    Worker, WorkerConfig,
 };
 use questline_service::Service;
 use questline_service::notify::{Delivery, UnitJobs};
 use questline_store::{StoreError, UnitOfWork};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The job kind that settles one reward; its payload is `{"reward_id": "…"}`.
 pub const SETTLE: &str = "reward.settle";
@@ -88,8 +91,12 @@ pub fn queue_config() -> QueueConfig {
 }
 
 /// Enqueues, in a unit of work, the jobs its business rows call for: a granted reward's
-/// settlement, a notification's deliveries.
-pub struct UnitQueue(pub Arc<SqlQueue>);
+/// settlement (the durable lane), a notification's deliveries (the fast lane's outbox when
+/// Redis is configured, else the durable lane).
+pub struct UnitQueue {
+    pub sql: Arc<SqlQueue>,
+    pub fast: Option<Arc<Outbox>>,
+}
 
 #[async_trait]
 impl UnitJobs for UnitQueue {
@@ -119,7 +126,7 @@ impl UnitJobs for UnitQueue {
         deliveries: Vec<Delivery>,
         now: Timestamp,
     ) -> questline_store::Result<()> {
-        let jobs = deliveries
+        let jobs: Vec<NewJob> = deliveries
             .into_iter()
             .map(|d| {
                 let unique = format!("{DELIVER}:{}:{}", d.webhook_id, d.msg_id);
@@ -129,7 +136,10 @@ impl UnitJobs for UnitQueue {
                 NewJob::new(DELIVER, payload).tenant(tenant.as_str()).max_attempts(d.max_attempts).unique_key(unique)
             })
             .collect();
-        self.enqueue_in(unit, jobs, now).await
+        match &self.fast {
+            Some(outbox) => outbox.enqueue_in(unit.connection(), jobs, now).await.map(drop).map_err(store_error),
+            None => self.enqueue_in(unit, jobs, now).await,
+        }
     }
 }
 
@@ -140,10 +150,69 @@ impl UnitQueue {
         jobs: Vec<NewJob>,
         now: Timestamp,
     ) -> questline_store::Result<()> {
-        self.0.enqueue_in(unit.connection(), jobs, now).await.map(drop).map_err(|e| match e {
-            questline_queue::QueueError::Store(e) => e,
-            other => StoreError::Corrupt(format!("enqueueing jobs in a unit of work: {other}")),
-        })
+        self.sql.enqueue_in(unit.connection(), jobs, now).await.map(drop).map_err(store_error)
+    }
+}
+
+fn store_error(e: QueueError) -> StoreError {
+    match e {
+        QueueError::Store(e) => e,
+        other => StoreError::Corrupt(format!("enqueueing jobs in a unit of work: {other}")),
+    }
+}
+
+/// The fast lane on the Redis at `url` under `namespace`, and its outbox in `store`'s
+/// database.
+pub async fn fast_lane(
+    url: &str,
+    namespace: &str,
+    store: Arc<dyn questline_store::Store>,
+) -> Result<Outbox, QueueError> {
+    let redis = RedisQueue::open(url, namespace, queue_config()).await?;
+    Outbox::open(store, Arc::new(redis)).await
+}
+
+/// The workers of one process: the durable lane's, and with Redis the fast lane's and the
+/// outbox relay that feeds it.
+pub struct Workers {
+    sql: Worker,
+    fast: Option<(Worker, Arc<Outbox>)>,
+}
+
+/// The workers for `state`'s lanes.
+pub fn workers(state: &AppState, config: WorkerConfig) -> Workers {
+    let sql = worker(state.service.clone(), state.jobs.clone(), config.clone());
+    let fast = state.fast.clone().map(|outbox| {
+        let (service, deliverer) = (state.service.clone(), Deliverer::new(state.service.allows_private_targets()));
+        let lane: Arc<dyn Backend> = outbox.queue().clone();
+        let worker = Worker::new(lane, config)
+            .handle(DELIVER, move |job| deliver::notify(service.clone(), deliverer.clone(), job));
+        (worker, outbox)
+    });
+    Workers { sql, fast }
+}
+
+/// How often the relay looks for outbox rows other processes committed (this process's own
+/// enqueues ring it at once).
+const RELAY_POLL: Duration = Duration::from_millis(500);
+
+impl Workers {
+    /// Runs every lane's worker (and the relay) until `stop`; the first error, if any.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), QueueError> {
+        let Some((fast, outbox)) = self.fast else { return self.sql.run(stop).await };
+        let relay_stop = CancellationToken::new();
+        let relay = {
+            let stop = relay_stop.clone();
+            async move { outbox.run(RELAY_POLL, stop).await }
+        };
+        // The relay outlives the workers' drain, so that what they enqueue still reaches Redis.
+        let workers = async {
+            let (sql, fast) = tokio::join!(self.sql.run(stop.clone()), fast.run(stop.clone()));
+            relay_stop.cancel();
+            sql.and(fast)
+        };
+        let (result, ()) = tokio::join!(workers, relay);
+        result
     }
 }
 

@@ -174,5 +174,6 @@ e2e! {
         completions_grants_and_revocations_are_notified_once_each,
         a_failed_fulfilment_is_notified,
         a_notification_that_keeps_failing_ends_dead_with_its_errors,
+        with_redis_notifications_ride_the_fast_lane,
     ],
 }

@@ -165,3 +165,55 @@ pub async fn a_notification_that_keeps_failing_ends_dead_with_its_errors(backend
     assert_eq!(errors.len(), 2, "{dead}");
     assert!(errors.iter().all(|e| e["error"].as_str().unwrap().contains("500")), "{dead}");
 }
+
+/// With `QUESTLINE_REDIS_URL`, notification deliveries ride the fast lane: born in the
+/// batch's transaction through the outbox, relayed to Redis, delivered from there; the
+/// durable lane holds none of them.
+pub async fn with_redis_notifications_ride_the_fast_lane(backend: Backend) {
+    if questline_testkit::redis::skipped("with_redis_notifications_ride_the_fast_lane") {
+        return;
+    }
+    let namespace = questline_testkit::redis::Namespace::fresh();
+    let server = crate::start_with(
+        questline_testkit::ServerOptions::on(backend)
+            .env("QUESTLINE_ALLOW_PRIVATE_TARGETS", "true")
+            .env("QUESTLINE_SECRET_KEY", crate::webhooks::SECRET_KEY)
+            .env("QUESTLINE_REDIS_URL", &questline_testkit::redis::url())
+            .env("QUESTLINE_REDIS_NAMESPACE", &namespace.0),
+    )
+    .await;
+    let endpoint = Endpoint::start(vec![(200, vec![], "")]).await;
+    let secret = subscribe(&server, &endpoint.url, &["mission.completed"]).await;
+    create_mission(
+        &server,
+        &json!({"id": "fast", "name": "fast", "status": "active",
+        "steps": [{"event_type": "login", "target": 1}], "reward": {"kind": "badge"}}),
+    )
+    .await;
+    ingest(&server, &[json!({"id": "l", "type": "login", "user_id": "u-r", "occurred_at": hours_ago(1)})]).await;
+
+    let by_id = distinct(&endpoint, 1, &server).await;
+    let received = by_id.values().next().unwrap();
+    assert!(verifies(&secret, &received[0]));
+    assert_eq!(body_of(&received[0])["data"]["mission_id"], "fast");
+    let sql_lane = ok(server.get("/v1/jobs?kind=webhook.deliver")).await;
+    assert_eq!(sql_lane["items"], json!([]), "not on the durable lane");
+    // The job is on Redis, under the deployment's namespace, and succeeded there.
+    let redis = questline_queue::RedisQueue::open(
+        &questline_testkit::redis::url(),
+        &namespace.0,
+        questline_queue::QueueConfig::default(),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let filter = questline_queue::ListFilter { kind: Some("webhook.deliver".into()), ..Default::default() };
+        let jobs = questline_queue::Backend::list(&redis, &filter, jiff::Timestamp::now()).await.unwrap().items;
+        if jobs.len() == 1 && jobs[0].state == questline_queue::JobState::Succeeded {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not succeeded on Redis: {jobs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
