@@ -23,7 +23,9 @@ pub fn draw(report: &QueueReport, path: &Path) -> Result<()> {
     let panels = root.split_evenly((3, 1));
     let systems = &report.summary;
     bars(&panels[0], systems, "drain: jobs/s (bulk-enqueued backlog, one worker process)", |s| s.drain_jobs_per_sec)?;
-    bars(&panels[1], systems, "bulk enqueue: jobs/s (calls of 1,000, one producer process)", |s| s.enqueue_jobs_per_sec)?;
+    bars(&panels[1], systems, "bulk enqueue: jobs/s (calls of 1,000, one producer process)", |s| {
+        s.enqueue_jobs_per_sec
+    })?;
     latency(&panels[2], systems, p.latency_jobs, p.rate)?;
     root.present()?;
     Ok(())
@@ -63,7 +65,10 @@ where
         let x = i as f64;
         let color = if s.system.is_questline() { QUESTLINE } else { PEER };
         chart.draw_series(std::iter::once(Rectangle::new([(x - 0.3, 0.0), (x + 0.3, stat.median)], color.filled())))?;
-        chart.draw_series(std::iter::once(PathElement::new(vec![(x, stat.min), (x, stat.max)], BLACK.stroke_width(2))))?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x, stat.min), (x, stat.max)],
+            BLACK.stroke_width(2),
+        )))?;
         chart.draw_series(std::iter::once(Text::new(
             format!("{:.0}", stat.median),
             (x - 0.25, stat.max + y_max * 0.02),
@@ -87,7 +92,9 @@ where
     let highest = systems.iter().filter_map(|s| s.latency_p99_ms).map(|s| s.max).fold(10.0, f64::max) * 2.0;
     let mut chart = ChartBuilder::on(area)
         .caption(
-            format!("enqueue → handler start, ms (log): {jobs} jobs one per call, open loop at {rate:.0}/s, idle worker"),
+            format!(
+                "enqueue → handler start, ms (log): {jobs} jobs one per call, open loop at {rate:.0}/s, idle worker"
+            ),
             ("sans-serif", 18),
         )
         .margin(12)
@@ -107,8 +114,13 @@ where
         for (stat, dx, c) in [(s.latency_p50_ms, -0.2, color), (s.latency_p99_ms, 0.2, P99)] {
             let Some(stat) = stat else { continue };
             let v = stat.median.max(0.1);
-            chart.draw_series(std::iter::once(Rectangle::new([(x + dx - 0.18, 0.1), (x + dx + 0.18, v)], c.filled())))?;
-            chart.draw_series(std::iter::once(Text::new(format!("{v:.1}"), (x + dx - 0.17, v * 1.25), ("sans-serif", 14))))?;
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(x + dx - 0.18, 0.1), (x + dx + 0.18, v)], c.filled())))?;
+            chart.draw_series(std::iter::once(Text::new(
+                format!("{v:.1}"),
+                (x + dx - 0.17, v * 1.25),
+                ("sans-serif", 14),
+            )))?;
         }
     }
     chart
@@ -119,7 +131,12 @@ where
         .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
         .label("p99")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], P99.filled()));
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 

@@ -98,7 +98,10 @@ impl SystemRun {
         }
         if let Some((handled, distinct, duplicates)) = self.latency_check {
             let m = args.latency_jobs;
-            check(handled == m && distinct == m && duplicates == 0, format!("latency: {handled} calls, {distinct} distinct of {m}"));
+            check(
+                handled == m && distinct == m && duplicates == 0,
+                format!("latency: {handled} calls, {distinct} distinct of {m}"),
+            );
         }
         self.verified = match (&self.error, self.system) {
             (Some(_), _) => Some(false),
@@ -211,6 +214,9 @@ pub struct Params {
     pub runs: usize,
     pub systems: Vec<System>,
     pub poll_ms: Option<u64>,
+    pub analyze_after_enqueue: bool,
+    /// The PostgreSQL server's `autovacuum` setting (off here: fresh tables have no statistics).
+    pub postgres_autovacuum: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -247,6 +253,8 @@ impl QueueReport {
                 runs: args.runs,
                 systems: args.systems.clone(),
                 poll_ms: args.poll_ms,
+                analyze_after_enqueue: args.analyze_after_enqueue,
+                postgres_autovacuum: None,
             },
             summary,
             target,

@@ -112,7 +112,8 @@ impl Seen {
         if let Some(t) = payload.get("t").and_then(serde_json::Value::as_i64) {
             self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).push(now_us - t);
         }
-        if let Some(run) = payload.get("seq").and_then(serde_json::Value::as_u64).and_then(|s| self.runs.get(s as usize))
+        if let Some(run) =
+            payload.get("seq").and_then(serde_json::Value::as_u64).and_then(|s| self.runs.get(s as usize))
         {
             run.fetch_add(1, Ordering::Relaxed);
         }

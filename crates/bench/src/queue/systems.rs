@@ -150,12 +150,20 @@ async fn roles(system: System, url: &str, args: &QueueArgs, result: &mut SystemR
     result.version = setup.get("version").and_then(|v| v.as_str()).map(str::to_owned);
     result.settings = setup.get("settings").cloned();
 
-    let enqueue: EnqueueOut =
-        serde_json::from_value(child::run(what(Role::Enqueue), &program, &flags(Role::Enqueue, args.jobs), timeout).await?)?;
+    let enqueue: EnqueueOut = serde_json::from_value(
+        child::run(what(Role::Enqueue), &program, &flags(Role::Enqueue, args.jobs), timeout).await?,
+    )?;
     result.enqueue_jobs_per_sec = Some(enqueue.jobs as f64 / enqueue.secs);
+    if args.analyze_after_enqueue && system.backend() == "postgres" {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql("ANALYZE").execute(&mut conn).await?;
+        conn.close().await?;
+    }
 
-    let drain: DrainOut =
-        serde_json::from_value(child::run(what(Role::Drain), &program, &flags(Role::Drain, args.jobs), timeout).await?)?;
+    let drain: DrainOut = serde_json::from_value(
+        child::run(what(Role::Drain), &program, &flags(Role::Drain, args.jobs), timeout).await?,
+    )?;
     result.drain_jobs_per_sec = Some(drain.jobs as f64 / drain.secs);
     result.drain = Some(drain);
 
@@ -189,7 +197,7 @@ async fn river(url: &str, args: &QueueArgs, result: &mut SystemRun) -> Result<()
     // The same worker concurrency as every other system (River's default is 2,000).
     let bench_args = ["bench", "--database-url", url, "-n", &n, "--max-workers", &workers];
     let started = Instant::now();
-    let bench = tokio::process::Command::new(&river).args(&bench_args).kill_on_drop(true).output();
+    let bench = tokio::process::Command::new(&river).args(bench_args).kill_on_drop(true).output();
     let bench = tokio::time::timeout(timeout, bench).await.map_err(|_| "riverqueue bench timed out")??;
     let secs = started.elapsed().as_secs_f64();
     let text = format!("{}{}", String::from_utf8_lossy(&bench.stdout), String::from_utf8_lossy(&bench.stderr));
@@ -197,7 +205,8 @@ async fn river(url: &str, args: &QueueArgs, result: &mut SystemRun) -> Result<()
         return Err(format!("riverqueue bench: {text}").into());
     }
     result.version = Some("riverqueue-cli 0.5.0".into());
-    result.settings = Some(serde_json::json!({"command": format!("riverqueue {}", bench_args.join(" ")), "process_secs": secs}));
+    result.settings =
+        Some(serde_json::json!({"command": format!("riverqueue {}", bench_args.join(" ")), "process_secs": secs}));
     result.river_output = Some(text.clone());
     result.drain_jobs_per_sec = river_figure(&text, "overall job/sec");
     result.river_p95_secs = river_figure(&text, "p95");
@@ -223,7 +232,10 @@ fn flush_redis(redis_url: &str, db: u32) -> Result<()> {
     resp(&mut conn, &["SELECT", &db])?;
     let foreign = resp(&mut conn, &["SCAN", "0", "MATCH", "*", "COUNT", "1000"])?;
     // The reply lists keys; any key not ours means the index is someone else's.
-    if foreign.split("\r\n").any(|l| !l.is_empty() && !l.starts_with(['*', '$']) && !l.starts_with("qlbench:") && l.parse::<u64>().is_err()) {
+    if foreign
+        .split("\r\n")
+        .any(|l| !l.is_empty() && !l.starts_with(['*', '$']) && !l.starts_with("qlbench:") && l.parse::<u64>().is_err())
+    {
         return Err(format!("Redis database {db} holds keys the bench did not make; pick another --redis-db").into());
     }
     resp(&mut conn, &["FLUSHDB"])?;
