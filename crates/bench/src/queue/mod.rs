@@ -80,6 +80,11 @@ pub struct QueueArgs {
     /// Longest a phase may take before it is abandoned (the run then records the error).
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
+    /// Run `ANALYZE` on every PostgreSQL store between the enqueue and the drain. This
+    /// server runs with `autovacuum = off`, so a fresh table otherwise never has statistics
+    /// (a diagnosis: see docs/BENCHMARKS.md, "Job queue beside its peers").
+    #[arg(long)]
+    pub analyze_after_enqueue: bool,
     /// questline's worker poll interval, ms (default: the product's).
     #[arg(long)]
     pub poll_ms: Option<u64>,
@@ -96,6 +101,7 @@ pub struct QueueArgs {
 pub async fn run(args: &QueueArgs) -> Result<QueueReport> {
     let started_at = jiff::Timestamp::now();
     let machine = crate::report::Machine::probe();
+    let autovacuum = autovacuum(&args.postgres_url).await;
     let mut runs: Vec<SystemRun> = Vec::new();
     std::fs::create_dir_all(&args.out)?;
     for r in 0..args.runs.max(1) {
@@ -108,11 +114,13 @@ pub async fn run(args: &QueueArgs) -> Result<QueueReport> {
             eprintln!("  {}", result.one_line());
             runs.push(result);
             // Written as it goes: a long run that dies keeps what it measured.
-            let report = QueueReport::new(args, &machine, started_at, &runs);
+            let mut report = QueueReport::new(args, &machine, started_at, &runs);
+            report.params.postgres_autovacuum.clone_from(&autovacuum);
             report.write(&args.out, &args.label)?;
         }
     }
-    let report = QueueReport::new(args, &machine, started_at, &runs);
+    let mut report = QueueReport::new(args, &machine, started_at, &runs);
+    report.params.postgres_autovacuum = autovacuum;
     report.write(&args.out, &args.label)?;
     let png = args.out.join(format!("{}.png", args.label));
     match plot::draw(&report, &png) {
@@ -120,4 +128,13 @@ pub async fn run(args: &QueueArgs) -> Result<QueueReport> {
         Err(e) => eprintln!("no plot: {e}"),
     }
     Ok(report)
+}
+
+/// `SHOW autovacuum` on the PostgreSQL server, for the report.
+async fn autovacuum(url: &str) -> Option<String> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    let (value,): (String,) = sqlx::query_as("SHOW autovacuum").fetch_one(&mut conn).await.ok()?;
+    conn.close().await.ok()?;
+    Some(value)
 }

@@ -214,6 +214,9 @@ pub struct Params {
     pub runs: usize,
     pub systems: Vec<System>,
     pub poll_ms: Option<u64>,
+    pub analyze_after_enqueue: bool,
+    /// The PostgreSQL server's `autovacuum` setting (off here: fresh tables have no statistics).
+    pub postgres_autovacuum: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -250,6 +253,8 @@ impl QueueReport {
                 runs: args.runs,
                 systems: args.systems.clone(),
                 poll_ms: args.poll_ms,
+                analyze_after_enqueue: args.analyze_after_enqueue,
+                postgres_autovacuum: None,
             },
             summary,
             target,

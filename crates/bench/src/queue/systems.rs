@@ -154,6 +154,12 @@ async fn roles(system: System, url: &str, args: &QueueArgs, result: &mut SystemR
         child::run(what(Role::Enqueue), &program, &flags(Role::Enqueue, args.jobs), timeout).await?,
     )?;
     result.enqueue_jobs_per_sec = Some(enqueue.jobs as f64 / enqueue.secs);
+    if args.analyze_after_enqueue && system.backend() == "postgres" {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql("ANALYZE").execute(&mut conn).await?;
+        conn.close().await?;
+    }
 
     let drain: DrainOut = serde_json::from_value(
         child::run(what(Role::Drain), &program, &flags(Role::Drain, args.jobs), timeout).await?,
