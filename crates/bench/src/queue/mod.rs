@@ -88,6 +88,10 @@ pub struct QueueArgs {
     /// questline's worker poll interval, ms (default: the product's).
     #[arg(long)]
     pub poll_ms: Option<u64>,
+    /// Jobs questline's worker claims ahead of its free slots (default: the concurrency, as
+    /// `questline worker` runs).
+    #[arg(long)]
+    pub prefetch: Option<usize>,
     /// Where the JSON results and the plot go.
     #[arg(long, default_value = "docs/bench")]
     pub out: PathBuf,

@@ -11,7 +11,8 @@
 //!
 //! The no-op kind exists only here, in the bench's own worker process: the product server
 //! has no such handler. The worker is `questline_queue::Worker` with the product's
-//! defaults (`WorkerConfig::default()`, as `questline worker` runs it) but the concurrency.
+//! defaults (`WorkerConfig::default()`) but the concurrency and the prefetch (by default the
+//! concurrency, as `questline worker` runs).
 
 use crate::Result;
 use crate::queue::contract::{self, Store as StoreCounts};
@@ -47,6 +48,10 @@ pub struct RoleArgs {
     /// The worker's poll interval, ms (default: the product's, `WorkerConfig::default()`).
     #[arg(long)]
     pub poll_ms: Option<u64>,
+    /// Jobs the worker claims ahead of its free slots (default: the concurrency, as
+    /// `questline worker` runs with `QUESTLINE_WORKER_PREFETCH` unset).
+    #[arg(long)]
+    pub prefetch: Option<usize>,
 }
 
 pub async fn run(args: &RoleArgs) -> Result<()> {
@@ -132,7 +137,9 @@ impl Seen {
 }
 
 fn worker_config(args: &RoleArgs) -> WorkerConfig {
-    let mut config = WorkerConfig { concurrency: args.concurrency.max(1), ..WorkerConfig::default() };
+    let concurrency = args.concurrency.max(1);
+    let prefetch = args.prefetch.unwrap_or(concurrency);
+    let mut config = WorkerConfig { concurrency, prefetch, ..WorkerConfig::default() };
     if let Some(ms) = args.poll_ms {
         config.poll = Duration::from_millis(ms);
     }

@@ -122,6 +122,9 @@ fn program(system: System, args: &QueueArgs) -> Result<Vec<String>> {
         if let Some(ms) = args.poll_ms {
             p.extend(["--poll-ms".to_owned(), ms.to_string()]);
         }
+        if let Some(n) = args.prefetch {
+            p.extend(["--prefetch".to_owned(), n.to_string()]);
+        }
         return Ok(p);
     }
     let script = args.peers_dir.join("peer.mjs");
