@@ -263,15 +263,20 @@ impl Backend for SqlQueue {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<JobId> = acks.iter().map(|a| a.claim.id.clone()).collect();
-        let by_id: HashMap<&JobId, &Ack> = acks.iter().map(|a| (&a.claim.id, a)).collect();
+        // Successes are written without being read; only the rest are read, decided by the
+        // state machine and written back.
+        let (done, others): (Vec<&Ack>, Vec<&Ack>) =
+            acks.iter().partition(|a| matches!(a.outcome, crate::Outcome::Done));
+        let done: Vec<Claim> = done.into_iter().map(|a| a.claim.clone()).collect();
+        let ids: Vec<JobId> = others.iter().map(|a| a.claim.id.clone()).collect();
+        let by_id: HashMap<&JobId, &Ack> = others.iter().map(|a| (&a.claim.id, *a)).collect();
         // An ack whose claim no longer holds leaves its job alone.
         let settle = |job: Job| {
             let Some(ack) = by_id.get(&job.id).filter(|a| job.is_held_by(&a.claim)) else { return Ok(None) };
             let policy = self.config.policies.get(&job.kind);
             Ok(Some(transition::settle(job, &ack.outcome, policy, now, rand::random())))
         };
-        let done = in_unit!(self.store, |conn| on!(conn, rewrite(Rows::Ids(&ids), settle))?)?;
+        let done = in_unit!(self.store, |conn| on!(conn, complete(&done, &ids, settle, now))?)?;
         if done.iter().any(|j| j.state.is_waiting()) {
             wake(&self.wakeups);
         }

@@ -246,6 +246,45 @@ async fn write_back(conn: &mut Conn, jobs: &[Job]) -> Result<()> {
 }
 
 /// Extends the leases of the claims still held; returns them.
+/// Acknowledges jobs done under these claims in one statement per chunk, without reading
+/// them first: each still held (running, under the same claim) becomes succeeded, finished
+/// at `now`, its lease gone — what `transition::settle` does for `Outcome::Done`, fenced by
+/// the claim token like a heartbeat. Then the other acknowledgements go through
+/// [`rewrite`] with `change`. Returns the jobs changed.
+pub(crate) async fn complete(
+    conn: &mut Conn,
+    done: &[Claim],
+    others: &[JobId],
+    change: impl FnMut(Job) -> Result<Option<Job>> + Send,
+    now: Timestamp,
+) -> Result<Vec<Job>> {
+    let mut sorted: Vec<&Claim> = done.iter().collect();
+    // The one lock order of every writer, as far as the plan follows it.
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    sorted.dedup_by(|a, b| a.id == b.id);
+    let mut changed = Vec::with_capacity(done.len() + others.len());
+    for chunk in sorted.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<Db>::new("UPDATE queue_jobs SET state = 'succeeded', leased_until = NULL, finished_at = ");
+        q.push_bind(micros(now)).push(" FROM (");
+        q.push_values(chunk, |mut row, claim| {
+            row.push_bind(claim.id.as_str().to_owned()).push_bind(i64::from(claim.claims));
+        });
+        q.push(format!(
+            ") AS v WHERE queue_jobs.id = v.column1 AND queue_jobs.claims = v.column2 \
+             AND queue_jobs.state = 'running' RETURNING {}",
+            COLUMNS.split(", ").map(|c| format!("queue_jobs.{c}")).collect::<Vec<_>>().join(", ")
+        ));
+        for row in q.build().fetch_all(&mut *conn).await? {
+            changed.push(decode(&row)?);
+        }
+    }
+    if !others.is_empty() {
+        changed.extend(rewrite(conn, crate::sql::Rows::Ids(others), change).await?);
+    }
+    Ok(changed)
+}
+
 pub(crate) async fn heartbeat(conn: &mut Conn, claims: &[Claim], until: Timestamp) -> Result<Vec<Claim>> {
     let mut held = Vec::with_capacity(claims.len());
     for chunk in claims.chunks(CHUNK) {
