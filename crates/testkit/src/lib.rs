@@ -8,6 +8,7 @@
 //!   to give: `env!("CARGO_BIN_EXE_questline")` exists only in the server crate's own tests.
 //! - [`postgres`]: a fresh PostgreSQL database per test, dropped at the end.
 //! - [`redis`]: the Redis server, a key namespace per test, and `QUESTLINE_SKIP_REDIS`.
+//! - [`poll`]: [`eventually`], waiting for what a test expects with a deadline.
 //!
 //! # PostgreSQL
 //!
@@ -18,10 +19,12 @@
 //! `QUESTLINE_SKIP_POSTGRES=1`: each PostgreSQL test then prints one `SKIPPED` line on
 //! standard error and returns (see [`postgres::skipped`]).
 
+pub mod poll;
 pub mod postgres;
 pub mod redis;
 pub mod server;
 
+pub use poll::eventually;
 pub use server::{ADMIN_KEY, DEADLINE, Database, Role, ServerOptions, TestServer, expect_problem, send};
 
 /// The storage backends a server can run on.

@@ -105,22 +105,22 @@ pub async fn a_burst_of_jobs_gets_fresh_statistics(lane: &Lane) {
     let burst: Vec<_> = (0..3000).map(|i| job("burst", &format!("b{i:04}"))).collect();
     queue.enqueue(burst, at(0)).await.unwrap();
     if lane.kind == LaneKind::Postgres {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            // The server's activity counters reach the statistics views within a second or so.
-            queue.maintain().await.unwrap();
-            let mut unit = store.begin().await.unwrap();
-            let Connection::Postgres(conn) = unit.connection() else { unreachable!("a PostgreSQL lane") };
-            let rows: f32 = sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'queue_jobs'::regclass")
-                .fetch_one(conn)
-                .await
-                .unwrap();
-            if rows >= 2500.0 {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the statistics still say {rows} rows");
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        // The server's activity counters reach the statistics views within a second or so.
+        questline_testkit::eventually(
+            "statistics that know of the burst",
+            std::time::Duration::from_secs(10),
+            || async {
+                queue.maintain().await.unwrap();
+                let mut unit = store.begin().await.unwrap();
+                let Connection::Postgres(conn) = unit.connection() else { unreachable!("a PostgreSQL lane") };
+                let rows: f32 = sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'queue_jobs'::regclass")
+                    .fetch_one(conn)
+                    .await
+                    .unwrap();
+                if rows >= 2500.0 { Ok(()) } else { Err(format!("the statistics say {rows} rows")) }
+            },
+        )
+        .await;
     } else {
         queue.maintain().await.unwrap();
     }

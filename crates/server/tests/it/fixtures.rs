@@ -61,3 +61,12 @@ pub async fn progress(server: &TestServer, user: &str, mission: &str) -> Value {
 pub async fn rewards(server: &TestServer, user: &str) -> Vec<Value> {
     ok(server.get(&format!("/v1/users/{user}/rewards"))).await["items"].as_array().cloned().unwrap_or_default()
 }
+
+/// The body of `GET path` once `done` holds of it (polled, for up to 30 s).
+pub async fn body_when(server: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    questline_testkit::eventually(path, std::time::Duration::from_secs(30), || async {
+        let body = ok(server.get(path)).await;
+        if done(&body) { Ok(body) } else { Err(body.to_string()) }
+    })
+    .await
+}

@@ -6,7 +6,7 @@
 //! kinds no handler of the server takes, so that they stay where the test put them: parked
 //! (scheduled or available), claimed and left running, or claimed and discarded (dead).
 
-use crate::fixtures::{create_mission, hours_ago, ingest, ok};
+use crate::fixtures::{body_when, create_mission, hours_ago, ingest, ok};
 use crate::start_with;
 use jiff::{SignedDuration, Timestamp};
 use questline_queue::{Ack, Backend, ClaimRequest, Job, NewJob, Outcome, QueueConfig, SqlQueue};
@@ -14,7 +14,7 @@ use questline_testkit::{Backend as Db, DEADLINE, Role, ServerOptions, TestServer
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The kinds questline settles rewards with (one job per reward, and the periodic sweep),
 /// and its other periodic jobs (expired points, pruning).
@@ -52,19 +52,6 @@ async fn claim(queue: &SqlQueue, kind: &str) -> Job {
     claimed.remove(0)
 }
 
-/// Polls `path` until `done` holds of its body.
-async fn eventually(server: &TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = ok(server.get(path)).await;
-        if done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{path} never got there: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A timestamp of a body.
 fn ts(value: &Value) -> Timestamp {
     value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {value}"))
@@ -98,8 +85,8 @@ async fn earn_points(server: &TestServer, users: &[&str]) {
 pub async fn settlement_jobs_are_listed_succeeded_and_paged(backend: Db) {
     let server = crate::start(backend).await;
     earn_points(&server, &["u-1", "u-2", "u-3"]).await;
-    eventually(&server, "/v1/users/u-3/rewards", |b| items(b).iter().all(|r| r["status"] == "granted")).await;
-    let succeeded = eventually(&server, "/v1/jobs?state=succeeded", |b| items(b).len() >= 3).await;
+    body_when(&server, "/v1/users/u-3/rewards", |b| items(b).iter().all(|r| r["status"] == "granted")).await;
+    let succeeded = body_when(&server, "/v1/jobs?state=succeeded", |b| items(b).len() >= 3).await;
     for job in items(&succeeded) {
         assert_job_shape(job);
         assert!(OWN_KINDS.contains(&job["kind"].as_str().unwrap()), "{job}");
@@ -308,7 +295,7 @@ pub async fn an_api_process_settles_nothing_and_a_worker_beside_it_settles(backe
     )
     .await;
     assert!(worker.base_url.is_empty() && worker.startup_lines.is_empty(), "{:?}", worker.startup_lines);
-    let settled = eventually(&api, "/v1/users/u-1/rewards", |b| b["items"][0]["status"] == "granted").await;
+    let settled = body_when(&api, "/v1/users/u-1/rewards", |b| b["items"][0]["status"] == "granted").await;
     assert_eq!(settled["items"][0]["attempts"], 1, "{settled}");
     let balances = ok(api.get("/v1/users/u-1/balances")).await;
     assert_eq!(balances["items"], json!([{"currency": "points", "balance": 25}]));

@@ -4,11 +4,10 @@
 //! nothing reaches a webhook that did not subscribe.
 
 use crate::fixtures::*;
-use crate::webhooks::{Endpoint, Received, decided_reward, earn_cash, header, server, verifies};
-use questline_testkit::{Backend, TestServer, send};
+use crate::webhooks::{Endpoint, Received, decided_reward, earn_cash, header, listed_jobs, server, verifies};
+use questline_testkit::{Backend, DEADLINE, TestServer, eventually, send};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 async fn subscribe(server: &TestServer, url: &str, events: &[&str]) -> String {
     let body = json!({"url": url, "events": events, "retry": {"max_attempts": 5, "initial": "PT1S", "max": "PT1S"}});
@@ -20,18 +19,26 @@ async fn subscribe(server: &TestServer, url: &str, events: &[&str]) -> String {
 
 /// The bodies an endpoint received, by `webhook-id`, once `count` distinct ids arrived.
 async fn distinct(endpoint: &Endpoint, count: usize, server: &TestServer) -> BTreeMap<String, Vec<Received>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut by_id: BTreeMap<String, Vec<Received>> = BTreeMap::new();
-        for r in endpoint.received() {
-            by_id.entry(header(&r, "webhook-id").to_owned()).or_default().push(r);
-        }
-        if by_id.len() >= count {
-            return by_id;
-        }
-        assert!(Instant::now() < deadline, "{} of {count} notifications arrived\n{}", by_id.len(), server.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually(&format!("{count} notifications"), DEADLINE, || async {
+        let by_id = by_webhook_id(endpoint);
+        if by_id.len() >= count { Ok(by_id) } else { Err(format!("{} arrived\n{}", by_id.len(), server.logs())) }
+    })
+    .await
+}
+
+fn by_webhook_id(endpoint: &Endpoint) -> BTreeMap<String, Vec<Received>> {
+    let mut by_id: BTreeMap<String, Vec<Received>> = BTreeMap::new();
+    for r in endpoint.received() {
+        by_id.entry(header(&r, "webhook-id").to_owned()).or_default().push(r);
     }
+    by_id
+}
+
+/// Every delivery job, once `count` have succeeded: none is left to run (a delivery
+/// succeeds once), so what an endpoint received then is all it will receive.
+async fn all_delivered(server: &TestServer, count: usize) -> Vec<Value> {
+    listed_jobs(server, "kind=webhook.deliver&state=succeeded", count).await;
+    ok(server.get("/v1/jobs?kind=webhook.deliver")).await["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn body_of(r: &Received) -> Value {
@@ -64,15 +71,11 @@ pub async fn completions_grants_and_revocations_are_notified_once_each(backend: 
     // During its hold, the refund takes the completion back and revokes the coins.
     ingest(&server, &[refund("r-1", "u-1", "p-1", None)]).await;
 
-    // Two completions, the points granted, the coins revoked: four notifications.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while endpoint.received().len() < 5 {
-        assert!(Instant::now() < deadline, "the failed delivery never came again\n{}", server.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Time for a duplicate to show, were there one.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let by_id = distinct(&endpoint, 4, &server).await;
+    // Two completions, the points granted, the coins revoked: four notifications, each
+    // delivered (one after a failed attempt), and no other delivery job.
+    let jobs = all_delivered(&server, 4).await;
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    let by_id = by_webhook_id(&endpoint);
     assert_eq!(by_id.len(), 4, "nothing else: {:?}", by_id.keys());
     let total: usize = by_id.values().map(Vec::len).sum();
     assert_eq!(total, 5, "one delivery failed and came again; the others came once");
@@ -122,7 +125,9 @@ pub async fn a_failed_fulfilment_is_notified(backend: Backend) {
     let reward = decided_reward(&server, "u-9").await;
     assert_eq!(reward["status"], "failed");
 
-    let by_id = distinct(&listener, 1, &server).await;
+    let jobs = all_delivered(&server, 1).await;
+    assert_eq!(jobs.len(), 1, "reward.failed only, no reward.granted for a failed reward: {jobs:?}");
+    let by_id = by_webhook_id(&listener);
     let received = by_id.values().next().unwrap();
     let note = body_of(&received[0]);
     assert!(verifies(&secret, &received[0]));
@@ -131,7 +136,6 @@ pub async fn a_failed_fulfilment_is_notified(backend: Backend) {
         (&json!("reward.failed"), &reward["id"], &json!("failed"))
     );
     assert!(note["data"]["failure"].as_str().unwrap().contains("unknown account"), "{note}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(listener.received().len(), 1, "no reward.granted for a failed reward");
     assert_eq!(fulfilment.received().len(), 1, "a fulfilment endpoint hears only reward.fulfil");
 }
@@ -150,15 +154,7 @@ pub async fn a_notification_that_keeps_failing_ends_dead_with_its_errors(backend
     .await;
     ingest(&server, &[json!({"id": "l", "type": "login", "user_id": "u-2", "occurred_at": hours_ago(1)})]).await;
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let dead = loop {
-        let jobs = ok(server.get("/v1/jobs?kind=webhook.deliver&state=dead")).await;
-        if let Some(job) = jobs["items"].as_array().and_then(|items| items.first()).cloned() {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the delivery never died: {jobs}\n{}", server.logs());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let dead = listed_jobs(&server, "kind=webhook.deliver&state=dead", 1).await.remove(0);
     assert_eq!(endpoint.received().len(), 2, "max_attempts 2");
     assert_eq!(dead["attempt"], 2, "{dead}");
     let errors = dead["errors"].as_array().unwrap();
@@ -206,14 +202,13 @@ pub async fn with_redis_notifications_ride_the_fast_lane(backend: Backend) {
     )
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let filter = questline_queue::ListFilter { kind: Some("webhook.deliver".into()), ..Default::default() };
+    let filter = questline_queue::ListFilter { kind: Some("webhook.deliver".into()), ..Default::default() };
+    eventually("the delivery job to succeed on Redis", DEADLINE, || async {
         let jobs = questline_queue::Backend::list(&redis, &filter, jiff::Timestamp::now()).await.unwrap().items;
-        if jobs.len() == 1 && jobs[0].state == questline_queue::JobState::Succeeded {
-            break;
+        match &jobs[..] {
+            [job] if job.state == questline_queue::JobState::Succeeded => Ok(()),
+            _ => Err(format!("{jobs:?}")),
         }
-        assert!(Instant::now() < deadline, "not succeeded on Redis: {jobs:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }

@@ -65,19 +65,6 @@ pub async fn balance_entries_are_exact_idempotent_and_never_overdraw(backend: Ba
     .await;
 }
 
-/// Polls `path` until `done` holds of its body (the worker settles within a second or two).
-async fn eventually(server: &questline_testkit::TestServer, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let body = ok(server.get(path)).await;
-        if done(&body) {
-            return body;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path} never settled: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 pub async fn the_running_server_settles_points_and_badges_after_their_hold(backend: Backend) {
     let server = crate::start(backend).await;
     let reads = |id: &str, target: u32, reward: Value| {
@@ -90,13 +77,13 @@ pub async fn the_running_server_settles_points_and_badges_after_their_hold(backe
     let read = |id: &str| json!({"id": id, "type": "article_read", "user_id": "u-9", "occurred_at": hours_ago(1)});
     ingest(&server, &[read("a1"), read("a2")]).await;
 
-    let balances = eventually(&server, "/v1/users/u-9/balances", |b| !b["items"].as_array().unwrap().is_empty()).await;
+    let balances = body_when(&server, "/v1/users/u-9/balances", |b| !b["items"].as_array().unwrap().is_empty()).await;
     assert_eq!(balances["items"], json!([{"currency": "points", "balance": 25}]), "coins wait for their hold");
     let entitlements =
-        eventually(&server, "/v1/users/u-9/entitlements", |b| !b["items"].as_array().unwrap().is_empty()).await;
+        body_when(&server, "/v1/users/u-9/entitlements", |b| !b["items"].as_array().unwrap().is_empty()).await;
     assert_eq!(entitlements["items"][0]["code"], "first-read");
     assert_eq!(entitlements["items"][0]["kind"], "badge");
-    let rewards = eventually(&server, "/v1/users/u-9/rewards", |b| {
+    let rewards = body_when(&server, "/v1/users/u-9/rewards", |b| {
         b["items"].as_array().unwrap().iter().filter(|r| r["status"] == "granted").count() == 2
     })
     .await;
@@ -136,13 +123,13 @@ pub async fn what_is_left_of_expired_points_is_taken_back(backend: Backend) {
     // Both settle at once; the debit must come before the expiry (4 s later).
     ingest(&server, &[event("l", "login"), event("r", "read")]).await;
     let balances = "/v1/users/u-x/balances";
-    eventually(&server, balances, |b| b["items"] == json!([{"currency": "points", "balance": 150}])).await;
+    body_when(&server, balances, |b| b["items"] == json!([{"currency": "points", "balance": 150}])).await;
     // Spent from the oldest credit: 30 of the 100 that expire.
     let entries = "/v1/users/u-x/balances/points/entries";
     ok(server.post(entries, &json!({"amount": -30, "reason": "redeem"}))).await;
 
     // The 70 left of the expiring credit go; the 50 that last stay.
-    let after = eventually(&server, balances, |b| b["items"][0]["balance"] == json!(50)).await;
+    let after = body_when(&server, balances, |b| b["items"][0]["balance"] == json!(50)).await;
     assert_eq!(after["items"], json!([{"currency": "points", "balance": 50}]));
     let items = ok(server.get(entries)).await["items"].as_array().unwrap().clone();
     let credit = items.iter().find(|e| e["amount"] == json!(100)).expect("the expiring credit");

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
-use questline_testkit::{Backend, ServerOptions, TestServer, expect_problem, send};
+use questline_testkit::{Backend, ServerOptions, TestServer, eventually, expect_problem, send};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
@@ -50,12 +50,12 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) async fn start(script: Vec<Reply>) -> Self {
-        Self::start_hanging_first(script, Duration::ZERO).await
+        Self::start_hanging_first(script, false).await
     }
 
-    /// Like [`Endpoint::start`], but the first request waits `hang` before it is answered
+    /// Like [`Endpoint::start`], but the first request is never answered when `hang_first`
     /// (a worker can be killed in the middle of its delivery).
-    pub(crate) async fn start_hanging_first(script: Vec<Reply>, hang: Duration) -> Self {
+    pub(crate) async fn start_hanging_first(script: Vec<Reply>, hang_first: bool) -> Self {
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let log = received.clone();
         let handler = move |headers: HeaderMap, body: Bytes| {
@@ -67,8 +67,8 @@ impl Endpoint {
                     log.push(Received { headers, body, at: Instant::now() });
                     log.len()
                 };
-                if n == 1 {
-                    tokio::time::sleep(hang).await;
+                if n == 1 && hang_first {
+                    std::future::pending::<()>().await;
                 }
                 let (status, headers, body) = script[(n - 1).min(script.len() - 1)].clone();
                 let mut response = axum::response::Response::new(axum::body::Body::from(body));
@@ -131,17 +131,21 @@ pub(crate) async fn earn_cash(server: &TestServer, user: &str) {
 
 /// The user's one reward once it is no longer pending.
 pub(crate) async fn decided_reward(server: &TestServer, user: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually("the reward to be decided", Duration::from_secs(30), || async {
         let rewards = rewards(server, user).await;
-        if let Some(r) = rewards.first()
-            && r["status"] != "pending"
-        {
-            return r.clone();
+        match rewards.first() {
+            Some(r) if r["status"] != "pending" => Ok(r.clone()),
+            _ => Err(format!("{rewards:?}\n{}", server.logs())),
         }
-        assert!(Instant::now() < deadline, "the reward was never decided: {rewards:?}\n{}", server.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
+}
+
+/// The jobs `/v1/jobs?{query}` lists once there are `count` of them.
+pub(crate) async fn listed_jobs(server: &TestServer, query: &str, count: usize) -> Vec<Value> {
+    let path = format!("/v1/jobs?{query}");
+    let jobs = body_when(server, &path, |b| b["items"].as_array().is_some_and(|i| i.len() >= count)).await;
+    jobs["items"].as_array().cloned().unwrap_or_default()
 }
 
 pub async fn the_registry_validates_and_shows_the_secret_once(backend: Backend) {
@@ -317,7 +321,9 @@ pub async fn a_final_4xx_fails_the_reward_at_once(backend: Backend) {
     assert_eq!((&reward["status"], &reward["attempts"]), (&json!("failed"), &json!(1)), "{reward}");
     let failure = reward["failure"].as_str().unwrap();
     assert!(failure.contains("422") && failure.contains("no such account"), "{failure}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once its job is dead, no attempt can follow.
+    let dead = listed_jobs(&server, "kind=reward.fulfil&state=dead", 1).await;
+    assert_eq!(dead[0]["attempt"], 1, "{dead:?}");
     assert_eq!(endpoint.received().len(), 1, "no retry after a final 4xx");
 }
 
