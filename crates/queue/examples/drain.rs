@@ -37,7 +37,7 @@ async fn main() {
         RedisQueue::open(&questline_testkit::redis::url(), &namespace, QueueConfig::default()).await.expect("Redis");
     let (enqueue, drain) = measure(Arc::new(redis), jobs, concurrency, None).await;
     report("redis", jobs, enqueue, drain);
-    delete_keys(&format!("{namespace}:*")).await;
+    questline_testkit::redis::delete_keys(&format!("{namespace}:*")).await.expect("the run's keys deleted");
 
     let db = questline_testkit::postgres::fresh_database().await;
     let store = Arc::new(PostgresStore::connect(db.url()).await.expect("PostgreSQL"));
@@ -120,29 +120,4 @@ fn report(lane: &str, jobs: usize, enqueue: Duration, drain: Duration) {
         drain.as_secs_f64(),
         rate(drain)
     );
-}
-
-/// Deletes the run's keys (only those).
-async fn delete_keys(pattern: &str) {
-    let client = redis::Client::open(questline_testkit::redis::url()).expect("Redis URL");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("Redis");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("SCAN");
-        if !keys.is_empty() {
-            redis::cmd("UNLINK").arg(&keys).query_async::<()>(&mut conn).await.expect("UNLINK");
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
 }

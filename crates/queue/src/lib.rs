@@ -1,4 +1,4 @@
-//! questline's task scheduler: one job model, one retry policy and one worker over two
+//! questline's task scheduler: one job model, one retry policy and one worker over three
 //! lanes behind one [`Backend`] trait — the durable SQL lane ([`SqlQueue`], on the store's
 //! SQLite or PostgreSQL database), the in-memory lane ([`MemoryQueue`], for tests and work
 //! that may be lost), and with the `redis` feature the fast lane on Redis (`RedisQueue`,
