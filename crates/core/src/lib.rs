@@ -25,6 +25,7 @@ pub mod budget;
 pub mod decimal;
 pub mod event;
 pub mod id;
+pub mod message;
 pub mod mission;
 pub mod net;
 pub mod pointer;
