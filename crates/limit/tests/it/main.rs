@@ -1,0 +1,6 @@
+//! questline-limit's tests: the local limiter's invariants (property tests), and the Redis
+//! limiter across real OS processes, with Redis killed mid-run.
+
+mod local;
+mod redis;
+mod windows;
