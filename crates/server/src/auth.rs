@@ -41,6 +41,10 @@ pub struct ReadCaller(pub Caller);
 #[derive(Debug, Clone)]
 pub struct IngestCaller(pub Caller);
 
+/// A key allowed to send messages: `admin` or `send`.
+#[derive(Debug, Clone)]
+pub struct SendCaller(pub Caller);
+
 macro_rules! deref_to_caller {
     ($($t:ty),*) => {$(
         impl std::ops::Deref for $t {
@@ -52,7 +56,7 @@ macro_rules! deref_to_caller {
         }
     )*};
 }
-deref_to_caller!(AdminCaller, ReadCaller, IngestCaller);
+deref_to_caller!(AdminCaller, ReadCaller, IngestCaller, SendCaller);
 
 pub struct UserTokens {
     key: DecodingKey,
@@ -177,6 +181,14 @@ impl FromRequestParts<AppState> for IngestCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         caller_with_role(parts, state, &[Role::Admin, Role::Ingest], "the `admin` or `ingest` role").await.map(Self)
+    }
+}
+
+impl FromRequestParts<AppState> for SendCaller {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        caller_with_role(parts, state, &[Role::Admin, Role::Send], "the `admin` or `send` role").await.map(Self)
     }
 }
 

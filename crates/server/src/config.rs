@@ -56,7 +56,20 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Lets webhooks call loopback and private addresses (`QUESTLINE_ALLOW_PRIVATE_TARGETS`).
     pub allow_private_targets: bool,
+    /// Messages being sent at once, each waiting for its provider's slot, 1 to 10000
+    /// (`QUESTLINE_DISPATCH_CONCURRENCY`).
+    pub dispatch_concurrency: usize,
+    /// Message providers (`[[providers]]`, file only): see API.md, "Messages and providers".
+    #[serde(default)]
+    pub providers: Vec<crate::dispatch::config::ProviderConfig>,
+    /// Message templates (`[[templates]]`, file only).
+    #[serde(default)]
+    pub templates: Vec<crate::dispatch::config::TemplateConfig>,
 }
+
+/// Messages being sent at once unless `dispatch_concurrency` says otherwise: a send mostly
+/// waits for its slot, so many wait at once.
+pub const DEFAULT_DISPATCH_CONCURRENCY: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +94,9 @@ impl Default for Config {
             worker_prefetch: None,
             secret_key: None,
             allow_private_targets: false,
+            dispatch_concurrency: DEFAULT_DISPATCH_CONCURRENCY,
+            providers: Vec::new(),
+            templates: Vec::new(),
         }
     }
 }
@@ -211,6 +227,10 @@ impl Config {
         {
             return bad("secret_key", why);
         }
+        if !(1..=10_000).contains(&self.dispatch_concurrency) {
+            return bad("dispatch_concurrency", "must be an integer from 1 to 10000");
+        }
+        crate::dispatch::config::validate(&self.providers, &self.templates).map_err(ConfigError)?;
         Ok(())
     }
 }
@@ -229,10 +249,11 @@ const KEYS: &[&str] = &[
     "redis_namespace",
     "secret_key",
     "allow_private_targets",
+    "dispatch_concurrency",
 ];
 
 /// The keys whose value is a number.
-const NUMBER_KEYS: &[&str] = &["worker_concurrency", "worker_lease_seconds", "worker_prefetch"];
+const NUMBER_KEYS: &[&str] = &["worker_concurrency", "worker_lease_seconds", "worker_prefetch", "dispatch_concurrency"];
 
 /// The keys whose value is `true` or `false` (`1`, `0`).
 const BOOL_KEYS: &[&str] = &["allow_private_targets"];

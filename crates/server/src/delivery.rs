@@ -125,7 +125,7 @@ async fn classify(mut response: reqwest::Response) -> Answer {
 }
 
 /// `Retry-After`: seconds, or an HTTP date (RFC 9110), as a wait from now.
-fn retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     let wait = match value.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
@@ -154,8 +154,8 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// Resolves a host with the system's resolver and refuses it if any of its addresses is
 /// private (unless private targets are allowed).
-struct GuardedResolver {
-    allow_private: bool,
+pub(crate) struct GuardedResolver {
+    pub(crate) allow_private: bool,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {

@@ -45,8 +45,10 @@ problem_types! {
     KEY_NOT_FOUND = ("key-not-found", NOT_FOUND, "No such API key");
     JOB_NOT_FOUND = ("job-not-found", NOT_FOUND, "No such job");
     WEBHOOK_NOT_FOUND = ("webhook-not-found", NOT_FOUND, "No such webhook");
+    MESSAGE_NOT_FOUND = ("message-not-found", NOT_FOUND, "No such message");
     METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed");
     MISSION_ID_TAKEN = ("mission-id-taken", CONFLICT, "Mission id taken");
+    MESSAGE_ID_TAKEN = ("message-id-taken", CONFLICT, "Message id used for another message");
     RULES_IMMUTABLE = ("rules-immutable", CONFLICT, "Rules are immutable");
     INVALID_TRANSITION = ("invalid-transition", CONFLICT, "Status change not allowed");
     STALE_WRITE = ("stale-write", CONFLICT, "Changed meanwhile");
@@ -180,6 +182,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::MissionNotFound(_) => problem::MISSION_NOT_FOUND,
             ServiceError::KeyNotFound(_) => problem::KEY_NOT_FOUND,
             ServiceError::WebhookNotFound(_) => problem::WEBHOOK_NOT_FOUND,
+            ServiceError::MessageNotFound(_) => problem::MESSAGE_NOT_FOUND,
+            ServiceError::MessageIdTaken(_) => problem::MESSAGE_ID_TAKEN,
             ServiceError::FulfilmentEndpointTaken(_) => problem::FULFILMENT_ENDPOINT_TAKEN,
             ServiceError::TooManyWebhooks(_) => problem::TOO_MANY_WEBHOOKS,
             ServiceError::SecretKeyNotConfigured => problem::SECRET_KEY_NOT_CONFIGURED,

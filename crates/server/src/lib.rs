@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod jobs;

@@ -16,6 +16,7 @@ use crate::state::AppState;
 use metrics_exporter_prometheus::PrometheusHandle;
 use questline_queue::WorkerConfig;
 use questline_service::ingest::BatchConfig;
+use questline_service::messages::MessageSettings;
 use questline_service::webhooks::{SecretKey, WebhookSettings};
 use questline_service::{Service, ServiceError, SystemClock};
 use questline_store::StoreError;
@@ -88,6 +89,8 @@ pub enum StartError {
     Worker(questline_queue::QueueError),
     #[error("webhook secret key: {0}")]
     SecretKey(String),
+    #[error("message providers: {0}")]
+    Providers(String),
 }
 
 /// Opens the store (applying migrations) and builds everything a handler can reach. No
@@ -120,10 +123,17 @@ pub async fn build_state(config: &Config) -> Result<AppState, StartError> {
         secret_key: secret_key(config)?.map(Arc::new),
         allow_private_targets: config.allow_private_targets,
     };
-    let service =
-        Arc::new(Service::with_jobs(store, batches, Arc::new(SystemClock), Some(settlement)).with_webhooks(webhooks));
+    let templates: Vec<_> = config.templates.iter().map(crate::dispatch::config::TemplateConfig::spec).collect();
+    let channels = config.providers.iter().flat_map(|p| p.channels.iter().copied());
+    let messages = MessageSettings::new(&templates, channels).map_err(StartError::Providers)?;
+    let service = Arc::new(
+        Service::with_jobs(store, batches, Arc::new(SystemClock), Some(settlement))
+            .with_webhooks(webhooks)
+            .with_messages(messages),
+    );
     let user_tokens = config.jwt_secret.as_deref().map(|secret| Arc::new(UserTokens::hs256(secret)));
-    Ok(AppState { service, user_tokens, metrics: None, jobs, fast })
+    let dispatcher = crate::dispatch::Dispatcher::open(service.clone(), config).await.map_err(StartError::Providers)?;
+    Ok(AppState { service, user_tokens, metrics: None, jobs, fast, dispatcher: Arc::new(dispatcher) })
 }
 
 /// The key webhook secrets are sealed with: the configured one; on SQLite without one, the

@@ -19,4 +19,7 @@ pub struct AppState {
     /// The fast lane on Redis, reached through its outbox in the store's database, when
     /// `QUESTLINE_REDIS_URL` is set: where notification deliveries go.
     pub fast: Option<Arc<questline_queue::Outbox>>,
+    /// Sends messages through the configured providers (none configured: it has none, and
+    /// `POST /v1/messages` refuses every channel).
+    pub dispatcher: Arc<crate::dispatch::Dispatcher>,
 }

@@ -32,6 +32,11 @@ pub enum ServiceError {
     StaleWrite,
     #[error("only draft missions can be deleted; end this one with PATCH {{\"status\": \"ended\"}}")]
     NotADraft,
+    #[error("no message with id {0:?}")]
+    MessageNotFound(String),
+    /// The id was used for another message (the same id answers only the same request).
+    #[error("message id {0:?} was used for a different message")]
+    MessageIdTaken(String),
     #[error("no webhook with id {0:?}")]
     WebhookNotFound(String),
     /// The tenant's `reward.fulfil` endpoint exists already (its id).

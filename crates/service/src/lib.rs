@@ -5,7 +5,7 @@
 //! clock. Its methods are the business functions, grouped by concern: [`missions`]
 //! (lifecycle, simulation), [`keys`] (API keys: bootstrap, authentication, administration),
 //! [`progress`] (what users achieved), [`wallet`] (settling rewards into balances and
-//! entitlements), [`webhooks`] (endpoints, sealed secrets, what a fulfilment's answer
+//! entitlements), [`messages`] (accepting, rendering and recording messages to users), [`webhooks`] (endpoints, sealed secrets, what a fulfilment's answer
 //! decides), [`ingest`] (micro-batching lanes in front of [`ingest::apply_batch`], the
 //! one-transaction apply). Each returns a [`ServiceError`], whose
 //! variants name one cause each; the HTTP layer maps them to problem types exhaustively.
@@ -20,6 +20,7 @@ pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod keys;
+pub mod messages;
 pub mod missions;
 pub mod notify;
 pub mod parse;
@@ -46,6 +47,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     jobs: Option<Arc<dyn notify::UnitJobs>>,
     webhooks: webhooks::WebhookSettings,
+    messages: Arc<messages::MessageSettings>,
 }
 
 impl Service {
@@ -72,6 +74,7 @@ impl Service {
             clock,
             jobs,
             webhooks: webhooks::WebhookSettings::default(),
+            messages: Arc::default(),
         }
     }
 

@@ -31,6 +31,15 @@ pub trait UnitJobs: Send + Sync {
         now: Timestamp,
     ) -> questline_store::Result<()>;
 
+    /// One send job per message accepted.
+    async fn enqueue_messages(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        messages: &[questline_core::message::Message],
+        now: Timestamp,
+    ) -> questline_store::Result<()>;
+
     /// One delivery job per entry.
     async fn enqueue_deliveries(
         &self,

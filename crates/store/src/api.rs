@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
+use questline_core::message::Message;
 use questline_core::mission::{Mission, MissionStatus};
 use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
@@ -95,7 +96,9 @@ impl<'a> From<&'a mut sqlx::PgConnection> for Connection<'a> {
 
 /// A database: reads on their own connections, writes through [`Store::begin`].
 #[async_trait]
-pub trait Store: KeyReads + MissionReads + UserReads + WalletReads + WebhookReads + Send + Sync + 'static {
+pub trait Store:
+    KeyReads + MissionReads + UserReads + WalletReads + WebhookReads + MessageReads + Send + Sync + 'static
+{
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
 
@@ -221,7 +224,7 @@ pub trait ForeignRead: Send {
 /// [`UnitOfWork::connection`] included.
 #[async_trait]
 pub trait UnitOfWork:
-    BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + WalletTx + WebhookTx + Send
+    BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + WalletTx + WebhookTx + MessageTx + Send
 {
     /// The transaction's connection, for rows of other crates that must commit with this
     /// unit. Leave the transaction itself alone (no `COMMIT`, `ROLLBACK` or `SAVEPOINT`).
@@ -420,4 +423,26 @@ pub trait WebhookTx: Send {
     async fn insert_webhook(&mut self, tenant: &TenantId, webhook: &Webhook) -> Result<()>;
     /// Returns whether a webhook was deleted.
     async fn delete_webhook(&mut self, tenant: &TenantId, id: &str) -> Result<bool>;
+}
+
+/// Messages as committed, on the reader pool.
+#[async_trait]
+pub trait MessageReads: Send + Sync {
+    async fn message(&self, tenant: &TenantId, id: &str) -> Result<Option<Message>>;
+    /// Messages each provider sent in `month` (`YYYY-MM`, UTC), by provider name.
+    async fn sent_in_month(&self, month: &str) -> Result<Vec<(String, u64)>>;
+}
+
+/// Message writes.
+#[async_trait]
+pub trait MessageTx: Send {
+    /// Inserts a new message. If its id is taken, inserts nothing and returns the message
+    /// that has it; the unit stays usable.
+    async fn insert_message(&mut self, tenant: &TenantId, message: &Message) -> Result<Option<Message>>;
+    /// A message, locked until the unit ends.
+    async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>>;
+    /// Writes a locked message's new state.
+    async fn save_message(&mut self, tenant: &TenantId, message: &Message, now: Timestamp) -> Result<()>;
+    /// One more message sent by `provider` in `month` (`YYYY-MM`, UTC).
+    async fn count_sent(&mut self, provider: &str, month: &str) -> Result<()>;
 }

@@ -12,6 +12,8 @@ pub enum Role {
     Ingest,
     /// `GET` only.
     Read,
+    /// `POST /v1/messages` only.
+    Send,
 }
 
 impl Role {
@@ -20,6 +22,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Ingest => "ingest",
             Self::Read => "read",
+            Self::Send => "send",
         }
     }
 
@@ -28,6 +31,7 @@ impl Role {
             "admin" => Self::Admin,
             "ingest" => Self::Ingest,
             "read" => Self::Read,
+            "send" => Self::Send,
             _ => return None,
         })
     }

@@ -301,6 +301,53 @@ impl MessageStatus {
     }
 }
 
+/// A message as questline keeps it: what to send, and what happened so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: String,
+    pub channel: Channel,
+    pub to: String,
+    pub subject: Option<String>,
+    /// As rendered when the message was accepted.
+    pub body: String,
+    pub template: Option<String>,
+    pub deadline: Option<Timestamp>,
+    pub priority: u8,
+    pub user_id: Option<String>,
+    pub status: MessageStatus,
+    /// The provider that sent it, or has its slot booked.
+    pub provider: Option<String>,
+    /// What sending it added to the provider's bill (zero on paid-for capacity).
+    pub cost: Option<rust_decimal::Decimal>,
+    pub currency: Option<String>,
+    pub attempts: Vec<Attempt>,
+    /// A send slot booked ahead with a provider's limiter.
+    pub booking: Option<Booking>,
+    pub sent_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    /// A digest of the request that made it: the same id with another request is a conflict.
+    pub fingerprint: String,
+}
+
+/// One try at a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    pub at: Timestamp,
+    /// `sent`, `rate_limited`, `failed` (a retry may help), `rejected` (it cannot).
+    pub outcome: String,
+    /// The provider's HTTP status or SMTP reply code, if it answered.
+    pub status: Option<u16>,
+    pub detail: Option<String>,
+}
+
+/// A slot a provider's limiter gave this message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Booking {
+    pub provider: String,
+    pub at: Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub enum KeyRole {
     Ingest,
     /// `GET` endpoints only.
     Read,
+    /// `POST /v1/messages` only.
+    Send,
 }
 
 impl From<Role> for KeyRole {
@@ -38,6 +40,7 @@ impl From<Role> for KeyRole {
             Role::Admin => Self::Admin,
             Role::Ingest => Self::Ingest,
             Role::Read => Self::Read,
+            Role::Send => Self::Send,
         }
     }
 }
@@ -48,6 +51,7 @@ impl From<KeyRole> for Role {
             KeyRole::Admin => Self::Admin,
             KeyRole::Ingest => Self::Ingest,
             KeyRole::Read => Self::Read,
+            KeyRole::Send => Self::Send,
         }
     }
 }

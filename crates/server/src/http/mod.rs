@@ -11,6 +11,7 @@ pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod keys;
+pub mod messages;
 pub mod missions;
 pub mod openapi;
 pub mod ops;

@@ -5,7 +5,7 @@
 //! - `api_key`: `Authorization: Bearer <api key>` (panel, ingest, reads);
 //! - `user_jwt`: `Authorization: Bearer <JWT>` (HS256) for `/v1/me/...`.
 
-use crate::http::{events, jobs, keys, missions, ops, progress, wallet, webhooks};
+use crate::http::{events, jobs, keys, messages, missions, ops, progress, wallet, webhooks};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -32,6 +32,7 @@ pub const EVENTS_BODY_LIMIT: usize = 16 * 1024 * 1024;
         (name = "me", description = "The calling user's own progress and rewards (user JWT)"),
         (name = "jobs", description = "The job queue: settlement and other background work"),
         (name = "webhooks", description = "Webhook endpoints: reward.fulfil decides cash and vouchers"),
+        (name = "messages", description = "Messages to users through rate-limited providers, by the cheapest route that meets the deadline"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -75,6 +76,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(wallet::routes())
         .merge(jobs::routes())
         .merge(webhooks::routes())
+        .merge(messages::routes())
 }
 
 /// The document as served: every operation's error answers completed from the rules that

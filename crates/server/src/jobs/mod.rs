@@ -41,6 +41,7 @@ use crate::state::AppState;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::id::TenantId;
+use questline_core::message::Message;
 use questline_core::reward::Reward;
 use questline_queue::{
     Backend, Cadence, NewJob, Outbox, Outcome, Policies, QueueConfig, QueueError, RedisQueue, RetryPolicy, SqlQueue,
@@ -80,6 +81,9 @@ pub const PRUNE_CRON: &str = "*/10 * * * *";
 pub const KEEP_FINISHED: Duration = Duration::from_secs(24 * 3600);
 /// How long dead jobs stay, with their errors, to be looked at and re-driven.
 pub const KEEP_DEAD: Duration = Duration::from_secs(14 * 24 * 3600);
+/// A send job's attempts: the message fails after its own attempts at providers
+/// (`MAX_MESSAGE_ATTEMPTS`); the rest are for the database failing under it.
+pub const SEND_ATTEMPTS: u32 = 20;
 /// Rewards settled together in one unit of work, from one claim.
 pub const SETTLE_BATCH: usize = 100;
 
@@ -114,6 +118,26 @@ impl UnitJobs for UnitQueue {
                     .tenant(tenant.as_str())
                     .run_at(r.hold_until)
                     .unique_key(format!("{SETTLE}:{}", r.id))
+            })
+            .collect();
+        self.enqueue_in(unit, jobs, now).await
+    }
+
+    async fn enqueue_messages(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        messages: &[Message],
+        now: Timestamp,
+    ) -> questline_store::Result<()> {
+        let jobs = messages
+            .iter()
+            .map(|m| {
+                NewJob::new(crate::dispatch::SEND, serde_json::json!({ "id": m.id }))
+                    .tenant(tenant.as_str())
+                    .priority(i16::from(m.priority))
+                    .max_attempts(SEND_ATTEMPTS)
+                    .unique_key(format!("{}:{}", crate::dispatch::SEND, m.id))
             })
             .collect();
         self.enqueue_in(unit, jobs, now).await
@@ -177,6 +201,8 @@ pub async fn fast_lane(
 pub struct Workers {
     sql: Worker,
     fast: Option<(Worker, Arc<Outbox>)>,
+    /// `message.send`, with its own concurrency; `None` without providers.
+    dispatch: Option<(Worker, Arc<crate::dispatch::Dispatcher>)>,
 }
 
 /// The workers for `state`'s lanes.
@@ -185,11 +211,15 @@ pub fn workers(state: &AppState, config: WorkerConfig) -> Workers {
     let fast = state.fast.clone().map(|outbox| {
         let (service, deliverer) = (state.service.clone(), Deliverer::new(state.service.allows_private_targets()));
         let lane: Arc<dyn Backend> = outbox.queue().clone();
-        let worker = Worker::new(lane, config)
+        let worker = Worker::new(lane, config.clone())
             .handle(DELIVER, move |job| deliver::notify(service.clone(), deliverer.clone(), job));
         (worker, outbox)
     });
-    Workers { sql, fast }
+    let dispatch = state.dispatcher.has_providers().then(|| {
+        let lane: Arc<dyn Backend> = state.jobs.clone();
+        (state.dispatcher.worker(lane, config), state.dispatcher.clone())
+    });
+    Workers { sql, fast, dispatch }
 }
 
 /// How often the relay looks for outbox rows other processes committed (this process's own
@@ -199,7 +229,24 @@ const RELAY_POLL: Duration = Duration::from_millis(500);
 impl Workers {
     /// Runs every lane's worker (and the relay) until `stop`; the first error, if any.
     pub async fn run(self, stop: CancellationToken) -> Result<(), QueueError> {
-        let Some((fast, outbox)) = self.fast else { return self.sql.run(stop).await };
+        let Some((dispatch, dispatcher)) = self.dispatch else {
+            return Self::run_lanes(self.sql, self.fast, stop).await;
+        };
+        let beat = {
+            let stop = stop.clone();
+            async move { dispatcher.run_heartbeat(stop).await }
+        };
+        let (lanes, sends, ()) =
+            tokio::join!(Self::run_lanes(self.sql, self.fast, stop.clone()), dispatch.run(stop.clone()), beat);
+        lanes.and(sends)
+    }
+
+    async fn run_lanes(
+        sql: Worker,
+        fast: Option<(Worker, Arc<Outbox>)>,
+        stop: CancellationToken,
+    ) -> Result<(), QueueError> {
+        let Some((fast, outbox)) = fast else { return sql.run(stop).await };
         let relay_stop = CancellationToken::new();
         let relay = {
             let stop = relay_stop.clone();
@@ -207,7 +254,7 @@ impl Workers {
         };
         // The relay outlives the workers' drain, so that what they enqueue still reaches Redis.
         let workers = async {
-            let (sql, fast) = tokio::join!(self.sql.run(stop.clone()), fast.run(stop.clone()));
+            let (sql, fast) = tokio::join!(sql.run(stop.clone()), fast.run(stop.clone()));
             relay_stop.cancel();
             sql.and(fast)
         };

@@ -14,10 +14,11 @@
 //!
 //! Codemap: `store` (the pool-level traits), `unit` (the [`crate::UnitOfWork`]), `events`
 //! (the ledger over the backend's primitives), `missions` (missions, the missions revision,
-//! budgets), `keys`, `webhooks`, `rewards`, `reads` (user-facing reads).
+//! budgets), `keys`, `webhooks`, `messages` (and each provider's monthly count), `rewards`, `reads` (user-facing reads).
 
 mod events;
 mod keys;
+mod messages;
 mod missions;
 mod reads;
 mod rewards;

@@ -1,17 +1,18 @@
 //! The pool-level traits: reads on the reader pool, units of work on the writer pool.
 
 use super::unit::{ReadUnit, Unit};
-use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, missions, reads, wallet, webhooks};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, messages, missions, reads, wallet, webhooks};
 use crate::keys::{ApiKey, Role};
 use crate::webhooks::Webhook;
 use crate::{
-    BatchReads, ForeignRead, KeyReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork, UserReads,
-    WalletReads, WebhookReads,
+    BatchReads, ForeignRead, KeyReads, MessageReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork,
+    UserReads, WalletReads, WebhookReads,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
+use questline_core::message::Message;
 use questline_core::mission::{Mission, MissionStatus};
 use questline_core::reward::Reward;
 use questline_core::wallet::{Balance, BalanceEntry, Entitlement};
@@ -152,5 +153,16 @@ impl WebhookReads for Backend {
 
     async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<Webhook>> {
         webhooks::one(&mut *self.reader.acquire().await?, tenant, id).await
+    }
+}
+
+#[async_trait]
+impl MessageReads for Backend {
+    async fn message(&self, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
+        messages::one(&mut *self.reader.acquire().await?, tenant, id, false).await
+    }
+
+    async fn sent_in_month(&self, month: &str) -> Result<Vec<(String, u64)>> {
+        messages::sent_in(&mut *self.reader.acquire().await?, month).await
     }
 }

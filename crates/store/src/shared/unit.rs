@@ -4,18 +4,19 @@
 //! The transaction is begun by the backend's `BEGIN_WRITE` (see there for why each backend
 //! starts it as it does). Dropping the unit drops the transaction, which rolls it back.
 
-use super::{Db, batch, events, keys, missions, rewards, wallet, webhooks};
+use super::{Db, batch, events, keys, messages, missions, rewards, wallet, webhooks};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::sql::EventLookup;
 use crate::webhooks::Webhook;
 use crate::{
-    BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyTx, LedgerTx, MissionTx, ProgressTx, Result, RewardTx,
-    UnitOfWork, UserProgress, WalletTx, WebhookTx,
+    BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyTx, LedgerTx, MessageTx, MissionTx, ProgressTx,
+    Result, RewardTx, UnitOfWork, UserProgress, WalletTx, WebhookTx,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
+use questline_core::message::Message;
 use questline_core::mission::Mission;
 use questline_core::reward::Reward;
 use questline_core::wallet::{BalanceEntry, Entitlement};
@@ -274,5 +275,24 @@ impl WebhookTx for Unit {
 
     async fn delete_webhook(&mut self, tenant: &TenantId, id: &str) -> Result<bool> {
         webhooks::delete(&mut self.tx, tenant, id).await
+    }
+}
+
+#[async_trait]
+impl MessageTx for Unit {
+    async fn insert_message(&mut self, tenant: &TenantId, message: &Message) -> Result<Option<Message>> {
+        messages::insert(&mut self.tx, tenant, message).await
+    }
+
+    async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
+        messages::one(&mut self.tx, tenant, id, true).await
+    }
+
+    async fn save_message(&mut self, tenant: &TenantId, message: &Message, now: Timestamp) -> Result<()> {
+        messages::save(&mut self.tx, tenant, message, now).await
+    }
+
+    async fn count_sent(&mut self, provider: &str, month: &str) -> Result<()> {
+        messages::count_sent(&mut self.tx, provider, month).await
     }
 }

@@ -1,0 +1,608 @@
+//! The message dispatcher: a `message.send` job per accepted message, run by a worker of its
+//! own (many sends wait for their slot at once), sending through the configured providers
+//! without ever exceeding a provider's limits, by the cheapest route that meets the
+//! message's deadline.
+//!
+//! One run of a job:
+//! 1. A final message, or none, is done. One whose deadline has passed is `expired`.
+//! 2. A message with a slot booked earlier (below) waits for it and sends; one that comes
+//!    back too late for its slot books again.
+//! 3. Otherwise the providers of its channel are ranked by what one more message adds to
+//!    the bill (`questline_core::message::route::rank`), and each is asked in turn for a
+//!    slot before the deadline (its limiter, `questline_limit`: every limit of the provider
+//!    in one decision). A slot within [`LEAD`] is waited for here; a later one is written
+//!    on the message and the job sleeps (snoozes, spending no attempt) until just before
+//!    it. A provider whose earliest slot is beyond the booking horizon but still before the
+//!    deadline is waited for rather than switched from; only a provider that cannot make
+//!    the deadline is passed over. None can: `expired`, with the reason.
+//! 4. The answer: sent (its cost and provider recorded, the provider's month counted);
+//!    429, "slow down" (the limiter holds the provider for its `Retry-After`, and the
+//!    message is routed again); a failure a retry may help (retried with backoff, that
+//!    provider last in the order for this message); one it cannot (`failed`). Past
+//!    [`MAX_MESSAGE_ATTEMPTS`] failures, `failed` with every attempt's reason.
+//!
+//! A message is sent at least once: a process that dies between a provider's answer and
+//! the commit of `sent` sends it again after its lease; providers get the message id as
+//! `idempotency-key` (HTTP) or `Message-ID` (SMTP) to recognise the repeat.
+
+pub mod config;
+pub mod http;
+pub mod smtp;
+
+use config::{ProviderConfig, ProviderKind, parse_duration};
+use jiff::Timestamp;
+use questline_core::id::TenantId;
+use questline_core::message::route::{self, Pricing, ProviderState};
+use questline_core::message::{Attempt, Booking, Channel, Message, MessageStatus};
+use questline_limit::redis::{RedisConfig, RedisLimiter};
+use questline_limit::{Limiter, LocalLimiter, Reservation, Rule};
+use questline_queue::{Job, Outcome, Worker, WorkerConfig};
+use questline_service::Service;
+use questline_service::messages::MAX_MESSAGE_ATTEMPTS;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The job kind that sends one message; payload `{"id": "<message id>"}`.
+pub const SEND: &str = "message.send";
+/// A slot at most this far away is waited for in the job; a later one is booked on the
+/// message and the job sleeps until about this long before it.
+pub const LEAD: Duration = Duration::from_secs(2);
+/// How far ahead a slot is booked at most (the Redis limiter clamps to its own horizon).
+pub const HORIZON: Duration = Duration::from_secs(60);
+/// A message with no deadline waits for a slot at most this long before it is `expired`.
+pub const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+/// How late after its slot a send may still go: within the limiter's margin (10 ms + 1 %),
+/// so that sends stay as far apart as their slots. A later one books again.
+const LATE: Duration = Duration::from_millis(5);
+/// Time allowed for a request to reach a provider, taken off the deadline.
+const SEND_TIME: Duration = Duration::from_millis(500);
+/// How often the month's per-provider counts are read again (other processes send too).
+const COUNTS_TTL: Duration = Duration::from_secs(5);
+
+/// What a provider answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Sent {
+        reference: Option<String>,
+    },
+    /// 429: too fast. Held for `retry_after` (or a second).
+    SlowDown {
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+    /// A retry may help (5xx, 408, a timeout, no connection).
+    Failed {
+        status: Option<u16>,
+        detail: String,
+    },
+    /// It cannot (another 4xx, a permanent SMTP error).
+    Rejected {
+        status: Option<u16>,
+        detail: String,
+    },
+}
+
+enum Transport {
+    Http(Box<http::HttpProvider>),
+    Smtp(smtp::SmtpProvider),
+}
+
+/// A configured provider, ready to send.
+pub struct Provider {
+    pub config: ProviderConfig,
+    pub pricing: Pricing,
+    /// Every limit of the provider, decided together.
+    pub rules: Vec<Rule>,
+    transport: Transport,
+}
+
+impl Provider {
+    fn new(config: &ProviderConfig, allow_private: bool) -> Result<Self, String> {
+        let price = &config.price;
+        let pricing = match (price.per_message, price.fixed_monthly, price.capacity_monthly) {
+            (Some(per), _, _) => Pricing::PerMessage(per),
+            (None, Some(monthly), Some(capacity)) => Pricing::Fixed { monthly, capacity },
+            _ => return Err(format!("provider {:?}: no price", config.name)),
+        };
+        let rules = config
+            .limits
+            .iter()
+            .map(|l| {
+                let per = parse_duration(&l.per)?;
+                Ok(Rule::new(format!("provider:{}:{}ms", config.name, per.as_millis()), l.requests, per))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let timeout = config.timeout.as_deref().map(parse_duration).transpose()?.unwrap_or(Duration::from_secs(10));
+        let transport = match config.kind {
+            ProviderKind::Http => {
+                let url = questline_service::webhooks::check_url(&config.url, allow_private)
+                    .map_err(|why| format!("provider {:?}: the URL {why}", config.name))?;
+                let mut headers = reqwest::header::HeaderMap::new();
+                for (name, value) in &config.headers {
+                    let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| format!("provider {:?}: header {name:?} is not a header name", config.name))?;
+                    let mut value = reqwest::header::HeaderValue::from_str(value)
+                        .map_err(|_| format!("provider {:?}: header {name}: not a header value", config.name))?;
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(timeout)
+                    .user_agent(concat!("questline-dispatcher/", env!("CARGO_PKG_VERSION")))
+                    .dns_resolver(Arc::new(crate::delivery::GuardedResolver { allow_private }))
+                    .build()
+                    .map_err(|e| format!("provider {:?}: {e}", config.name))?;
+                let body = http::BodyTemplate::new(config.body.as_deref().unwrap_or_default())?;
+                Transport::Http(Box::new(http::HttpProvider { url, headers, body, client, timeout }))
+            }
+            ProviderKind::Smtp => {
+                let target = smtp::SmtpTarget::parse(&config.url)?;
+                let from = config.from.as_deref().unwrap_or_default();
+                Transport::Smtp(smtp::SmtpProvider::new(&target, from, timeout)?)
+            }
+        };
+        Ok(Self { config: config.clone(), pricing, rules, transport })
+    }
+
+    async fn send(&self, message: &Message) -> Answer {
+        match &self.transport {
+            Transport::Http(p) => p.send(message).await,
+            Transport::Smtp(p) => p.send(message).await,
+        }
+    }
+
+    fn serves(&self, channel: Channel) -> bool {
+        self.config.channels.contains(&channel)
+    }
+}
+
+/// Messages sent this month per provider: read from the store every [`COUNTS_TTL`], and
+/// counted here meanwhile.
+struct Counts {
+    read_at: Option<Instant>,
+    sent: BTreeMap<String, u64>,
+}
+
+/// The dispatcher of one process.
+pub struct Dispatcher {
+    service: Arc<Service>,
+    providers: Vec<Provider>,
+    limiter: Arc<dyn Limiter>,
+    /// The shared limiter, whose heartbeat tells every process how many share the limits.
+    redis: Option<Arc<RedisLimiter>>,
+    counts: Mutex<Counts>,
+    concurrency: usize,
+}
+
+/// What `/v1/providers` shows of one provider.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ProviderReport {
+    pub name: String,
+    pub channels: Vec<String>,
+    /// `{"requests", "per"}` as configured.
+    #[schema(value_type = Vec<Object>)]
+    pub limits: serde_json::Value,
+    /// Messages sent this calendar month (UTC).
+    pub sent: u64,
+    /// The month's bill so far: the fixed fee, or the price of what was sent (at least the
+    /// commitment's worth, when there is one).
+    #[schema(value_type = String)]
+    pub cost: Decimal,
+    pub currency: String,
+    /// The monthly volume promised, if any.
+    pub committed: Option<u64>,
+    /// `behind` (on its commitment), `capacity_left`, `capacity_spent` or `per_message`.
+    pub state: String,
+}
+
+impl Dispatcher {
+    /// The providers of the configuration, with their limits on `limiter`.
+    pub fn new(
+        service: Arc<Service>,
+        configs: &[ProviderConfig],
+        limiter: Arc<dyn Limiter>,
+        allow_private: bool,
+    ) -> Result<Self, String> {
+        let providers = configs.iter().map(|c| Provider::new(c, allow_private)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            service,
+            providers,
+            limiter,
+            redis: None,
+            counts: Mutex::new(Counts { read_at: None, sent: BTreeMap::new() }),
+            concurrency: crate::config::DEFAULT_DISPATCH_CONCURRENCY,
+        })
+    }
+
+    /// The dispatcher `config` describes: its providers, on the Redis limiter shared by every
+    /// process when Redis is configured (else one in this process).
+    pub async fn open(service: Arc<Service>, config: &crate::Config) -> Result<Self, String> {
+        let redis = match (&config.redis_url, config.providers.is_empty()) {
+            (Some(url), false) => {
+                let limiter = RedisLimiter::connect(url, RedisConfig::new(config.redis_namespace.clone()))
+                    .await
+                    .map_err(|e| format!("the rate limiter's Redis: {e}"))?;
+                Some(Arc::new(limiter))
+            }
+            _ => None,
+        };
+        let limiter: Arc<dyn Limiter> = match &redis {
+            Some(redis) => redis.clone(),
+            None => Arc::new(LocalLimiter::new()),
+        };
+        let mut dispatcher = Self::new(service, &config.providers, limiter, config.allow_private_targets)?;
+        dispatcher.redis = redis;
+        dispatcher.concurrency = config.dispatch_concurrency;
+        Ok(dispatcher)
+    }
+
+    /// Whether any provider is configured (else there is nothing to run).
+    pub fn has_providers(&self) -> bool {
+        !self.providers.is_empty()
+    }
+
+    /// The worker that runs `message.send` jobs on `queue`: `config`'s lease and timings,
+    /// with as many sends at once as `dispatch_concurrency` says (most of them waiting for a
+    /// slot).
+    pub fn worker(self: &Arc<Self>, queue: Arc<dyn questline_queue::Backend>, config: WorkerConfig) -> Worker {
+        let config = WorkerConfig { concurrency: self.concurrency, prefetch: 0, ..config };
+        let dispatcher = self.clone();
+        Worker::new(queue, config).handle(SEND, move |job| dispatcher.clone().run(job))
+    }
+
+    /// Keeps this process counted among those sharing the limits (Redis only) until `stop`.
+    pub async fn run_heartbeat(&self, stop: tokio_util::sync::CancellationToken) {
+        if let Some(redis) = &self.redis {
+            redis.run_heartbeat(stop).await;
+        }
+    }
+
+    /// The channels some provider serves.
+    pub fn channels(&self) -> BTreeSet<Channel> {
+        self.providers.iter().flat_map(|p| p.config.channels.iter().copied()).collect()
+    }
+
+    async fn sent_counts(&self) -> BTreeMap<String, u64> {
+        {
+            let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            if counts.read_at.is_some_and(|at| at.elapsed() < COUNTS_TTL) {
+                return counts.sent.clone();
+            }
+        }
+        match self.service.sent_this_month().await {
+            Ok(sent) => {
+                let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+                *counts = Counts { read_at: Some(Instant::now()), sent: sent.clone() };
+                sent
+            }
+            // The last counts are still a fair ranking; the next run reads again.
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the month's per-provider counts");
+                self.counts.lock().unwrap_or_else(|e| e.into_inner()).sent.clone()
+            }
+        }
+    }
+
+    fn count_sent(&self, provider: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.sent.entry(provider.to_owned()).or_default() += 1;
+    }
+
+    /// Every provider with its month so far.
+    pub async fn report(&self) -> Vec<ProviderReport> {
+        let counts = match self.service.sent_this_month().await {
+            Ok(counts) => counts,
+            Err(_) => self.sent_counts().await,
+        };
+        self.providers
+            .iter()
+            .map(|p| {
+                let sent = counts.get(&p.config.name).copied().unwrap_or(0);
+                let committed = p.config.commitment.as_ref().map(|c| c.monthly);
+                let (cost, state) = match &p.pricing {
+                    Pricing::Fixed { monthly, capacity } => {
+                        (*monthly, if sent >= *capacity { "capacity_spent" } else { "capacity_left" })
+                    }
+                    Pricing::PerMessage(price) => {
+                        let billed = sent.max(committed.unwrap_or(0));
+                        let state = if committed.is_some_and(|c| sent < c) { "behind" } else { "per_message" };
+                        (*price * Decimal::from(billed), state)
+                    }
+                };
+                ProviderReport {
+                    name: p.config.name.clone(),
+                    channels: p.config.channels.iter().map(|c| c.as_str().to_owned()).collect(),
+                    limits: serde_json::to_value(&p.config.limits).unwrap_or_default(),
+                    sent,
+                    cost,
+                    currency: p.config.price.currency.clone(),
+                    committed,
+                    state: state.to_owned(),
+                }
+            })
+            .collect()
+    }
+
+    /// One run of a `message.send` job.
+    pub async fn run(self: Arc<Self>, job: Job) -> Outcome {
+        let tenant = TenantId::new(&job.tenant_id);
+        let Some(id) = job.payload.get("id").and_then(|v| v.as_str()) else {
+            return Outcome::discard("the payload names no message id");
+        };
+        let message = match self.service.message(&tenant, id).await {
+            Ok(message) => message,
+            Err(questline_service::ServiceError::MessageNotFound(_)) => return Outcome::Done,
+            Err(e) => return Outcome::retry(e.to_string()),
+        };
+        if message.status.is_final() {
+            return Outcome::Done;
+        }
+        let now = self.service.now();
+        let deadline = message.deadline.unwrap_or(message.created_at + NO_DEADLINE);
+        if deadline <= now {
+            return self.finish(&tenant, id, MessageStatus::Expired, None, "its deadline passed unsent").await;
+        }
+        if let Some(booking) = &message.booking
+            && let Some(provider) = self.providers.iter().find(|p| p.config.name == booking.provider)
+        {
+            let wait = until(now, booking.at);
+            if wait > LEAD {
+                return Outcome::Snooze(wait - LEAD / 2);
+            }
+            if booking.at + LATE >= now {
+                tokio::time::sleep(wait).await;
+                return self.deliver(&tenant, &message, provider).await;
+            }
+            // Back too late for the slot: sent now, it could bunch with the slots after it.
+        }
+        self.route(&tenant, &message, now, deadline).await
+    }
+
+    /// Finds a slot with the cheapest provider that can meet the deadline.
+    async fn route(&self, tenant: &TenantId, message: &Message, now: Timestamp, deadline: Timestamp) -> Outcome {
+        let counts = self.sent_counts().await;
+        let serving: Vec<&Provider> = self.providers.iter().filter(|p| p.serves(message.channel)).collect();
+        let failed_here: BTreeSet<&str> =
+            message.attempts.iter().filter(|a| a.outcome == "failed").map(|a| a.provider.as_str()).collect();
+        let states: Vec<ProviderState<'_>> = serving
+            .iter()
+            .map(|p| ProviderState {
+                name: &p.config.name,
+                pricing: &p.pricing,
+                committed: p.config.commitment.as_ref().map(|c| c.monthly),
+                sent_this_month: counts.get(&p.config.name).copied().unwrap_or(0),
+                failed_this_message: failed_here.contains(p.config.name.as_str()),
+            })
+            .collect();
+        let ranked = route::rank(&states);
+        if ranked.is_empty() {
+            return self
+                .finish(
+                    tenant,
+                    &message.id,
+                    MessageStatus::Failed,
+                    None,
+                    "no provider of its channel has capacity left this month",
+                )
+                .await;
+        }
+        let Some(max_wait) = route::max_wait(Some(until(now, deadline)), SEND_TIME, NO_DEADLINE) else {
+            return self
+                .finish(tenant, &message.id, MessageStatus::Expired, None, "too close to its deadline to send")
+                .await;
+        };
+        let mut wait_for: Option<Duration> = None;
+        for candidate in &ranked {
+            let provider = serving[candidate.index];
+            match self.limiter.reserve(&provider.rules, max_wait.min(HORIZON)).await {
+                Ok(Reservation::Granted { wait }) if wait <= LEAD => {
+                    tokio::time::sleep(wait).await;
+                    return self.deliver(tenant, message, provider).await;
+                }
+                Ok(Reservation::Granted { wait }) => {
+                    let at = now + jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::ZERO);
+                    let name = provider.config.name.clone();
+                    let booked = self
+                        .service
+                        .update_message(tenant, &message.id, |m, _| {
+                            m.status = MessageStatus::Sending;
+                            m.booking = Some(Booking { provider: name, at });
+                        })
+                        .await;
+                    return match booked {
+                        Ok(_) => Outcome::Snooze(wait - LEAD / 2),
+                        Err(e) => Outcome::retry(e.to_string()),
+                    };
+                }
+                // Busy, but it can still make the deadline: waited for, not switched from.
+                Ok(Reservation::TooLate { earliest }) if earliest <= max_wait => {
+                    wait_for = Some(wait_for.map_or(earliest, |w| w.min(earliest)));
+                    break;
+                }
+                Ok(Reservation::TooLate { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(provider = %provider.config.name, error = %e, "the rate limiter cannot decide");
+                    return Outcome::Retry {
+                        error: format!("the rate limiter: {e}"),
+                        after: Some(Duration::from_secs(1)),
+                    };
+                }
+            }
+        }
+        match wait_for {
+            Some(earliest) => Outcome::Snooze(earliest.saturating_sub(HORIZON / 2).max(Duration::from_millis(100))),
+            None => {
+                self.finish(
+                    tenant,
+                    &message.id,
+                    MessageStatus::Expired,
+                    None,
+                    "no provider has a slot before its deadline",
+                )
+                .await
+            }
+        }
+    }
+
+    /// Sends through `provider` now, and records what its answer decides.
+    async fn deliver(&self, tenant: &TenantId, message: &Message, provider: &Provider) -> Outcome {
+        let name = provider.config.name.clone();
+        let answer = provider.send(message).await;
+        let at = self.service.now();
+        tracing::debug!(message_id = %message.id, provider = %name, ?answer, "message sent to a provider");
+        metrics::counter!("questline_messages_attempts_total", "provider" => name.clone(), "outcome" => outcome_label(&answer))
+            .increment(1);
+        let attempt = |outcome: &str, status: Option<u16>, detail: Option<String>| Attempt {
+            provider: name.clone(),
+            at,
+            outcome: outcome.to_owned(),
+            status,
+            detail,
+        };
+        match answer {
+            Answer::Sent { reference } => {
+                let cost = self.marginal_cost(provider).await;
+                let currency = provider.config.price.currency.clone();
+                let saved = self
+                    .service
+                    .update_message(tenant, &message.id, |m, _| {
+                        m.status = MessageStatus::Sent;
+                        m.provider = Some(name.clone());
+                        m.cost = Some(cost);
+                        m.currency = Some(currency);
+                        m.sent_at = Some(at);
+                        m.booking = None;
+                        m.attempts.push(attempt("sent", None, reference));
+                    })
+                    .await;
+                match saved {
+                    Ok(_) => {
+                        self.count_sent(&name);
+                        Outcome::Done
+                    }
+                    Err(e) => Outcome::retry(format!("sent, but not recorded (it will be sent again): {e}")),
+                }
+            }
+            Answer::SlowDown { retry_after, detail } => {
+                let hold = retry_after.unwrap_or(Duration::from_secs(1));
+                for rule in &provider.rules {
+                    if let Err(e) = self.limiter.hold(&rule.key, hold).await {
+                        tracing::warn!(provider = %name, error = %e, "could not hold the provider after a 429");
+                    }
+                }
+                self.record(tenant, message, attempt("rate_limited", Some(429), Some(detail)), None).await
+            }
+            Answer::Failed { status, detail } => {
+                let failures = message.attempts.iter().filter(|a| a.outcome == "failed").count() + 1;
+                let backoff = Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60));
+                self.record(tenant, message, attempt("failed", status, Some(detail)), Some(backoff)).await
+            }
+            Answer::Rejected { status, detail } => {
+                let reason = format!("{name}: {detail}");
+                let recorded = self
+                    .service
+                    .update_message(tenant, &message.id, |m, _| {
+                        m.status = MessageStatus::Failed;
+                        m.booking = None;
+                        m.attempts.push(attempt("rejected", status, Some(detail)));
+                    })
+                    .await;
+                match recorded {
+                    Ok(_) => Outcome::discard(reason),
+                    Err(e) => Outcome::retry(e.to_string()),
+                }
+            }
+        }
+    }
+
+    /// Records an attempt that did not send; past the last one, `failed`. `backoff`: how
+    /// long until the next try (`None`: route again at once).
+    async fn record(
+        &self,
+        tenant: &TenantId,
+        message: &Message,
+        attempt: Attempt,
+        backoff: Option<Duration>,
+    ) -> Outcome {
+        let detail = attempt.detail.clone().unwrap_or_default();
+        let last = message.attempts.len() + 1 >= MAX_MESSAGE_ATTEMPTS;
+        let saved = self
+            .service
+            .update_message(tenant, &message.id, |m, _| {
+                m.booking = None;
+                m.attempts.push(attempt);
+                if last {
+                    m.status = MessageStatus::Failed;
+                }
+            })
+            .await;
+        match (saved, last) {
+            (Err(e), _) => Outcome::retry(e.to_string()),
+            (Ok(_), true) => Outcome::discard(format!("failed after {MAX_MESSAGE_ATTEMPTS} attempts: {detail}")),
+            (Ok(_), false) => match backoff {
+                Some(after) => Outcome::retry_after(detail, after),
+                None => Outcome::Snooze(Duration::ZERO),
+            },
+        }
+    }
+
+    /// A final status with its reason as an attempt of no provider.
+    async fn finish(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        status: MessageStatus,
+        provider: Option<&str>,
+        reason: &str,
+    ) -> Outcome {
+        let at = self.service.now();
+        let saved = self
+            .service
+            .update_message(tenant, id, |m, _| {
+                m.status = status;
+                m.booking = None;
+                m.attempts.push(Attempt {
+                    provider: provider.unwrap_or_default().to_owned(),
+                    at,
+                    outcome: status.as_str().to_owned(),
+                    status: None,
+                    detail: Some(reason.to_owned()),
+                });
+            })
+            .await;
+        match saved {
+            Ok(_) => Outcome::Done,
+            Err(e) => Outcome::retry(e.to_string()),
+        }
+    }
+
+    /// What one more message through `provider` adds to its bill, as it stands.
+    async fn marginal_cost(&self, provider: &Provider) -> Decimal {
+        let counts = self.sent_counts().await;
+        let state = ProviderState {
+            name: &provider.config.name,
+            pricing: &provider.pricing,
+            committed: provider.config.commitment.as_ref().map(|c| c.monthly),
+            sent_this_month: counts.get(&provider.config.name).copied().unwrap_or(0),
+            failed_this_message: false,
+        };
+        route::rank(std::slice::from_ref(&state)).first().map_or(Decimal::ZERO, |c| c.marginal_cost)
+    }
+}
+
+fn outcome_label(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Sent { .. } => "sent",
+        Answer::SlowDown { .. } => "rate_limited",
+        Answer::Failed { .. } => "failed",
+        Answer::Rejected { .. } => "rejected",
+    }
+}
+
+/// How long from `now` until `at` (zero if it has passed).
+fn until(now: Timestamp, at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
+}

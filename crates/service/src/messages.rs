@@ -1,0 +1,287 @@
+//! Messages to users: accepted once per id, rendered from the deployment's templates, queued
+//! durably with their send job in one unit of work; and the state a dispatcher records as
+//! it sends them.
+//!
+//! Which provider sends a message, and when, is the dispatcher's (`server/src/dispatch/`),
+//! deciding with `questline_core::message::route` and each provider's limiter; this module
+//! keeps the message's document true.
+
+use crate::{Result, Service, ServiceError};
+use jiff::Timestamp;
+use minijinja::{Environment, UndefinedBehavior};
+use questline_core::id::TenantId;
+use questline_core::message::{Channel, Content, Message, MessageRequest, MessageStatus};
+use questline_core::pointer::{FieldError, ValidationErrors};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A template from configuration: a body, and for e-mail a subject; both rendered with the
+/// message's `data` (and its `to` and `user_id`). A variable the data lacks is an error,
+/// never an empty string in a user's SMS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSpec {
+    pub name: String,
+    pub body: String,
+    pub subject: Option<String>,
+}
+
+/// What messages need from configuration.
+#[derive(Debug, Default)]
+pub struct MessageSettings {
+    templates: Environment<'static>,
+    names: BTreeSet<String>,
+    /// Channels some provider serves: a message for another is refused at once.
+    channels: BTreeSet<Channel>,
+}
+
+impl MessageSettings {
+    /// Compiles the templates; the error names the template that does not compile.
+    pub fn new(templates: &[TemplateSpec], channels: impl IntoIterator<Item = Channel>) -> Result<Self, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut names = BTreeSet::new();
+        for t in templates {
+            if !names.insert(t.name.clone()) {
+                return Err(format!("template {:?} is defined twice", t.name));
+            }
+            env.add_template_owned(format!("{}.body", t.name), t.body.clone())
+                .map_err(|e| format!("template {:?}: body: {e}", t.name))?;
+            if let Some(subject) = &t.subject {
+                env.add_template_owned(format!("{}.subject", t.name), subject.clone())
+                    .map_err(|e| format!("template {:?}: subject: {e}", t.name))?;
+            }
+        }
+        Ok(Self { templates: env, names, channels: channels.into_iter().collect() })
+    }
+
+    /// The body and subject of a message from its template.
+    fn render(
+        &self,
+        name: &str,
+        request: &MessageRequest,
+        data: &serde_json::Map<String, Value>,
+    ) -> Result<(String, Option<String>), FieldError> {
+        if !self.names.contains(name) {
+            return Err(FieldError::new("/template", format!("no template {name:?} is configured")));
+        }
+        let mut context = data.clone();
+        context.entry("to").or_insert_with(|| Value::String(request.to.clone()));
+        if let Some(user) = &request.user_id {
+            context.entry("user_id").or_insert_with(|| Value::String(user.clone()));
+        }
+        let render = |part: &str| -> Result<Option<String>, FieldError> {
+            let Ok(template) = self.templates.get_template(&format!("{name}.{part}")) else { return Ok(None) };
+            template.render(&context).map(Some).map_err(|e| {
+                // Name what the data lacks, when that is why (globals such as `range` are
+                // undeclared too, so only a failed render is explained this way).
+                let mut missing: Vec<String> =
+                    template.undeclared_variables(false).into_iter().filter(|v| !context.contains_key(v)).collect();
+                missing.sort();
+                let why =
+                    if missing.is_empty() { e.to_string() } else { format!("the data lacks {}", missing.join(", ")) };
+                FieldError::new("/data", format!("template {name:?} ({part}) cannot be rendered: {why}"))
+            })
+        };
+        let body = render("body")?.unwrap_or_default();
+        let subject = if request.channel == Channel::Email { render("subject")? } else { None };
+        Ok((body, subject))
+    }
+}
+
+/// The answer to a message sent: the message, and whether this request queued it.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// The most attempts (at providers) a message gets before it is `failed`.
+pub const MAX_MESSAGE_ATTEMPTS: usize = 8;
+
+impl Service {
+    /// Sets the templates and the channels providers serve.
+    pub fn with_messages(mut self, settings: MessageSettings) -> Self {
+        self.messages = Arc::new(settings);
+        self
+    }
+
+    /// Accepts a message: checked, rendered, stored `queued` with its send job in one unit of
+    /// work. The same id again with the same request answers the first message; with another
+    /// request, a conflict.
+    pub async fn send_message(&self, tenant: &TenantId, document: &Value) -> Result<Accepted> {
+        let now = self.clock.now();
+        let request = MessageRequest::parse(document, now)?;
+        let mut problems = Vec::new();
+        if !self.messages.channels.contains(&request.channel) {
+            problems.push(FieldError::new(
+                "/channel",
+                format!("no provider is configured for {}", request.channel.as_str()),
+            ));
+        }
+        let (body, subject, template) = match &request.content {
+            Content::Body(body) => (body.clone(), request.subject.clone(), None),
+            Content::Template { name, data } => match self.messages.render(name, &request, data) {
+                Ok((body, subject)) => (body, request.subject.clone().or(subject), Some(name.clone())),
+                Err(problem) => {
+                    problems.push(problem);
+                    (String::new(), None, None)
+                }
+            },
+        };
+        if body.len() > questline_core::message::MAX_BODY_BYTES {
+            problems.push(FieldError::new("/data", "the rendered body is larger than 64 KiB"));
+        }
+        if request.channel == Channel::Email && subject.is_none() {
+            problems.push(FieldError::new("/subject", "an e-mail needs a subject (or a template that gives one)"));
+        }
+        if !problems.is_empty() {
+            return Err(ValidationErrors(problems).into());
+        }
+        let message = Message {
+            id: request.id,
+            channel: request.channel,
+            to: request.to,
+            subject,
+            body,
+            template,
+            deadline: request.deadline,
+            priority: request.priority,
+            user_id: request.user_id,
+            status: MessageStatus::Queued,
+            provider: None,
+            cost: None,
+            currency: None,
+            attempts: Vec::new(),
+            booking: None,
+            sent_at: None,
+            created_at: now,
+            fingerprint: fingerprint(document),
+        };
+        let mut unit = self.store.begin().await?;
+        if let Some(existing) = unit.insert_message(tenant, &message).await? {
+            return if existing.fingerprint == message.fingerprint {
+                Ok(Accepted { message: existing, created: false })
+            } else {
+                Err(ServiceError::MessageIdTaken(message.id))
+            };
+        }
+        if let Some(jobs) = &self.jobs {
+            jobs.enqueue_messages(&mut *unit, tenant, std::slice::from_ref(&message), now).await?;
+        }
+        unit.commit().await?;
+        metrics::counter!("questline_messages_accepted_total", "channel" => message.channel.as_str()).increment(1);
+        Ok(Accepted { message, created: true })
+    }
+
+    /// A message as committed.
+    pub async fn message(&self, tenant: &TenantId, id: &str) -> Result<Message> {
+        self.store.message(tenant, id).await?.ok_or_else(|| ServiceError::MessageNotFound(id.to_owned()))
+    }
+
+    /// Changes a message under its row lock: `change` sees it as committed and edits it; a
+    /// message that becomes `sent` counts towards its provider's month. Returns the message
+    /// as saved, or `None` if there is none (deleted, or never was).
+    pub async fn update_message(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        change: impl FnOnce(&mut Message, Timestamp) + Send,
+    ) -> Result<Option<Message>> {
+        let now = self.clock.now();
+        let mut unit = self.store.begin().await?;
+        let Some(mut message) = unit.lock_message(tenant, id).await? else { return Ok(None) };
+        let was_sent = message.status == MessageStatus::Sent;
+        change(&mut message, now);
+        unit.save_message(tenant, &message, now).await?;
+        if !was_sent
+            && message.status == MessageStatus::Sent
+            && let Some(provider) = &message.provider
+        {
+            unit.count_sent(provider, &month_of(now)).await?;
+        }
+        unit.commit().await?;
+        Ok(Some(message))
+    }
+
+    /// Messages each provider sent this calendar month (UTC).
+    pub async fn sent_this_month(&self) -> Result<BTreeMap<String, u64>> {
+        let month = month_of(self.clock.now());
+        Ok(self.store.sent_in_month(&month).await?.into_iter().collect())
+    }
+
+    /// The clock the service reads (for a dispatcher's decisions).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+/// `YYYY-MM` of an instant, in UTC: the month commitments and capacities count in.
+pub fn month_of(at: Timestamp) -> String {
+    at.strftime("%Y-%m").to_string()
+}
+
+/// A digest of a request document, the same whatever the order of its keys.
+fn fingerprint(document: &Value) -> String {
+    fn canonical(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let sorted: BTreeMap<&String, Value> = map.iter().map(|(k, v)| (k, canonical(v))).collect();
+                Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+            other => other.clone(),
+        }
+    }
+    hex::encode(Sha256::digest(canonical(document).to_string().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_but_not_values() {
+        let a = fingerprint(&json!({"id": "m", "data": {"a": 1, "b": 2}}));
+        let b: Value = serde_json::from_str(r#"{"data": {"b": 2, "a": 1}, "id": "m"}"#).unwrap();
+        assert_eq!(a, fingerprint(&b));
+        assert_ne!(a, fingerprint(&json!({"id": "m", "data": {"a": 1, "b": 3}})));
+    }
+
+    #[test]
+    fn a_template_renders_with_the_data_and_a_missing_variable_is_an_error() {
+        let settings = MessageSettings::new(
+            &[TemplateSpec {
+                name: "otp".into(),
+                body: "Your code is {{ code }}".into(),
+                subject: Some("Code for {{ user_id }}".into()),
+            }],
+            [Channel::Sms, Channel::Email],
+        )
+        .unwrap();
+        let request = MessageRequest::parse(
+            &json!({"id": "m", "channel": "email", "to": "a@example.com", "template": "otp", "user_id": "u-1", "data": {"code": "42"}}),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        let Content::Template { data, .. } = &request.content else { unreachable!() };
+        assert_eq!(
+            settings.render("otp", &request, data).unwrap(),
+            ("Your code is 42".to_owned(), Some("Code for u-1".to_owned()))
+        );
+        let error = settings.render("otp", &request, &serde_json::Map::new()).unwrap_err();
+        assert_eq!(error.pointer, "/data");
+        assert!(error.detail.contains("code"), "{}", error.detail);
+        assert_eq!(settings.render("welcome", &request, data).unwrap_err().pointer, "/template");
+    }
+
+    #[test]
+    fn a_template_that_does_not_compile_is_named() {
+        let error =
+            MessageSettings::new(&[TemplateSpec { name: "bad".into(), body: "{{ x".into(), subject: None }], [])
+                .unwrap_err();
+        assert!(error.contains("\"bad\""), "{error}");
+    }
+}
