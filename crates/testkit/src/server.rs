@@ -79,6 +79,8 @@ pub struct ServerOptions {
     pub database: Database,
     /// The subcommand (default `serve`).
     pub role: Role,
+    /// `--config FILE`.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -96,6 +98,7 @@ impl ServerOptions {
             env: Vec::new(),
             database: Database::Fresh(backend),
             role: Role::Serve,
+            config_file: None,
         }
     }
 
@@ -113,6 +116,13 @@ impl ServerOptions {
     /// Runs `role` (`questline api`, `questline worker`) instead of `questline serve`.
     pub fn role(mut self, role: Role) -> Self {
         self.role = role;
+        self
+    }
+
+    /// Reads this configuration file (`--config`): what only a file can say, such as
+    /// message providers.
+    pub fn config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config_file = Some(path.into());
         self
     }
 
@@ -192,6 +202,9 @@ impl TestServer {
         command.arg(role.subcommand());
         if role != Role::Worker {
             command.args(["--listen", "127.0.0.1:0"]);
+        }
+        if let Some(file) = &self.options.config_file {
+            command.arg("--config").arg(file);
         }
         command
             .args(["--database-url", &self.database_url])

@@ -189,7 +189,7 @@ pub struct ProviderReport {
     pub sent: u64,
     /// The month's bill so far: the fixed fee, or the price of what was sent (at least the
     /// commitment's worth, when there is one).
-    #[schema(value_type = String)]
+    #[schema(value_type = f64)]
     pub cost: Decimal,
     pub currency: String,
     /// The monthly volume promised, if any.

@@ -74,7 +74,7 @@ pub struct MessageInfo {
     provider: Option<String>,
     /// What sending it added to the provider's bill (zero on capacity or a commitment
     /// already paid for).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<f64>)]
     cost: Option<Decimal>,
     currency: Option<String>,
     attempts: Vec<AttemptInfo>,

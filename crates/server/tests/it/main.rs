@@ -30,6 +30,7 @@ mod events;
 mod fixtures;
 mod jobs;
 mod keys;
+mod messages;
 mod missions;
 mod multiprocess;
 mod notifications;
@@ -119,6 +120,13 @@ e2e! {
         invalid_key_requests_are_422_with_pointers,
         malformed_json_is_400_with_a_position,
         a_body_that_is_not_json_is_415,
+    ],
+    messages: [
+        bad_messages_are_422_with_pointers_and_roles_are_enforced,
+        the_same_id_answers_the_first_message_and_another_body_is_409,
+        a_5xx_is_retried_a_429_slows_down_and_a_400_fails,
+        the_cheapest_route_that_meets_the_deadline_without_exceeding_a_limit,
+        a_message_no_provider_can_send_in_time_expires_with_the_reason,
     ],
     missions: [
         lifecycle_create_get_list_patch_end_delete,

@@ -17,3 +17,7 @@ CREATE TABLE provider_usage (
     sent     BIGINT NOT NULL,
     PRIMARY KEY (provider, month)
 );
+
+-- A key role for sending messages, `send`.
+ALTER TABLE api_keys DROP CONSTRAINT api_keys_role_check;
+ALTER TABLE api_keys ADD CONSTRAINT api_keys_role_check CHECK (role IN ('admin', 'ingest', 'read', 'send'));
