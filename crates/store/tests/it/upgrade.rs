@@ -22,6 +22,15 @@ fn first_migration_only(mut migrator: Migrator) -> Migrator {
     migrator
 }
 
+/// Every version the store embeds for `db`'s backend: what an upgraded database has applied.
+fn every_migration(db: &TestDb) -> Vec<i64> {
+    let migrator = match db.backend() {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    migrator.migrations.iter().map(|m| m.version).collect()
+}
+
 /// A row of the old `progress` table, as the old store wrote it: the state as serde_json
 /// of `ProgressState`, `completions` beside it, `updated_at` as fixed-width RFC 3339 text.
 struct OldRow {
@@ -177,10 +186,11 @@ pub async fn old_progress_rows_survive_the_upgrade(db: &TestDb) {
     let rows = old_rows();
     assert_eq!(old_database(db, &rows).await, vec![1], "the old database has 0001 only");
 
-    // Opening the store applies 0002 to 0006.
+    // Opening the store applies every later migration.
     let store = db.open().await;
     let (applied, old_schema_left) = schema_after(db).await;
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(applied, every_migration(db));
+    assert!(applied.len() >= 6, "0001 to 0006 at least: {applied:?}");
     assert!(!old_schema_left, "0002 drops what only the old progress code used");
 
     let [u_m1, u_m2, v_m1, other_u] = &rows[..] else { unreachable!() };
@@ -217,7 +227,7 @@ pub async fn old_progress_rows_survive_the_upgrade(db: &TestDb) {
 
     // Reopening does not migrate again.
     let store = db.open().await;
-    assert_eq!(schema_after(db).await.0, vec![1, 2, 3, 4, 5]);
+    assert_eq!(schema_after(db).await.0, applied);
     assert_eq!(store.user_progress(&T, &uid("u"), None).await.unwrap(), after);
     store.close().await;
 }
