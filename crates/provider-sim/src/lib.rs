@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 /// Entries one `GET /requests` answers at most.
 pub const PAGE: usize = 10_000;
@@ -73,7 +73,6 @@ pub struct Control {
 }
 
 struct Inner {
-    name: String,
     started: Instant,
     limits: SlidingLimits,
     control: Control,
@@ -95,7 +94,8 @@ impl Shared {
 pub struct Simulator {
     addr: SocketAddr,
     shared: Shared,
-    task: JoinHandle<()>,
+    /// The server; dropping the set aborts it.
+    _server: JoinSet<()>,
 }
 
 impl Simulator {
@@ -104,7 +104,6 @@ impl Simulator {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Shared(Arc::new(Mutex::new(Inner {
-            name: name.to_owned(),
             started: Instant::now(),
             limits: SlidingLimits::new(limits),
             control: Control::default(),
@@ -117,10 +116,11 @@ impl Simulator {
             .route("/control", post(control))
             .fallback(post(message))
             .with_state(shared.clone());
-        let task = tokio::spawn(async move {
+        let mut server = JoinSet::new();
+        server.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, shared, task })
+        Ok(Self { addr, shared, _server: server })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -143,12 +143,6 @@ impl Simulator {
 
     pub fn control(&self, control: Control) {
         self.shared.lock().control = control;
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
