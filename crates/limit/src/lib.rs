@@ -34,9 +34,12 @@
 //!
 //! Providers count arrivals at their edge, after network jitter that can bunch requests
 //! sent a window apart. [`Margin`] lengthens every window by `fixed + window × per_mille /
-//! 1000`; the default, 10 ms + 1 %, is 20 ms (2 %) on a 1-s window, and 610 ms on a minute
-//! (where a fixed 2 % would waste 1.2 s). Jitter beyond the margin is what
-//! [`Limiter::hold`] (a provider's 429 and `Retry-After`) is for.
+//! 1000`; the default, 10 ms + 0.1 %, is 11 ms (1.1 %) on a 1-s window, and 70 ms on a
+//! minute. Jitter does not grow with the window, so most of the margin is fixed; the
+//! proportional part covers two clocks running at different rates (NTP slews a clock by
+//! at most 0.05 %, twice that in all between two clocks). Every slot given up to the margin is a message a provider was paid to
+//! take, so the margin is no wider than that. Jitter beyond it is what [`Limiter::hold`]
+//! (a provider's 429 and `Retry-After`) is for.
 //!
 //! # Backends
 //!
@@ -67,11 +70,24 @@ pub struct Rule {
     pub key: String,
     pub limit: u32,
     pub window: Duration,
+    /// Slots on the key at least `window / limit` (the margin included) apart: the same
+    /// number per window, spread evenly instead of `limit` at once (see [`Rule::paced`]).
+    pub paced: bool,
 }
 
 impl Rule {
     pub fn new(key: impl Into<String>, limit: u32, window: Duration) -> Self {
-        Rule { key: key.into(), limit, window }
+        Rule { key: key.into(), limit, window, paced: false }
+    }
+
+    /// This rule, paced: a burst is let out at the rule's rate, one slot every
+    /// `window / limit`, instead of `limit` slots at the same instant and then a window's
+    /// wait. No window holds fewer than it would unpaced once the burst outlasts a window,
+    /// and requests that leave together no longer arrive bunched: the jitter of sending
+    /// `limit` requests at once is what a provider sees as a breach of its window.
+    pub fn paced(mut self) -> Self {
+        self.paced = true;
+        self
     }
 
     fn check(&self) -> Result<(), LimitError> {
@@ -110,9 +126,9 @@ impl Margin {
 }
 
 impl Default for Margin {
-    /// 10 ms + 1 % (see the crate's documentation).
+    /// 10 ms + 0.1 % (see the crate's documentation).
     fn default() -> Self {
-        Margin { fixed: Duration::from_millis(10), per_mille: 10 }
+        Margin { fixed: Duration::from_millis(10), per_mille: 1 }
     }
 }
 

@@ -94,7 +94,7 @@ impl<C: Clock> LocalLimiter<C> {
             let window = micros(self.margin.window(rule.window));
             log.note_rule(limit, window);
             log.trim(now);
-            slot = slot.max(log.earliest(now, limit, window));
+            slot = slot.max(log.earliest(now, limit, window, rule.paced));
         }
         let wait = Duration::from_micros(slot - now);
         if wait > max_wait {

@@ -21,11 +21,14 @@ impl KeyLog {
     /// margin included) admits one more: after the last slot (slots never decrease), after
     /// the hold, and at least `window` after the entry `limit` back from the end, so that
     /// every half-open interval of length `window` holding the new slot holds at most
-    /// `limit - 1` older ones.
-    pub fn earliest(&self, now: u64, limit: u32, window: u64) -> u64 {
+    /// `limit - 1` older ones. `paced`: also at least `window / limit` after the last slot.
+    pub fn earliest(&self, now: u64, limit: u32, window: u64, paced: bool) -> u64 {
         let mut t = now.max(self.hold_until);
         if let Some(&last) = self.slots.back() {
             t = t.max(last);
+            if paced {
+                t = t.max(last + window / u64::from(limit.max(1)));
+            }
         }
         let limit = limit.max(1) as usize;
         if self.slots.len() >= limit {

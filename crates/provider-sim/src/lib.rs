@@ -132,6 +132,11 @@ impl Simulator {
         format!("http://{}/send", self.addr)
     }
 
+    /// The instant its clock counts from: a request's time is `started() + at_us`.
+    pub fn started(&self) -> Instant {
+        self.shared.lock().started
+    }
+
     pub fn stats(&self) -> Stats {
         snapshot(&self.shared.lock())
     }

@@ -56,7 +56,7 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Lets webhooks call loopback and private addresses (`QUESTLINE_ALLOW_PRIVATE_TARGETS`).
     pub allow_private_targets: bool,
-    /// Messages being sent at once, each waiting for its provider's slot, 1 to 10000
+    /// Messages being sent at once, each waiting for its provider's slot, 1 to 100000
     /// (`QUESTLINE_DISPATCH_CONCURRENCY`).
     pub dispatch_concurrency: usize,
     /// Message providers (`[[providers]]`, file only): see API.md, "Messages and providers".
@@ -67,9 +67,11 @@ pub struct Config {
     pub templates: Vec<crate::dispatch::config::TemplateConfig>,
 }
 
-/// Messages being sent at once unless `dispatch_concurrency` says otherwise: a send mostly
-/// waits for its slot, so many wait at once.
-pub const DEFAULT_DISPATCH_CONCURRENCY: usize = 512;
+/// Messages being sent at once unless `dispatch_concurrency` says otherwise. A send mostly
+/// sleeps in its job until its slot, up to the booking horizon (60 s) ahead: enough for
+/// every provider's limit over that horizon (10,000 is 166 messages a second for 60 s; a
+/// waiting send holds a few kilobytes).
+pub const DEFAULT_DISPATCH_CONCURRENCY: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -227,8 +229,8 @@ impl Config {
         {
             return bad("secret_key", why);
         }
-        if !(1..=10_000).contains(&self.dispatch_concurrency) {
-            return bad("dispatch_concurrency", "must be an integer from 1 to 10000");
+        if !(1..=100_000).contains(&self.dispatch_concurrency) {
+            return bad("dispatch_concurrency", "must be an integer from 1 to 100000");
         }
         crate::dispatch::config::validate(&self.providers, &self.templates).map_err(ConfigError)?;
         Ok(())

@@ -97,6 +97,9 @@ pub struct Accepted {
     pub created: bool,
 }
 
+/// Messages one request may queue at most (a campaign sends several requests).
+pub const MAX_MESSAGES_PER_REQUEST: usize = 1_000;
+
 /// The most attempts (at providers) a message gets before it is `failed`.
 pub const MAX_MESSAGE_ATTEMPTS: usize = 8;
 
@@ -112,7 +115,39 @@ impl Service {
     /// request, a conflict.
     pub async fn send_message(&self, tenant: &TenantId, document: &Value) -> Result<Accepted> {
         let now = self.clock.now();
-        let request = MessageRequest::parse(document, now)?;
+        let message = self.prepare(document, now).map_err(ValidationErrors)?;
+        let mut accepted = self.queue_messages(tenant, vec![message], now).await?;
+        Ok(accepted.pop().expect("one message in, one answer out"))
+    }
+
+    /// Accepts a campaign's messages (1 to [`MAX_MESSAGES_PER_REQUEST`]) all or none: each is
+    /// checked as [`Service::send_message`] checks one (a problem's pointer starts with
+    /// `/messages/<index>`), then all are queued in one unit of work. Answers in order.
+    pub async fn send_messages(&self, tenant: &TenantId, documents: &[Value]) -> Result<Vec<Accepted>> {
+        if documents.is_empty() || documents.len() > MAX_MESSAGES_PER_REQUEST {
+            let detail = format!("1 to {MAX_MESSAGES_PER_REQUEST} messages in one request");
+            return Err(ValidationErrors(vec![FieldError::new("/messages", detail)]).into());
+        }
+        let now = self.clock.now();
+        let mut messages = Vec::with_capacity(documents.len());
+        let mut problems = Vec::new();
+        for (i, document) in documents.iter().enumerate() {
+            match self.prepare(document, now) {
+                Ok(message) => messages.push(message),
+                Err(errors) => problems.extend(
+                    errors.into_iter().map(|e| FieldError::new(format!("/messages/{i}{}", e.pointer), e.detail)),
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ValidationErrors(problems).into());
+        }
+        self.queue_messages(tenant, messages, now).await
+    }
+
+    /// Checks and renders one message document.
+    fn prepare(&self, document: &Value, now: Timestamp) -> Result<Message, Vec<FieldError>> {
+        let request = MessageRequest::parse(document, now).map_err(|e| e.0)?;
         let mut problems = Vec::new();
         if !self.messages.channels.contains(&request.channel) {
             problems.push(FieldError::new(
@@ -137,9 +172,9 @@ impl Service {
             problems.push(FieldError::new("/subject", "an e-mail needs a subject (or a template that gives one)"));
         }
         if !problems.is_empty() {
-            return Err(ValidationErrors(problems).into());
+            return Err(problems);
         }
-        let message = Message {
+        Ok(Message {
             id: request.id,
             channel: request.channel,
             to: request.to,
@@ -158,21 +193,38 @@ impl Service {
             sent_at: None,
             created_at: now,
             fingerprint: fingerprint(document),
-        };
+        })
+    }
+
+    /// Stores checked messages with their send jobs in one unit of work: each new one
+    /// `queued`, each sent before with the same request answered as it stands; any id sent
+    /// before with another request fails them all.
+    async fn queue_messages(&self, tenant: &TenantId, messages: Vec<Message>, now: Timestamp) -> Result<Vec<Accepted>> {
         let mut unit = self.store.begin().await?;
-        if let Some(existing) = unit.insert_message(tenant, &message).await? {
-            return if existing.fingerprint == message.fingerprint {
-                Ok(Accepted { message: existing, created: false })
-            } else {
-                Err(ServiceError::MessageIdTaken(message.id))
-            };
+        let mut answers = Vec::with_capacity(messages.len());
+        let mut new = Vec::new();
+        for message in messages {
+            match unit.insert_message(tenant, &message).await? {
+                Some(existing) if existing.fingerprint == message.fingerprint => {
+                    answers.push(Accepted { message: existing, created: false })
+                }
+                Some(_) => return Err(ServiceError::MessageIdTaken(message.id)),
+                None => {
+                    answers.push(Accepted { message: message.clone(), created: true });
+                    new.push(message);
+                }
+            }
         }
-        if let Some(jobs) = &self.jobs {
-            jobs.enqueue_messages(&mut *unit, tenant, std::slice::from_ref(&message), now).await?;
+        if !new.is_empty()
+            && let Some(jobs) = &self.jobs
+        {
+            jobs.enqueue_messages(&mut *unit, tenant, &new, now).await?;
         }
         unit.commit().await?;
-        metrics::counter!("questline_messages_accepted_total", "channel" => message.channel.as_str()).increment(1);
-        Ok(Accepted { message, created: true })
+        for message in &new {
+            metrics::counter!("questline_messages_accepted_total", "channel" => message.channel.as_str()).increment(1);
+        }
+        Ok(answers)
     }
 
     /// A message as committed.

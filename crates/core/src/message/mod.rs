@@ -321,7 +321,8 @@ pub struct Message {
     pub cost: Option<rust_decimal::Decimal>,
     pub currency: Option<String>,
     pub attempts: Vec<Attempt>,
-    /// A send slot booked ahead with a provider's limiter.
+    /// A send slot booked ahead on the message. The dispatcher now holds a slot in the job
+    /// that waits for it and writes none; the field stays so that stored documents read.
     pub booking: Option<Booking>,
     pub sent_at: Option<Timestamp>,
     pub created_at: Timestamp,

@@ -262,7 +262,7 @@ impl RedisLimiter {
         invocation.key(self.key("gate")).arg(micros(max_wait)).arg(gate).arg(rules.len());
         for r in rules {
             let k = keys.iter().position(|k| *k == r.key).expect("listed") + 1;
-            invocation.arg(k).arg(r.limit).arg(micros(self.config.margin.window(r.window)));
+            invocation.arg(k).arg(r.limit).arg(micros(self.config.margin.window(r.window))).arg(u8::from(r.paced));
         }
         let (granted, wait, slot): (u8, u64, u64) = self.timed(invocation.invoke_async(&mut self.conn.clone())).await?;
         let wait = Duration::from_micros(wait);

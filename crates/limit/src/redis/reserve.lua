@@ -6,7 +6,7 @@
 -- last, the namespace's gate (no slot before it: set by a process coming back from its
 -- local fallback).
 -- ARGV: max_wait µs, gate µs from now (0: leave the gate), the number of rules, then per
--- rule: its key's index k, its limit, its effective window µs.
+-- rule: its key's index k, its limit, its effective window µs, paced (1) or not (0).
 -- Reply: {granted 0/1, wait µs, slot µs (server time)}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -32,7 +32,7 @@ for k = 1, nkeys do
   if hold > slot then slot = hold end
 end
 for r = 0, nrules - 1 do
-  local k, limit, window = tonumber(ARGV[4 + 3 * r]), tonumber(ARGV[5 + 3 * r]), tonumber(ARGV[6 + 3 * r])
+  local k, limit, window = tonumber(ARGV[4 + 4 * r]), tonumber(ARGV[5 + 4 * r]), tonumber(ARGV[6 + 4 * r])
   if window > maxw[k] then maxw[k] = window end
   if limit > maxl[k] then maxl[k] = limit end
 end
@@ -54,12 +54,18 @@ for k = 1, nkeys do
   end
   lens[k] = len
 end
--- The entry `limit` back from the end, plus the window.
+-- The entry `limit` back from the end, plus the window; paced, the last slot plus
+-- window / limit.
 for r = 0, nrules - 1 do
-  local k, limit, window = tonumber(ARGV[4 + 3 * r]), tonumber(ARGV[5 + 3 * r]), tonumber(ARGV[6 + 3 * r])
+  local k, limit, window = tonumber(ARGV[4 + 4 * r]), tonumber(ARGV[5 + 4 * r]), tonumber(ARGV[6 + 4 * r])
+  local paced = tonumber(ARGV[7 + 4 * r])
   if lens[k] >= limit then
     local e = tonumber(redis.call('LINDEX', KEYS[2 * k - 1], lens[k] - limit)) + window
     if e > slot then slot = e end
+  end
+  if paced == 1 and lens[k] > 0 then
+    local p = tonumber(redis.call('LINDEX', KEYS[2 * k - 1], -1)) + math.floor(window / limit)
+    if p > slot then slot = p end
   end
 end
 local wait = slot - now

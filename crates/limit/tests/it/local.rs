@@ -17,7 +17,7 @@ fn rules() -> Vec<Rule> {
         Rule::new("a", 3, Duration::from_millis(100)),
         Rule::new("a", 5, Duration::from_millis(1000)),
         Rule::new("b", 2, Duration::from_millis(50)),
-        Rule::new("b", 10, Duration::from_millis(700)),
+        Rule::new("b", 10, Duration::from_millis(700)).paced(),
         Rule::new("c", 1, Duration::from_millis(30)),
     ]
 }
@@ -57,6 +57,11 @@ impl Model {
             let limit = rule.limit as usize;
             if log.len() >= limit {
                 t = t.max(log[log.len() - limit] + window);
+            }
+            if rule.paced
+                && let Some(last) = log.last()
+            {
+                t = t.max(last + window / limit as u64);
             }
         }
         t
@@ -172,4 +177,25 @@ fn a_hold_delays_its_key() {
         Reservation::Granted { wait: Duration::from_millis(300) }
     );
     assert_eq!(limiter.reserve_now(&q, Duration::ZERO).unwrap(), Reservation::Granted { wait: Duration::ZERO });
+}
+
+/// Paced, a burst leaves at the rule's rate: the same slots per window, evenly spread.
+#[test]
+fn a_paced_rule_spreads_a_burst_and_still_grants_its_limit_every_window() {
+    let clock = ManualClock::default();
+    let limiter = LocalLimiter::with_clock(clock.clone(), Margin::NONE);
+    let rule = [Rule::new("p", 50, Duration::from_millis(1000)).paced()];
+    let slots: Vec<u64> = (0..500)
+        .map(|_| match limiter.reserve_now(&rule, Duration::from_secs(60)).unwrap() {
+            Reservation::Granted { wait } => wait.as_millis() as u64,
+            Reservation::TooLate { .. } => panic!("refused within max_wait"),
+        })
+        .collect();
+    assert_eq!(&slots[..4], &[0, 20, 40, 60]);
+    assert!(slots.windows(2).all(|w| w[1] - w[0] == 20), "one slot every 20 ms");
+    assert_eq!(max_in_window(&slots, 1000), 50);
+    // A key with nothing booked grants at once.
+    clock.advance(Duration::from_secs(20));
+    let fresh = [Rule::new("q", 50, Duration::from_millis(1000)).paced()];
+    assert_eq!(limiter.reserve_now(&fresh, Duration::ZERO).unwrap(), Reservation::Granted { wait: Duration::ZERO });
 }

@@ -2,5 +2,6 @@
 //! limiter across real OS processes, with Redis killed mid-run.
 
 mod local;
+mod paced;
 mod redis;
 mod windows;

@@ -5,17 +5,16 @@
 //!
 //! One run of a job:
 //! 1. A final message, or none, is done. One whose deadline has passed is `expired`.
-//! 2. A message with a slot booked earlier (below) waits for it and sends; one that comes
-//!    back too late for its slot books again.
-//! 3. Otherwise the providers of its channel are ranked by what one more message adds to
-//!    the bill (`questline_core::message::route::rank`), and each is asked in turn for a
-//!    slot before the deadline (its limiter, `questline_limit`: every limit of the provider
-//!    in one decision). A slot within [`LEAD`] is waited for here; a later one is written
-//!    on the message and the job sleeps (snoozes, spending no attempt) until just before
-//!    it. A provider whose earliest slot is beyond the booking horizon but still before the
-//!    deadline is waited for rather than switched from; only a provider that cannot make
-//!    the deadline is passed over. None can: `expired`, with the reason.
-//! 4. The answer: sent (its cost and provider recorded, the provider's month counted);
+//! 2. The providers of its channel are ranked by what one more message adds to the bill
+//!    (`questline_core::message::route::rank`), and each is asked in turn for a slot before
+//!    the deadline (its limiter, `questline_limit`: every limit of the provider in one
+//!    decision). The job sleeps to the slot it gets, holding its claim, and sends; woken
+//!    too late for it (a starved runtime), it gives the slot up and routes again. A provider
+//!    whose earliest slot is beyond the booking horizon but still before the deadline is
+//!    waited for (the job snoozes, spending no attempt) rather than switched from; only a
+//!    provider that cannot make the deadline is passed over. None can: `expired`, with the
+//!    reason.
+//! 3. The answer: sent (its cost and provider recorded, the provider's month counted);
 //!    429, "slow down" (the limiter holds the provider for its `Retry-After`, and the
 //!    message is routed again); a failure a retry may help (retried with backoff, that
 //!    provider last in the order for this message); one it cannot (`failed`). Past
@@ -33,7 +32,7 @@ use config::{ProviderConfig, ProviderKind, parse_duration};
 use jiff::Timestamp;
 use questline_core::id::TenantId;
 use questline_core::message::route::{self, Pricing, ProviderState};
-use questline_core::message::{Attempt, Booking, Channel, Message, MessageStatus};
+use questline_core::message::{Attempt, Channel, Message, MessageStatus};
 use questline_limit::redis::{RedisConfig, RedisLimiter};
 use questline_limit::{Limiter, LocalLimiter, Reservation, Rule};
 use questline_queue::{Job, Outcome, Worker, WorkerConfig};
@@ -46,18 +45,17 @@ use std::time::{Duration, Instant};
 
 /// The job kind that sends one message; payload `{"id": "<message id>"}`.
 pub const SEND: &str = "message.send";
-/// A slot at most this far away is waited for in the job; a later one is booked on the
-/// message and the job sleeps until about this long before it.
-pub const LEAD: Duration = Duration::from_secs(2);
 /// How far ahead a slot is booked at most (the Redis limiter clamps to its own horizon).
 pub const HORIZON: Duration = Duration::from_secs(60);
 /// A message with no deadline waits for a slot at most this long before it is `expired`.
 pub const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
-/// How late after its slot a send may still go: within the limiter's margin (10 ms + 1 %),
-/// so that sends stay as far apart as their slots. A later one books again.
+/// How late after its slot a send may still go: within the limiter's margin (10 ms + 0.1 %),
+/// so that sends stay as far apart as their slots. A later one routes again.
 const LATE: Duration = Duration::from_millis(5);
 /// Time allowed for a request to reach a provider, taken off the deadline.
-const SEND_TIME: Duration = Duration::from_millis(500);
+const SEND_TIME: Duration = Duration::from_millis(100);
+/// Message jobs claimed at most at once.
+const CLAIM_BATCH: usize = 1_000;
 /// How often the month's per-provider counts are read again (other processes send too).
 const COUNTS_TTL: Duration = Duration::from_secs(5);
 
@@ -106,7 +104,7 @@ impl Provider {
             (None, Some(monthly), Some(capacity)) => Pricing::Fixed { monthly, capacity },
             _ => return Err(format!("provider {:?}: no price", config.name)),
         };
-        let rules = config
+        let mut rules = config
             .limits
             .iter()
             .map(|l| {
@@ -114,6 +112,11 @@ impl Provider {
                 Ok(Rule::new(format!("provider:{}:{}ms", config.name, per.as_millis()), l.requests, per))
             })
             .collect::<Result<Vec<_>, String>>()?;
+        // The fastest limit paces the provider: a burst goes out at that rate instead of a
+        // window's worth at one instant, whose bunching on the way would look like a breach.
+        if let Some(fastest) = rules.iter_mut().min_by_key(|r| r.window / r.limit.max(1)) {
+            fastest.paced = true;
+        }
         let timeout = config.timeout.as_deref().map(parse_duration).transpose()?.unwrap_or(Duration::from_secs(10));
         let transport = match config.kind {
             ProviderKind::Http => {
@@ -248,7 +251,9 @@ impl Dispatcher {
     /// with as many sends at once as `dispatch_concurrency` says (most of them waiting for a
     /// slot).
     pub fn worker(self: &Arc<Self>, queue: Arc<dyn questline_queue::Backend>, config: WorkerConfig) -> Worker {
-        let config = WorkerConfig { concurrency: self.concurrency, prefetch: 0, ..config };
+        // Claimed in large batches: a burst's messages are routed (and their providers given
+        // work) in the order they came, and none waits long for the ones before it.
+        let config = WorkerConfig { concurrency: self.concurrency, prefetch: 0, claim_batch: CLAIM_BATCH, ..config };
         let dispatcher = self.clone();
         Worker::new(queue, config).handle(SEND, move |job| dispatcher.clone().run(job))
     }
@@ -345,19 +350,6 @@ impl Dispatcher {
         if deadline <= now {
             return self.finish(&tenant, id, MessageStatus::Expired, None, "its deadline passed unsent").await;
         }
-        if let Some(booking) = &message.booking
-            && let Some(provider) = self.providers.iter().find(|p| p.config.name == booking.provider)
-        {
-            let wait = until(now, booking.at);
-            if wait > LEAD {
-                return Outcome::Snooze(wait - LEAD / 2);
-            }
-            if booking.at + LATE >= now {
-                tokio::time::sleep(wait).await;
-                return self.deliver(&tenant, &message, provider).await;
-            }
-            // Back too late for the slot: sent now, it could bunch with the slots after it.
-        }
         self.route(&tenant, &message, now, deadline).await
     }
 
@@ -398,24 +390,22 @@ impl Dispatcher {
         for candidate in &ranked {
             let provider = serving[candidate.index];
             match self.limiter.reserve(&provider.rules, max_wait.min(HORIZON)).await {
-                Ok(Reservation::Granted { wait }) if wait <= LEAD => {
-                    tokio::time::sleep(wait).await;
-                    return self.deliver(tenant, message, provider).await;
-                }
                 Ok(Reservation::Granted { wait }) => {
-                    let at = now + jiff::SignedDuration::try_from(wait).unwrap_or(jiff::SignedDuration::ZERO);
-                    let name = provider.config.name.clone();
-                    let booked = self
-                        .service
-                        .update_message(tenant, &message.id, |m, _| {
-                            m.status = MessageStatus::Sending;
-                            m.booking = Some(Booking { provider: name, at });
-                        })
-                        .await;
-                    return match booked {
-                        Ok(_) => Outcome::Snooze(wait - LEAD / 2),
-                        Err(e) => Outcome::retry(e.to_string()),
-                    };
+                    // The job sleeps to its slot holding its claim (the worker renews the
+                    // lease): no write and no poll stands between a message and its slot,
+                    // and a burst's later slots are not starved by the jobs still unrouted.
+                    tracing::debug!(message_id = %message.id, provider = %provider.config.name, wait_ms = wait.as_millis() as u64, "slot granted");
+                    let slot = Instant::now() + wait;
+                    tokio::time::sleep_until(slot.into()).await;
+                    if Instant::now() > slot + LATE {
+                        // Woken too late (a starved runtime): sent now, it could bunch with
+                        // the slots after it. The slot is given up and the message routed again.
+                        tracing::debug!(message_id = %message.id, provider = %provider.config.name, "slot missed");
+                        metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.config.name.clone())
+                            .increment(1);
+                        return Outcome::Snooze(Duration::ZERO);
+                    }
+                    return self.deliver(tenant, message, provider).await;
                 }
                 // Busy, but it can still make the deadline: waited for, not switched from.
                 Ok(Reservation::TooLate { earliest }) if earliest <= max_wait => {
@@ -433,7 +423,8 @@ impl Dispatcher {
             }
         }
         match wait_for {
-            Some(earliest) => Outcome::Snooze(earliest.saturating_sub(HORIZON / 2).max(Duration::from_millis(100))),
+            // Back halfway there, when the slot is within the limiter's horizon.
+            Some(earliest) => Outcome::Snooze((earliest / 2).max(Duration::from_millis(100))),
             None => {
                 self.finish(
                     tenant,

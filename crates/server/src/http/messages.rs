@@ -49,6 +49,36 @@ pub struct MessageRequest {
     user_id: Option<String>,
 }
 
+/// A campaign: up to 1,000 messages queued together, all or none.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "documents the request; the service reads the document itself")]
+pub struct MessageBatch {
+    messages: Vec<MessageRequest>,
+}
+
+/// The request: one message, or a batch of them.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, reason = "documents the request; the service reads the document itself")]
+#[serde(untagged)]
+pub enum SendRequest {
+    One(Box<MessageRequest>),
+    Batch(MessageBatch),
+}
+
+/// The answer to a batch: one entry per message, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedBatch {
+    items: Vec<Queued>,
+}
+
+/// The answer to one message or to a batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SendAnswer {
+    One(Queued),
+    Batch(QueuedBatch),
+}
+
 /// The answer to a message accepted.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Queued {
@@ -123,30 +153,44 @@ impl From<Message> for MessageInfo {
     }
 }
 
-/// Send a message: answered once it is durably queued.
+/// Send a message, or a batch `{"messages": [...]}` of up to 1,000 (all or none): answered
+/// once durably queued.
 #[utoipa::path(
     post, path = "/v1/messages", tag = "messages",
     security(("api_key" = [])),
-    request_body = MessageRequest,
+    request_body = SendRequest,
     responses(
-        (status = 202, description = "Queued (or, for an id sent before with the same request, that message)", body = Queued),
+        (status = 202, description = "Queued (or, for an id sent before with the same request, that message); a batch answers each in order", body = SendAnswer),
         (status = 401, description = "No or bad API key", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither an admin nor a send key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The id was used for a different message", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown channel or template, a bad address, a deadline in the past, data the template cannot render with", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An id was used for a different message (a batch: none is queued)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown channel or template, a bad address, a deadline in the past, data the template cannot render with (a batch: pointers under /messages/<index>, none is queued)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn send_message(
     State(state): State<AppState>,
     SendCaller(caller): SendCaller,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Queued>)> {
-    let accepted = state.service.send_message(&caller.tenant, &body).await?;
-    let m = accepted.message;
-    if accepted.created {
-        tracing::info!(message_id = %m.id, channel = m.channel.as_str(), by = %caller.key_id, "message queued");
-    }
-    Ok((StatusCode::ACCEPTED, Json(Queued { id: m.id, status: m.status.as_str().to_owned() })))
+) -> ApiResult<(StatusCode, Json<SendAnswer>)> {
+    let queued = |accepted: questline_service::messages::Accepted| {
+        let m = accepted.message;
+        if accepted.created {
+            tracing::info!(message_id = %m.id, channel = m.channel.as_str(), by = %caller.key_id, "message queued");
+        }
+        Queued { id: m.id, status: m.status.as_str().to_owned() }
+    };
+    let answer = match body.get("messages") {
+        Some(serde_json::Value::Array(batch)) if body.as_object().is_some_and(|o| o.len() == 1) => {
+            let accepted = state.service.send_messages(&caller.tenant, batch).await?;
+            SendAnswer::Batch(QueuedBatch { items: accepted.into_iter().map(queued).collect() })
+        }
+        Some(_) => {
+            let detail = "a batch is an object with one key, messages: an array of 1 to 1000 messages";
+            return Err(crate::error::ApiError::invalid("/messages", detail));
+        }
+        None => SendAnswer::One(queued(state.service.send_message(&caller.tenant, &body).await?)),
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
 /// A message, with its status and attempts.

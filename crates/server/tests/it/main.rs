@@ -124,6 +124,7 @@ e2e! {
     messages: [
         bad_messages_are_422_with_pointers_and_roles_are_enforced,
         the_same_id_answers_the_first_message_and_another_body_is_409,
+        a_batch_is_queued_all_or_none_with_a_pointer_per_message,
         a_5xx_is_retried_a_429_slows_down_and_a_400_fails,
         the_cheapest_route_that_meets_the_deadline_without_exceeding_a_limit,
         a_message_no_provider_can_send_in_time_expires_with_the_reason,

@@ -130,6 +130,50 @@ pub async fn the_same_id_answers_the_first_message_and_another_body_is_409(backe
     assert_eq!(decimal(&providers["items"][0]["cost"]), decimal(&json!(0.12)));
 }
 
+pub async fn a_batch_is_queued_all_or_none_with_a_pointer_per_message(backend: Backend) {
+    let endpoint = Endpoint::start(vec![(200, vec![], "{}")]).await;
+    let (server, _dir) = server_with(backend, &one_provider(&endpoint.url)).await;
+    // One bad message: 422 naming it, and none of the batch is queued.
+    let mut bad = sms("b-2", "3");
+    bad["to"] = json!("12345");
+    let batch = json!({"messages": [sms("b-1", "1"), bad, sms("b-3", "3")]});
+    let problem = expect_problem(send(server.post("/v1/messages", &batch)).await, 422).await;
+    assert_eq!(problem["errors"][0]["pointer"], "/messages/1/to", "{problem}");
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 1, "{problem}");
+    expect_problem(send(server.get("/v1/messages/b-1")).await, 404).await;
+
+    let batch = json!({"messages": [sms("b-1", "1"), sms("b-2", "2"), sms("b-3", "3")]});
+    let queued = ok(server.post("/v1/messages", &batch)).await;
+    let statuses: Vec<(&str, &str)> = queued["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| (q["id"].as_str().unwrap(), q["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("b-1", "queued"), ("b-2", "queued"), ("b-3", "queued")]);
+    for id in ["b-1", "b-2", "b-3"] {
+        assert_eq!(final_message(&server, id).await["status"], "sent");
+    }
+    // The same batch again answers each as it stands and sends nothing more; one id reused
+    // for another message fails the whole batch.
+    let again = ok(server.post("/v1/messages", &batch)).await;
+    assert!(again["items"].as_array().unwrap().iter().all(|q| q["status"] == "sent"), "{again}");
+    let reused = json!({"messages": [sms("b-4", "4"), sms("b-1", "changed")]});
+    expect_problem(send(server.post("/v1/messages", &reused)).await, 409).await;
+    expect_problem(send(server.get("/v1/messages/b-4")).await, 404).await;
+    assert_eq!(endpoint.received().len(), 3);
+
+    for (body, pointer) in [
+        (json!({"messages": []}), "/messages"),
+        (json!({"messages": {"id": "x"}}), "/messages"),
+        (json!({"messages": [sms("c-1", "1")], "extra": 1}), "/messages"),
+        (json!({"messages": (0..1001).map(|i| sms(&format!("c-{i}"), "1")).collect::<Vec<_>>()}), "/messages"),
+    ] {
+        let problem = expect_problem(send(server.post("/v1/messages", &body)).await, 422).await;
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
+}
+
 pub async fn a_5xx_is_retried_a_429_slows_down_and_a_400_fails(backend: Backend) {
     let endpoint = Endpoint::start(vec![
         (503, vec![], "busy"),
