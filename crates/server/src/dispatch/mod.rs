@@ -42,6 +42,7 @@ use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::task::AbortOnDropHandle;
 
 /// The job kind that sends one message; payload `{"id": "<message id>"}`.
 pub const SEND: &str = "message.send";
@@ -169,11 +170,41 @@ struct Counts {
     sent: BTreeMap<String, u64>,
 }
 
+/// The moment of sending, on a thread and runtime of its own: a send sleeps to its slot
+/// there and makes its request there, so that a busy main runtime (a burst being accepted
+/// and routed, a worker renewing ten thousand leases) does not make it late. Late, a send
+/// gives its slot up (see [`LATE`]); on time, its request leaves within the margin.
+struct SendClock {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the dispatcher: the thread's runtime stops, on its own thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl SendClock {
+    fn start() -> std::io::Result<Self> {
+        // Two threads: while one makes a request or reads an answer, the other keeps time.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("questline-send")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new().name("questline-send-clock".into()).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            })
+        })?;
+        Ok(Self { handle, _stop: stop })
+    }
+}
+
 /// The dispatcher of one process.
 pub struct Dispatcher {
     service: Arc<Service>,
-    providers: Vec<Provider>,
+    providers: Vec<Arc<Provider>>,
     limiter: Arc<dyn Limiter>,
+    clock: SendClock,
     /// The shared limiter, whose heartbeat tells every process how many share the limits.
     redis: Option<Arc<RedisLimiter>>,
     counts: Mutex<Counts>,
@@ -209,11 +240,14 @@ impl Dispatcher {
         limiter: Arc<dyn Limiter>,
         allow_private: bool,
     ) -> Result<Self, String> {
-        let providers = configs.iter().map(|c| Provider::new(c, allow_private)).collect::<Result<Vec<_>, _>>()?;
+        let providers =
+            configs.iter().map(|c| Provider::new(c, allow_private).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+        let clock = SendClock::start().map_err(|e| format!("the dispatcher's send thread: {e}"))?;
         Ok(Self {
             service,
             providers,
             limiter,
+            clock,
             redis: None,
             counts: Mutex::new(Counts { read_at: None, sent: BTreeMap::new() }),
             concurrency: crate::config::DEFAULT_DISPATCH_CONCURRENCY,
@@ -356,7 +390,7 @@ impl Dispatcher {
     /// Finds a slot with the cheapest provider that can meet the deadline.
     async fn route(&self, tenant: &TenantId, message: &Message, now: Timestamp, deadline: Timestamp) -> Outcome {
         let counts = self.sent_counts().await;
-        let serving: Vec<&Provider> = self.providers.iter().filter(|p| p.serves(message.channel)).collect();
+        let serving: Vec<&Arc<Provider>> = self.providers.iter().filter(|p| p.serves(message.channel)).collect();
         let failed_here: BTreeSet<&str> =
             message.attempts.iter().filter(|a| a.outcome == "failed").map(|a| a.provider.as_str()).collect();
         let states: Vec<ProviderState<'_>> = serving
@@ -395,17 +429,15 @@ impl Dispatcher {
                     // lease): no write and no poll stands between a message and its slot,
                     // and a burst's later slots are not starved by the jobs still unrouted.
                     tracing::debug!(message_id = %message.id, provider = %provider.config.name, wait_ms = wait.as_millis() as u64, "slot granted");
-                    let slot = Instant::now() + wait;
-                    tokio::time::sleep_until(slot.into()).await;
-                    if Instant::now() > slot + LATE {
+                    let Some(answer) = self.send_at(Instant::now() + wait, provider, message).await else {
                         // Woken too late (a starved runtime): sent now, it could bunch with
                         // the slots after it. The slot is given up and the message routed again.
                         tracing::debug!(message_id = %message.id, provider = %provider.config.name, "slot missed");
                         metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.config.name.clone())
                             .increment(1);
                         return Outcome::Snooze(Duration::ZERO);
-                    }
-                    return self.deliver(tenant, message, provider).await;
+                    };
+                    return self.record_answer(tenant, message, provider, answer).await;
                 }
                 // Busy, but it can still make the deadline: waited for, not switched from.
                 Ok(Reservation::TooLate { earliest }) if earliest <= max_wait => {
@@ -438,10 +470,33 @@ impl Dispatcher {
         }
     }
 
-    /// Sends through `provider` now, and records what its answer decides.
-    async fn deliver(&self, tenant: &TenantId, message: &Message, provider: &Provider) -> Outcome {
+    /// Sends `message` through `provider` at `slot`, timed on the send thread (see
+    /// [`SendClock`]); `None` if that thread woke more than [`LATE`] after the slot.
+    async fn send_at(&self, slot: Instant, provider: &Arc<Provider>, message: &Message) -> Option<Answer> {
+        let (provider, message) = (provider.clone(), message.clone());
+        // Awaited here; aborted if this job is dropped (shutdown), so no send outlives it.
+        let send = AbortOnDropHandle::new(self.clock.handle.spawn(async move {
+            tokio::time::sleep_until(slot.into()).await;
+            if Instant::now() > slot + LATE {
+                return None;
+            }
+            Some(provider.send(&message).await)
+        }));
+        match send.await {
+            Ok(answer) => answer,
+            Err(e) => Some(Answer::Failed { status: None, detail: format!("the send failed: {e}") }),
+        }
+    }
+
+    /// Records what a provider's answer decides.
+    async fn record_answer(
+        &self,
+        tenant: &TenantId,
+        message: &Message,
+        provider: &Provider,
+        answer: Answer,
+    ) -> Outcome {
         let name = provider.config.name.clone();
-        let answer = provider.send(message).await;
         let at = self.service.now();
         tracing::debug!(message_id = %message.id, provider = %name, ?answer, "message sent to a provider");
         metrics::counter!("questline_messages_attempts_total", "provider" => name.clone(), "outcome" => outcome_label(&answer))
