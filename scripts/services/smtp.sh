@@ -50,8 +50,9 @@ ensure_smtp() {
         return 0
     fi
     # Debian's package, when apt knows one (it installs for the system's /usr/bin/python3).
-    if command -v apt-cache >/dev/null &&
-        apt-cache policy python3-aiosmtpd 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+    local policy
+    policy=$(apt-cache policy python3-aiosmtpd 2>/dev/null) || policy=
+    if [[ $policy == *"Candidate: "[0-9]* ]]; then
         service_log smtp "aiosmtpd missing; installing the Debian package python3-aiosmtpd"
         if apt_install python3-aiosmtpd && smtp_python_ok /usr/bin/python3; then
             smtp_use /usr/bin/python3
