@@ -1,4 +1,4 @@
-# Services the tests talk to over a real connection (PostgreSQL and Redis today; NATS
+# Services the tests talk to over a real connection (PostgreSQL, Redis, an SMTP sink; NATS
 # JetStream next), found where they usually run or started privately for this run.
 #
 # Sourced by scripts/test. Each service is one file beside this one that defines

@@ -15,6 +15,7 @@
 
 pub mod database;
 pub mod engine;
+pub mod messages;
 pub mod missions;
 pub mod plot;
 pub mod queue;
@@ -40,6 +41,8 @@ pub enum Cli {
     Ingest(IngestArgs),
     /// The job queue beside its peers: bulk enqueue, drain, and enqueue-to-start latency.
     Queue(queue::QueueArgs),
+    /// A burst of messages end to end, to three simulated providers.
+    Messages(messages::MessagesArgs),
     /// One process of the queue benchmark on questline's own queue (run by `queue`).
     #[command(hide = true)]
     QueueRole(queue::role::RoleArgs),

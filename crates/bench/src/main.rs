@@ -26,6 +26,19 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(&*e),
         },
+        Cli::Messages(args) => match questline_bench::messages::run(&args).await {
+            Ok(report) => {
+                println!("{report}");
+                if let Some(out) = &args.out {
+                    if let Err(e) = serde_json::to_string_pretty(&report).map_err(|e| e.to_string()).and_then(|json| std::fs::write(out, json + "\n").map_err(|e| e.to_string())) {
+                        eprintln!("questline-bench: writing {}: {e}", out.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&*e),
+        },
         Cli::QueueRole(args) => match questline_bench::queue::role::run(&args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&*e),

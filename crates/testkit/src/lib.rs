@@ -8,6 +8,8 @@
 //!   to give: `env!("CARGO_BIN_EXE_questline")` exists only in the server crate's own tests.
 //! - [`postgres`]: a fresh PostgreSQL database per test, dropped at the end.
 //! - [`redis`]: the Redis server, a key namespace per test, and `QUESTLINE_SKIP_REDIS`.
+//! - [`smtp`]: [`smtp::SmtpSink`], a private SMTP server (aiosmtpd) per test that records what
+//!   it receives and refuses what it is told to, and `QUESTLINE_SKIP_SMTP`.
 //! - [`poll`]: [`eventually`], waiting for what a test expects with a deadline.
 //!
 //! # PostgreSQL
@@ -23,6 +25,7 @@ pub mod poll;
 pub mod postgres;
 pub mod redis;
 pub mod server;
+pub mod smtp;
 
 pub use poll::eventually;
 pub use server::{ADMIN_KEY, DEADLINE, Database, Role, ServerOptions, TestServer, expect_problem, send};

@@ -275,7 +275,7 @@ impl QueueReport {
     }
 }
 
-fn commit() -> Option<String> {
+pub(crate) fn commit() -> Option<String> {
     let out = std::process::Command::new("git").args(["describe", "--always", "--dirty"]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

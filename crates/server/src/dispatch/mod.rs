@@ -145,7 +145,9 @@ impl Provider {
             ProviderKind::Smtp => {
                 let target = smtp::SmtpTarget::parse(&config.url)?;
                 let from = config.from.as_deref().unwrap_or_default();
-                Transport::Smtp(smtp::SmtpProvider::new(&target, from, timeout)?)
+                let provider = smtp::SmtpProvider::new(&target, from, timeout, allow_private)
+                    .map_err(|why| format!("provider {:?}: {why}", config.name))?;
+                Transport::Smtp(provider)
             }
         };
         Ok(Self { config: config.clone(), pricing, rules, transport })

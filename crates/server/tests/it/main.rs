@@ -16,6 +16,10 @@
 //! PostgreSQL, set `QUESTLINE_SKIP_POSTGRES=1`: each PostgreSQL test then prints
 //! `SKIPPED (QUESTLINE_SKIP_POSTGRES=1): postgres test … did not run` and returns.
 //!
+//! `messages_smtp` sends e-mail to a private SMTP sink (Python's aiosmtpd, which
+//! `scripts/test` installs if missing; see `questline_testkit::smtp`): without aiosmtpd those
+//! tests FAIL, and `QUESTLINE_SKIP_SMTP=1` skips them with one `SKIPPED` line each.
+//!
 //! Outside the list: `cli` (the command line and configuration file, no database to speak
 //! of), and, because they are about one setup only, `demo` (the embedded default
 //! `questline demo` runs on) and `multiprocess` (several processes on one PostgreSQL
@@ -31,6 +35,7 @@ mod fixtures;
 mod jobs;
 mod keys;
 mod messages;
+mod messages_smtp;
 mod missions;
 mod multiprocess;
 mod notifications;
@@ -128,6 +133,12 @@ e2e! {
         a_5xx_is_retried_a_429_slows_down_and_a_400_fails,
         the_cheapest_route_that_meets_the_deadline_without_exceeding_a_limit,
         a_message_no_provider_can_send_in_time_expires_with_the_reason,
+    ],
+    messages_smtp: [
+        an_email_arrives_with_its_headers_and_rendered_body_and_is_sent_once,
+        a_550_fails_the_message_at_once_with_the_reason,
+        a_451_is_retried_and_sent_once_the_server_accepts,
+        without_the_allowance_a_provider_on_loopback_fails_the_start,
     ],
     missions: [
         lifecycle_create_get_list_patch_end_delete,
