@@ -29,11 +29,14 @@ async fn main() -> ExitCode {
         Cli::Messages(args) => match questline_bench::messages::run(&args).await {
             Ok(report) => {
                 println!("{report}");
-                if let Some(out) = &args.out {
-                    if let Err(e) = serde_json::to_string_pretty(&report).map_err(|e| e.to_string()).and_then(|json| std::fs::write(out, json + "\n").map_err(|e| e.to_string())) {
-                        eprintln!("questline-bench: writing {}: {e}", out.display());
-                        return ExitCode::FAILURE;
-                    }
+                let written = args.out.as_ref().map(|out| {
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string()).and_then(|json| {
+                        std::fs::write(out, json + "\n").map_err(|e| format!("{}: {e}", out.display()))
+                    })
+                });
+                if let Some(Err(e)) = written {
+                    eprintln!("questline-bench: writing the report: {e}");
+                    return ExitCode::FAILURE;
                 }
                 ExitCode::SUCCESS
             }

@@ -7,9 +7,9 @@
 
 use crate::Result;
 use crate::database::{Backend, FreshDb};
+use questline_core::message::Channel;
 use questline_provider_sim::{Simulator, Window};
 use questline_server::Config;
-use questline_core::message::Channel;
 use questline_server::dispatch::config::{
     CommitmentConfig, LimitConfig, PriceConfig, ProviderConfig, ProviderKind, TemplateConfig,
 };
@@ -191,7 +191,8 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
         }],
         ..Config::default()
     };
-    let config = Config { dispatch_concurrency: args.dispatch_concurrency.unwrap_or(config.dispatch_concurrency), ..config };
+    let config =
+        Config { dispatch_concurrency: args.dispatch_concurrency.unwrap_or(config.dispatch_concurrency), ..config };
     let server = Server::bind(&config, None).await.map_err(|e| format!("cannot start the server: {e}"))?;
     let base = format!("http://{}", server.local_addr());
     let shutdown = server.shutdown_token();
@@ -200,9 +201,9 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
     let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
 
     let limits_per_sec: u32 = args.rates.iter().sum();
-    let due_in = args.deadline_secs.unwrap_or_else(|| {
-        (args.messages as f64 / f64::from(limits_per_sec.max(1)) * 1.15).ceil() as u64 + 2
-    });
+    let due_in = args
+        .deadline_secs
+        .unwrap_or_else(|| (args.messages as f64 / f64::from(limits_per_sec.max(1)) * 1.15).ceil() as u64 + 2);
     let deadline_at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(due_in as i64)).to_string();
     let begun = Instant::now();
     let batches: Vec<std::ops::Range<usize>> =
