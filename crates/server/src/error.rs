@@ -106,6 +106,10 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Problems one answer lists at most (a batch of 1,000 bad messages is one answer, not
+/// 70 KB of them); `detail` says how many there were.
+pub const MAX_LISTED_ERRORS: usize = 100;
+
 impl ApiError {
     pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
         ApiError::Problem(Box::new(Problem {
@@ -134,11 +138,18 @@ impl ApiError {
         let detail = match errors.as_slice() {
             [] => "invalid request".to_owned(),
             [one] => one.to_string(),
+            many if many.len() > MAX_LISTED_ERRORS => {
+                format!("{} problems (the first {MAX_LISTED_ERRORS} listed), first: {}", many.len(), many[0])
+            }
             many => format!("{} problems, first: {}", many.len(), many[0]),
         };
         let mut e = Self::new(problem::VALIDATION, detail);
         if let ApiError::Problem(p) = &mut e {
-            p.errors = errors.into_iter().map(|e| PointerError { pointer: e.pointer, detail: e.detail }).collect();
+            p.errors = errors
+                .into_iter()
+                .take(MAX_LISTED_ERRORS)
+                .map(|e| PointerError { pointer: e.pointer, detail: e.detail })
+                .collect();
         }
         e
     }

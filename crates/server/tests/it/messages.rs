@@ -163,6 +163,18 @@ pub async fn a_batch_is_queued_all_or_none_with_a_pointer_per_message(backend: B
     expect_problem(send(server.get("/v1/messages/b-4")).await, 404).await;
     assert_eq!(endpoint.received().len(), 3);
 
+    // A batch of many bad messages lists the first 100 problems and counts them all.
+    let bad: Vec<Value> =
+        (0..150).map(|i| json!({"id": format!("x-{i}"), "channel": "sms", "to": "1", "body": "x"})).collect();
+    let problem = expect_problem(send(server.post("/v1/messages", &json!({"messages": bad}))).await, 422).await;
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 100, "{}", problem["detail"]);
+    assert_eq!(problem["errors"][99]["pointer"], "/messages/99/to");
+    assert!(
+        problem["detail"].as_str().unwrap().starts_with("150 problems (the first 100 listed)"),
+        "{}",
+        problem["detail"]
+    );
+
     for (body, pointer) in [
         (json!({"messages": []}), "/messages"),
         (json!({"messages": {"id": "x"}}), "/messages"),
