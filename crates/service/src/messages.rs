@@ -201,10 +201,11 @@ impl Service {
     /// before with another request fails them all.
     async fn queue_messages(&self, tenant: &TenantId, messages: Vec<Message>, now: Timestamp) -> Result<Vec<Accepted>> {
         let mut unit = self.store.begin().await?;
+        let existing = unit.insert_messages(tenant, &messages).await?;
         let mut answers = Vec::with_capacity(messages.len());
         let mut new = Vec::new();
-        for message in messages {
-            match unit.insert_message(tenant, &message).await? {
+        for (message, existing) in messages.into_iter().zip(existing) {
+            match existing {
                 Some(existing) if existing.fingerprint == message.fingerprint => {
                     answers.push(Accepted { message: existing, created: false })
                 }

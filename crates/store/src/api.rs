@@ -436,9 +436,10 @@ pub trait MessageReads: Send + Sync {
 /// Message writes.
 #[async_trait]
 pub trait MessageTx: Send {
-    /// Inserts a new message. If its id is taken, inserts nothing and returns the message
-    /// that has it; the unit stays usable.
-    async fn insert_message(&mut self, tenant: &TenantId, message: &Message) -> Result<Option<Message>>;
+    /// Inserts new messages (a few statements for many). For each: `None` if inserted; if
+    /// its id was taken (before, or by an earlier one of `messages`), the message that has
+    /// it, and nothing inserted. The unit stays usable.
+    async fn insert_messages(&mut self, tenant: &TenantId, messages: &[Message]) -> Result<Vec<Option<Message>>>;
     /// A message, locked until the unit ends.
     async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>>;
     /// Writes a locked message's new state.

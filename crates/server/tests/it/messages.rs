@@ -163,6 +163,15 @@ pub async fn a_batch_is_queued_all_or_none_with_a_pointer_per_message(backend: B
     expect_problem(send(server.get("/v1/messages/b-4")).await, 404).await;
     assert_eq!(endpoint.received().len(), 3);
 
+    // The same message twice in one batch is queued once; two messages under one id are a 409.
+    let twice = ok(server.post("/v1/messages", &json!({"messages": [sms("d-1", "1"), sms("d-1", "1")]}))).await;
+    assert_eq!(twice["items"].as_array().unwrap().len(), 2, "{twice}");
+    assert_eq!(final_message(&server, "d-1").await["status"], "sent");
+    let clash = json!({"messages": [sms("e-1", "1"), sms("e-1", "2")]});
+    expect_problem(send(server.post("/v1/messages", &clash)).await, 409).await;
+    expect_problem(send(server.get("/v1/messages/e-1")).await, 404).await;
+    assert_eq!(endpoint.received().len(), 4, "d-1 sent once");
+
     // A batch of many bad messages lists the first 100 problems and counts them all.
     let bad: Vec<Value> =
         (0..150).map(|i| json!({"id": format!("x-{i}"), "channel": "sms", "to": "1", "body": "x"})).collect();

@@ -1,11 +1,12 @@
 //! Messages to users: one row each, its document as JSON; and what each provider sent this
 //! month.
 
-use super::{Conn, LOCK_ROWS, sql};
+use super::{Conn, Db, LOCK_ROWS, sql};
 use crate::rows::{corrupt, ts_text};
 use crate::{Result, StoreError};
 use questline_core::id::TenantId;
 use questline_core::message::Message;
+use sqlx::{QueryBuilder, Row};
 
 fn encode(message: &Message) -> Result<String> {
     serde_json::to_string(message)
@@ -16,28 +17,56 @@ fn decode(id: &str, doc: &str) -> Result<Message> {
     serde_json::from_str(doc).map_err(|e| corrupt(format!("messages {id:?} doc"), e))
 }
 
-/// Inserts a new message; if its id is taken, inserts nothing and returns the message
-/// that holds it.
-pub(super) async fn insert(conn: &mut Conn, tenant: &TenantId, message: &Message) -> Result<Option<Message>> {
-    super::missions::ensure_tenant(conn, tenant, message.created_at).await?;
-    let created = ts_text(message.created_at);
-    // DO NOTHING rather than a unique violation: on PostgreSQL an error would abort the
-    // caller's whole unit of work.
-    let inserted = sqlx::query(&sql(
-        "INSERT INTO messages (tenant_id, id, status, doc, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-         ON CONFLICT DO NOTHING",
-    ))
-    .bind(tenant.as_str())
-    .bind(&message.id)
-    .bind(message.status.as_str())
-    .bind(encode(message)?)
-    .bind(&created)
-    .bind(&created)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        > 0;
-    if inserted { Ok(None) } else { one(conn, tenant, &message.id, false).await }
+/// Rows one insert statement writes at most.
+const INSERT_CHUNK: usize = 200;
+
+/// Inserts new messages, a few statements for many; for each, `None` if it was inserted, or
+/// the message that already held its id (inserted before, or earlier in `messages`).
+pub(super) async fn insert_many(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    messages: &[Message],
+) -> Result<Vec<Option<Message>>> {
+    let Some(first) = messages.first() else { return Ok(Vec::new()) };
+    super::missions::ensure_tenant(conn, tenant, first.created_at).await?;
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let mut q =
+            QueryBuilder::<Db>::new("INSERT INTO messages (tenant_id, id, status, doc, created_at, updated_at) ");
+        let mut rows = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            rows.push((m, encode(m)?, ts_text(m.created_at)));
+        }
+        q.push_values(&rows, |mut row, (m, doc, created)| {
+            row.push_bind(tenant.as_str().to_owned())
+                .push_bind(m.id.clone())
+                .push_bind(m.status.as_str())
+                .push_bind(doc.clone())
+                .push_bind(created.clone())
+                .push_bind(created.clone());
+        });
+        // DO NOTHING rather than a unique violation: on PostgreSQL an error would abort the
+        // caller's whole unit of work. A second row with the same id is skipped the same way.
+        q.push(" ON CONFLICT DO NOTHING RETURNING id");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            inserted.insert(row.try_get::<String, _>("id")?);
+        }
+    }
+    let mut answers = Vec::with_capacity(messages.len());
+    let mut claimed = std::collections::HashSet::new();
+    for m in messages {
+        // The first row with an id is the one inserted; a later one meets it.
+        if inserted.contains(&m.id) && claimed.insert(m.id.as_str()) {
+            answers.push(None);
+        } else {
+            answers.push(Some(
+                one(conn, tenant, &m.id, false)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("message {:?} was neither inserted nor found", m.id)))?,
+            ));
+        }
+    }
+    Ok(answers)
 }
 
 /// A message of the tenant; `lock`: held until the unit ends (PostgreSQL `FOR UPDATE`).

@@ -280,8 +280,8 @@ impl WebhookTx for Unit {
 
 #[async_trait]
 impl MessageTx for Unit {
-    async fn insert_message(&mut self, tenant: &TenantId, message: &Message) -> Result<Option<Message>> {
-        messages::insert(&mut self.tx, tenant, message).await
+    async fn insert_messages(&mut self, tenant: &TenantId, messages: &[Message]) -> Result<Vec<Option<Message>>> {
+        messages::insert_many(&mut self.tx, tenant, messages).await
     }
 
     async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
