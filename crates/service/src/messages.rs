@@ -189,7 +189,6 @@ impl Service {
             cost: None,
             currency: None,
             attempts: Vec::new(),
-            booking: None,
             sent_at: None,
             created_at: now,
             fingerprint: fingerprint(document),

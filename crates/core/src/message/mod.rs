@@ -274,6 +274,8 @@ fn content(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Con
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Queued,
+    /// In the contract (API.md); not written by the dispatcher, whose sends wait for their
+    /// slot in the job, so a message stays `queued` until it is sent.
     Sending,
     Sent,
     Failed,
@@ -315,15 +317,12 @@ pub struct Message {
     pub priority: u8,
     pub user_id: Option<String>,
     pub status: MessageStatus,
-    /// The provider that sent it, or has its slot booked.
+    /// The provider that sent it.
     pub provider: Option<String>,
     /// What sending it added to the provider's bill (zero on paid-for capacity).
     pub cost: Option<rust_decimal::Decimal>,
     pub currency: Option<String>,
     pub attempts: Vec<Attempt>,
-    /// A send slot booked ahead on the message. The dispatcher now holds a slot in the job
-    /// that waits for it and writes none; the field stays so that stored documents read.
-    pub booking: Option<Booking>,
     pub sent_at: Option<Timestamp>,
     pub created_at: Timestamp,
     /// A digest of the request that made it: the same id with another request is a conflict.
@@ -340,13 +339,6 @@ pub struct Attempt {
     /// The provider's HTTP status or SMTP reply code, if it answered.
     pub status: Option<u16>,
     pub detail: Option<String>,
-}
-
-/// A slot a provider's limiter gave this message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Booking {
-    pub provider: String,
-    pub at: Timestamp,
 }
 
 #[cfg(test)]

@@ -522,7 +522,6 @@ impl Dispatcher {
                         m.cost = Some(cost);
                         m.currency = Some(currency);
                         m.sent_at = Some(at);
-                        m.booking = None;
                         m.attempts.push(attempt("sent", None, reference));
                     })
                     .await;
@@ -554,7 +553,6 @@ impl Dispatcher {
                     .service
                     .update_message(tenant, &message.id, |m, _| {
                         m.status = MessageStatus::Failed;
-                        m.booking = None;
                         m.attempts.push(attempt("rejected", status, Some(detail)));
                     })
                     .await;
@@ -580,7 +578,6 @@ impl Dispatcher {
         let saved = self
             .service
             .update_message(tenant, &message.id, |m, _| {
-                m.booking = None;
                 m.attempts.push(attempt);
                 if last {
                     m.status = MessageStatus::Failed;
@@ -611,7 +608,6 @@ impl Dispatcher {
             .service
             .update_message(tenant, id, |m, _| {
                 m.status = status;
-                m.booking = None;
                 m.attempts.push(Attempt {
                     provider: provider.unwrap_or_default().to_owned(),
                     at,

@@ -99,7 +99,8 @@ pub struct MessageInfo {
     deadline: Option<Timestamp>,
     priority: u8,
     user_id: Option<String>,
-    /// `queued`, `sending` (a slot is booked), `sent`, `failed` or `expired`.
+    /// `queued` (also while it waits for its slot), `sent`, `failed` or `expired`; `sending`
+    /// is in the contract but this dispatcher, which holds slots in the job, never writes it.
     status: String,
     provider: Option<String>,
     /// What sending it added to the provider's bill (zero on capacity or a commitment
