@@ -8,7 +8,7 @@
 use crate::Result;
 use crate::database::{Backend, FreshDb};
 use questline_core::message::Channel;
-use questline_provider_sim::{Simulator, Window};
+use questline_provider_sim::{Simulator, Window, utilisation};
 use questline_server::Config;
 use questline_server::dispatch::config::{
     CommitmentConfig, LimitConfig, PriceConfig, ProviderConfig, ProviderKind, TemplateConfig,
@@ -256,12 +256,7 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
     let mut first_last: Option<(Instant, Instant)> = None;
     let mut figures = Vec::new();
     for ((sim, name), rate) in sims.iter().zip(NAMES).zip(&args.rates) {
-        let times: Vec<Instant> = sim
-            .requests()
-            .iter()
-            .filter(|r| r.status == 200)
-            .map(|r| sim.started() + Duration::from_micros(r.at_us))
-            .collect();
+        let times = sim.admissions();
         if let (Some(&first), Some(&last)) = (times.first(), times.last()) {
             first_last = Some(match first_last {
                 None => (first, last),
@@ -299,15 +294,4 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
         share_of_limits: sent_per_sec / f64::from(limits_per_sec),
         providers: figures,
     })
-}
-
-/// As the burst test measures it: from the first admission to the one by which the provider
-/// had 99 % of its messages.
-fn utilisation(admitted: &[Instant], per_second: u32) -> f64 {
-    let main = admitted.len() * 99 / 100;
-    if main < 2 {
-        return 0.0;
-    }
-    let span = admitted[main - 1].duration_since(admitted[0]).as_secs_f64();
-    (main - 1) as f64 / span / f64::from(per_second)
 }

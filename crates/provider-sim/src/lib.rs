@@ -146,9 +146,28 @@ impl Simulator {
         self.shared.lock().log.clone()
     }
 
+    /// When each admitted request arrived, in order, on this process's clock.
+    pub fn admissions(&self) -> Vec<Instant> {
+        let inner = self.shared.lock();
+        inner.log.iter().filter(|r| r.status == 200).map(|r| inner.started + Duration::from_micros(r.at_us)).collect()
+    }
+
     pub fn control(&self, control: Control) {
         self.shared.lock().control = control;
     }
+}
+
+/// Admissions per second while a provider had work, against its limit of `per_second`: from
+/// its first admission to the one by which it had taken 99 % of its messages. The last 1 %
+/// are stragglers (messages routed again after a missed slot, sent when their new slot
+/// comes), and the time between them is time the provider had nothing to do.
+pub fn utilisation(admissions: &[Instant], per_second: u32) -> f64 {
+    let main = admissions.len() * 99 / 100;
+    if main < 2 {
+        return 0.0;
+    }
+    let span = admissions[main - 1].duration_since(admissions[0]).as_secs_f64();
+    (main - 1) as f64 / span / f64::from(per_second)
 }
 
 fn snapshot(inner: &Inner) -> Stats {

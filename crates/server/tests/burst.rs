@@ -17,7 +17,7 @@
 //! message in time, but one run of three saw a 429 (docs/messages.md, "Not done yet").
 
 use futures_util::StreamExt;
-use questline_provider_sim::{Request, Simulator, Window};
+use questline_provider_sim::{Request, Simulator, Window, utilisation};
 use questline_testkit::{Backend, ServerOptions, TestServer, send};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -106,19 +106,6 @@ async fn providers(server: &TestServer) -> BTreeMap<String, (u64, Decimal)> {
         .collect()
 }
 
-/// Admissions per second while a provider had work, against its limit: from its first
-/// admission to the one by which it had taken 99 % of its messages. The last 1 % are
-/// stragglers (messages routed again after a missed slot, sent when their new slot comes),
-/// and the time between them is time the provider had nothing to do.
-fn utilisation(admitted: &[Instant], per_second: u32) -> f64 {
-    let main = admitted.len() * 99 / 100;
-    if main < 2 {
-        return 0.0;
-    }
-    let span = admitted[main - 1].duration_since(admitted[0]).as_secs_f64();
-    (main - 1) as f64 / span / f64::from(per_second)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_messages_use_every_limit_breach_none_and_cost_the_least() {
     burst(Backend::Sqlite).await;
@@ -145,24 +132,25 @@ async fn burst(backend: Backend) {
     post_all(&server, &deadline).await;
     let posted_in = begun.elapsed();
 
-    // Every message is sent or has expired by the deadline; wait a little past it.
-    let mut report = providers(&server).await;
-    while report.values().map(|(sent, _)| sent).sum::<u64>() < MESSAGES as u64
-        && Instant::now() < due + Duration::from_secs(3)
-    {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        report = providers(&server).await;
-    }
+    // Every message reaches a provider by the deadline (looked for at the simulators, until
+    // a little past it), and questline records it sent.
+    let admitted_in_all = || sims.iter().map(|s| s.stats().admitted).sum::<u64>();
+    let until_due = (due + Duration::from_secs(3)).saturating_duration_since(Instant::now());
+    questline_testkit::eventually("every message at a provider", until_due, || async {
+        let admitted = admitted_in_all();
+        if admitted >= MESSAGES as u64 { Ok(()) } else { Err(format!("{admitted} of {MESSAGES}")) }
+    })
+    .await;
+    let report = questline_testkit::eventually("every message recorded sent", Duration::from_secs(5), || async {
+        let report = providers(&server).await;
+        let sent: u64 = report.values().map(|(sent, _)| sent).sum();
+        if sent == MESSAGES as u64 { Ok(report) } else { Err(format!("{sent} recorded: {report:?}")) }
+    })
+    .await;
     let sent: u64 = report.values().map(|(sent, _)| sent).sum();
 
     let logs: Vec<Vec<Request>> = sims.iter().map(Simulator::requests).collect();
-    let admitted: Vec<Vec<Instant>> = sims
-        .iter()
-        .zip(&logs)
-        .map(|(sim, log)| {
-            log.iter().filter(|r| r.status == 200).map(|r| sim.started() + Duration::from_micros(r.at_us)).collect()
-        })
-        .collect();
+    let admitted: Vec<Vec<Instant>> = sims.iter().map(Simulator::admissions).collect();
     let first_send = admitted.iter().filter_map(|a| a.first()).min().copied().expect("something was sent");
 
     // The cheapest schedule from the first send on: the capacity already paid for (fixed,
@@ -202,7 +190,6 @@ async fn burst(backend: Backend) {
     }
     let capacity_allowed = due.duration_since(first_send).as_secs_f64() * 350.0 >= MESSAGES as f64;
     assert!(capacity_allowed, "the test's own premise: the providers could send every message in time: {figures}");
-    assert_eq!(sent, MESSAGES as u64, "every message sent before its deadline: {figures}");
     for (p, a) in PROVIDERS.iter().zip(&admitted) {
         let last = a.last().unwrap();
         assert!(*last <= due, "{} sent after the deadline: {figures}", p.name);

@@ -10,7 +10,8 @@
 //! - [`redis`]: the Redis server, a key namespace per test, and `QUESTLINE_SKIP_REDIS`.
 //! - [`smtp`]: [`smtp::SmtpSink`], a private SMTP server (aiosmtpd) per test that records what
 //!   it receives and refuses what it is told to, and `QUESTLINE_SKIP_SMTP`.
-//! - [`poll`]: [`eventually`], waiting for what a test expects with a deadline.
+//! - [`poll`]: [`eventually`] (and [`eventually_blocking`]), waiting for what a test expects
+//!   with a deadline.
 //!
 //! # PostgreSQL
 //!
@@ -27,7 +28,7 @@ pub mod redis;
 pub mod server;
 pub mod smtp;
 
-pub use poll::eventually;
+pub use poll::{eventually, eventually_blocking};
 pub use server::{ADMIN_KEY, DEADLINE, Database, Role, ServerOptions, TestServer, expect_problem, send};
 
 /// The storage backends a server can run on.

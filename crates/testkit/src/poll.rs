@@ -23,3 +23,16 @@ where
         }
     }
 }
+
+/// [`eventually`] for a test without a runtime (one that drives processes): `look` runs on
+/// this thread, which sleeps between looks.
+pub fn eventually_blocking<T>(what: &str, deadline: Duration, mut look: impl FnMut() -> Result<T, String>) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        match look() {
+            Ok(found) => return found,
+            Err(now) if Instant::now() >= until => panic!("timed out after {deadline:?} waiting for {what}: {now}"),
+            Err(_) => std::thread::sleep(EVERY),
+        }
+    }
+}

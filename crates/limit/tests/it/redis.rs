@@ -88,17 +88,13 @@ impl Run {
     fn finish(&self, children: Vec<Child>) -> Vec<Log> {
         let deadline = Instant::now() + Duration::from_millis(self.run_ms + 10_000);
         let mut logs = Vec::new();
-        for (i, mut child) in children.into_iter().enumerate() {
-            let status = loop {
-                if let Some(status) = child.try_wait().expect("wait for limit-hammer") {
-                    break status;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    panic!("limit-hammer {i} did not finish");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            };
+        for (i, child) in children.into_iter().enumerate() {
+            let mut child = KillOnDrop(child);
+            let status = questline_testkit::eventually_blocking(
+                &format!("limit-hammer {i} to finish"),
+                deadline.saturating_duration_since(Instant::now()),
+                || child.0.try_wait().expect("wait for limit-hammer").ok_or_else(|| "still running".to_owned()),
+            );
             assert!(status.success(), "limit-hammer {i} failed: {status}");
             logs.push(Log::read(&self.out(i)));
         }
@@ -197,13 +193,27 @@ fn check_rule(what: &str, slots: &[u64], limit: usize, window_ms: u64, margin_ms
 /// The shared Redis of the tests, or the test's failure (`unavailable`).
 fn shared_redis() -> String {
     let url = questline_testkit::redis::url();
-    let reachable = ::redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-        .and_then(|mut c| ::redis::cmd("PING").query::<String>(&mut c));
-    if let Err(e) = reachable {
+    if let Err(e) = ping(&url, Duration::from_secs(2)) {
         questline_testkit::redis::unavailable(&e.to_string());
     }
     url
+}
+
+/// PING on a fresh connection.
+fn ping(url: &str, timeout: Duration) -> ::redis::RedisResult<String> {
+    ::redis::Client::open(url)
+        .and_then(|c| c.get_connection_with_timeout(timeout))
+        .and_then(|mut c| ::redis::cmd("PING").query::<String>(&mut c))
+}
+
+/// A child process killed if the test gives up on it (a panic unwinding past it).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A `redis-server` of the test's own: no persistence, so a restart starts empty.
@@ -251,17 +261,10 @@ impl PrivateRedis {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.binary.display()));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let pong = ::redis::Client::open(self.url().as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| ::redis::cmd("PING").query::<String>(&mut c));
-            if pong.is_ok() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the private redis-server on port {} does not answer", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("the private redis-server on port {} to answer", self.port);
+        questline_testkit::eventually_blocking(&what, Duration::from_secs(5), || {
+            ping(&self.url(), Duration::from_millis(200)).map_err(|e| e.to_string())
+        });
     }
 
     /// SIGKILL: no shutdown, no save.
@@ -279,6 +282,9 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// The test's script of faults runs on the wall clock the processes share: Redis is killed
+/// and restarted at set times of the run, not when something is observed, so this is a
+/// schedule, not a wait for a condition.
 fn sleep_until_ms(unix_ms: u64) {
     std::thread::sleep(Duration::from_millis(unix_ms.saturating_sub(wall_ms())));
 }
