@@ -48,9 +48,10 @@ pub enum Cli {
     QueueRole(queue::role::RoleArgs),
 }
 
+/// Where a benchmark's fresh databases are made.
 #[derive(Debug, Clone, clap::Args)]
-pub struct IngestArgs {
-    /// The storage backend, for the engine and the reference alike.
+pub struct DatabaseArgs {
+    /// The storage backend (for the ingest benchmark: the engine and the reference alike).
     #[arg(long, value_enum, default_value = "sqlite")]
     pub database: Backend,
     /// The PostgreSQL server on which fresh databases are created (one per phase).
@@ -59,6 +60,19 @@ pub struct IngestArgs {
     /// Where SQLite files go (a temporary directory inside it); default: the system's.
     #[arg(long)]
     pub sqlite_dir: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// A fresh database of the chosen backend, named after `tag`.
+    pub async fn fresh(&self, tag: &str) -> Result<FreshDb> {
+        FreshDb::create(self.database, &self.postgres_url, self.sqlite_dir.as_deref(), tag).await
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
     /// Distinct users in the traffic.
     #[arg(long, default_value_t = 100_000)]
     pub users: u64,
@@ -132,7 +146,7 @@ impl IngestArgs {
     }
 
     pub fn label(&self) -> String {
-        self.label.clone().unwrap_or_else(|| format!("ingest-{}-{}", self.database.as_str(), self.mode()))
+        self.label.clone().unwrap_or_else(|| format!("ingest-{}-{}", self.db.database.as_str(), self.mode()))
     }
 }
 
@@ -165,7 +179,7 @@ pub async fn ingest(args: &IngestArgs) -> Result<Report> {
 
     eprintln!(
         "ingest on {}: {} users, {} missions, {} clients, batches of {}, {}",
-        args.database.as_str(),
+        args.db.database.as_str(),
         args.users,
         missions.len(),
         plan.clients,
@@ -178,7 +192,7 @@ pub async fn ingest(args: &IngestArgs) -> Result<Report> {
         }
     );
 
-    let engine_db = FreshDb::create(args.database, &args.postgres_url, args.sqlite_dir.as_deref(), "engine").await?;
+    let engine_db = args.db.fresh("engine").await?;
     let run = engine::run(&engine_db, &workload, &missions, &plan).await;
     let counts = match &run {
         Ok(_) => Some(database::counts(&engine_db).await?),
@@ -190,7 +204,7 @@ pub async fn ingest(args: &IngestArgs) -> Result<Report> {
     let expected_new = (0..run.sent).filter(|s| workload.kind(*s) != workload::SlotKind::Duplicate).count() as u64;
 
     let reference = if plan.rate.is_none() && plan.duration.is_none() && !args.no_reference {
-        let db = FreshDb::create(args.database, &args.postgres_url, args.sqlite_dir.as_deref(), "reference").await?;
+        let db = args.db.fresh("reference").await?;
         let state_bytes = counts.avg_state_bytes.round() as usize;
         let r = reference::run(&db, &workload, &missions, &plan, run.sent, state_bytes).await;
         let ref_counts = match &r {

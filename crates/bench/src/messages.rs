@@ -5,8 +5,8 @@
 //! limits (the target: every limit fully used), each provider's share of its limit while it
 //! had work, and the 429s the simulators counted (the target: none).
 
+use crate::DatabaseArgs;
 use crate::Result;
-use crate::database::{Backend, FreshDb};
 use questline_core::message::Channel;
 use questline_provider_sim::{Simulator, Window, utilisation};
 use questline_server::Config;
@@ -21,12 +21,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct MessagesArgs {
-    #[arg(long, value_enum, default_value = "sqlite")]
-    pub database: Backend,
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres", env = "QUESTLINE_BENCH_POSTGRES_URL")]
-    pub postgres_url: String,
-    #[arg(long)]
-    pub sqlite_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
     /// Messages in the burst.
     #[arg(long, default_value_t = 100_000)]
     pub messages: usize,
@@ -176,7 +172,7 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
         let window = Window { requests: *rate, length: Duration::from_secs(1) };
         sims.push(Simulator::start(name, "127.0.0.1:0".parse()?, vec![window]).await?);
     }
-    let db = FreshDb::create(args.database, &args.postgres_url, args.sqlite_dir.as_deref(), "messages").await?;
+    let db = args.db.fresh("messages").await?;
     let key = format!("ql_bench-{:016x}", std::process::id() as u64 ^ 0x5eed_0000_0000);
     let config = Config {
         listen: "127.0.0.1:0".parse()?,
@@ -280,7 +276,7 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
     let sending_secs = first_last.map_or(0.0, |(f, l)| l.duration_since(f).as_secs_f64());
     let sent_per_sec = if sending_secs > 0.0 { (sent.saturating_sub(1)) as f64 / sending_secs } else { 0.0 };
     Ok(MessagesReport {
-        database: args.database.as_str(),
+        database: args.db.database.as_str(),
         messages: args.messages,
         deadline_secs: due_in,
         commit: crate::queue::report::commit(),

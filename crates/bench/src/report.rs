@@ -272,7 +272,7 @@ impl Report {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             machine,
             params: Params {
-                database: args.database.as_str(),
+                database: args.db.database.as_str(),
                 mode: args.mode(),
                 users: args.users,
                 missions: missions.len(),
