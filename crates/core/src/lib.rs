@@ -22,6 +22,7 @@
 
 pub mod batch;
 pub mod budget;
+pub mod contact;
 pub mod decimal;
 pub mod event;
 pub mod id;

@@ -65,6 +65,23 @@ impl ProgressState {
         Self { steps: vec![StepState::default(); mission.steps().len()], ..Self::default() }
     }
 
+    /// How far the current attempt is, 0 to 1: the mean over steps of each step's value
+    /// over its target, capped at 1 (what progress milestones are measured by).
+    pub fn fraction(&self, mission: &CompiledMission) -> Decimal {
+        let steps = mission.steps();
+        if steps.is_empty() {
+            return Decimal::ZERO;
+        }
+        let sum: Decimal = steps
+            .iter()
+            .zip(&self.steps)
+            .map(|(step, state)| {
+                if step.target <= Decimal::ZERO { Decimal::ONE } else { (state.value / step.target).min(Decimal::ONE) }
+            })
+            .sum();
+        sum / Decimal::from(steps.len())
+    }
+
     /// Whether the user may complete the mission no more.
     pub fn is_finished(&self, mission: &CompiledMission) -> bool {
         mission.max_completions().is_some_and(|max| self.completions >= max)

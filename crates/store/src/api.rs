@@ -97,7 +97,7 @@ impl<'a> From<&'a mut sqlx::PgConnection> for Connection<'a> {
 /// A database: reads on their own connections, writes through [`Store::begin`].
 #[async_trait]
 pub trait Store:
-    KeyReads + MissionReads + UserReads + WalletReads + WebhookReads + MessageReads + Send + Sync + 'static
+    KeyReads + MissionReads + UserReads + WalletReads + WebhookReads + MessageReads + ContactReads + Send + Sync + 'static
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
@@ -224,7 +224,18 @@ pub trait ForeignRead: Send {
 /// [`UnitOfWork::connection`] included.
 #[async_trait]
 pub trait UnitOfWork:
-    BatchReads + LedgerTx + ProgressTx + RewardTx + BudgetTx + MissionTx + KeyTx + WalletTx + WebhookTx + MessageTx + Send
+    BatchReads
+    + LedgerTx
+    + ProgressTx
+    + RewardTx
+    + BudgetTx
+    + MissionTx
+    + KeyTx
+    + WalletTx
+    + WebhookTx
+    + MessageTx
+    + ContactTx
+    + Send
 {
     /// The transaction's connection, for rows of other crates that must commit with this
     /// unit. Leave the transaction itself alone (no `COMMIT`, `ROLLBACK` or `SAVEPOINT`).
@@ -423,6 +434,29 @@ pub trait WebhookTx: Send {
     async fn insert_webhook(&mut self, tenant: &TenantId, webhook: &Webhook) -> Result<()>;
     /// Returns whether a webhook was deleted.
     async fn delete_webhook(&mut self, tenant: &TenantId, id: &str) -> Result<bool>;
+}
+
+/// Users' contact points and preferences as committed, on the reader pool.
+#[async_trait]
+pub trait ContactReads: Send + Sync {
+    async fn contact(&self, tenant: &TenantId, user_id: &str) -> Result<Option<questline_core::contact::Contact>>;
+}
+
+/// Contact writes: read under a row lock, changed, saved (a first save inserts).
+#[async_trait]
+pub trait ContactTx: Send {
+    /// A user's contact, locked until the unit ends; `None` if they have none yet.
+    async fn lock_contact(
+        &mut self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Option<questline_core::contact::Contact>>;
+    async fn save_contact(
+        &mut self,
+        tenant: &TenantId,
+        contact: &questline_core::contact::Contact,
+        now: Timestamp,
+    ) -> Result<()>;
 }
 
 /// Messages as committed, on the reader pool.

@@ -40,9 +40,9 @@ pub mod webhooks;
 use std::sync::Arc;
 
 pub use api::{
-    BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyReads, KeyTx, LedgerTx, MessageReads, MessageTx,
-    MissionProgress, MissionReads, MissionTx, Page, ProgressTx, RewardTx, Store, StoredProgress, UnitOfWork,
-    UserProgress, UserReads, WalletReads, WalletTx, WebhookReads, WebhookTx,
+    BatchReads, BudgetRow, BudgetTx, Connection, ContactReads, ContactTx, ForeignRead, KeyReads, KeyTx, LedgerTx,
+    MessageReads, MessageTx, MissionProgress, MissionReads, MissionTx, Page, ProgressTx, RewardTx, Store,
+    StoredProgress, UnitOfWork, UserProgress, UserReads, WalletReads, WalletTx, WebhookReads, WebhookTx,
 };
 pub use error::{Result, StoreError};
 pub use keys::{ApiKey, NewApiKey, Role};

@@ -4,7 +4,9 @@ use super::{BatchPlan, PairKey};
 use crate::event::Event;
 use crate::id::{MissionId, UserId};
 use crate::mission::CompiledMission;
+use crate::mission::notice::Trigger;
 use crate::mission::spec::RewardSpec;
+use crate::mission::window::Bounds;
 use crate::net::net_events;
 use crate::progress::{Completion, ProgressState, fold, replay};
 use crate::reward::{self, Reward, RewardStatus};
@@ -128,6 +130,14 @@ pub enum Effect {
     /// `occurred_at`): what completion webhooks and notifications are sent for. Emitted once
     /// per completion, whether or not the budget grants it a reward.
     MissionCompleted { mission_id: MissionId, user_id: UserId, ordinal: u32, at: Timestamp },
+    /// The user's `attempt`-th attempt (in `window`, if the mission has one) reached
+    /// `percent` of its target, without completing in this batch. Emitted only for the
+    /// percents the mission notifies of, and once per crossing: a reversal that takes it
+    /// back under and an event that crosses again emit it again, under the same key.
+    MilestoneReached { mission_id: MissionId, user_id: UserId, attempt: u32, window: Option<Bounds>, percent: u8 },
+    /// A window opened for the user (their first counted event in it), in a mission that
+    /// notifies when a window is about to lapse unfinished.
+    WindowOpened { mission_id: MissionId, user_id: UserId, window: Bounds },
 }
 
 /// Every effect of a batch. Each list is sorted by `(mission, user, completion)`.
@@ -216,6 +226,7 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
         let live = inputs.live_rewards.get(key).unwrap_or(&no_rewards);
         let reached = before.map_or(0, |s| s.completions);
         out.reconcile(mission, key, &state, &completions, reached, live, inputs.now, true);
+        out.announce(mission, key, before, &state);
         out.save(mission, key, before, state, inputs.now);
     }
 
@@ -240,9 +251,13 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
     Ok(out)
 }
 
-fn effect_key(e: &Effect) -> (&MissionId, &UserId, u32) {
+fn effect_key(e: &Effect) -> (&MissionId, &UserId, u8, u32, Option<Timestamp>) {
     match e {
-        Effect::MissionCompleted { mission_id, user_id, ordinal, .. } => (mission_id, user_id, *ordinal),
+        Effect::MissionCompleted { mission_id, user_id, ordinal, .. } => (mission_id, user_id, 0, *ordinal, None),
+        Effect::MilestoneReached { mission_id, user_id, attempt, percent, window } => {
+            (mission_id, user_id, 1, (*attempt << 8) | u32::from(*percent), window.map(|w| w.starts_at))
+        }
+        Effect::WindowOpened { mission_id, user_id, window } => (mission_id, user_id, 2, 0, Some(window.starts_at)),
     }
 }
 
@@ -302,6 +317,52 @@ impl BatchDecision {
                     at: now,
                 });
             }
+        }
+    }
+
+    /// The effects mission notifications need: the progress milestones this batch crossed
+    /// (within one attempt and window, so a completion announces itself instead) and a
+    /// window it opened.
+    fn announce(
+        &mut self,
+        mission: &CompiledMission,
+        (mission_id, user_id): &PairKey,
+        before: Option<&ProgressState>,
+        state: &ProgressState,
+    ) {
+        if mission.notices().is_empty() {
+            return;
+        }
+        let same_attempt = before.is_none_or(|b| b.completions == state.completions);
+        if same_attempt && !state.is_finished(mission) {
+            // Progress in another window than the stored one started again from zero.
+            let from = before.filter(|b| b.window == state.window).map_or(Decimal::ZERO, |b| b.fraction(mission));
+            let to = state.fraction(mission);
+            for notice in mission.notices() {
+                let Trigger::Progress(percent) = notice.trigger else { continue };
+                let mark = Decimal::from(percent) / Decimal::ONE_HUNDRED;
+                if from < mark && mark <= to {
+                    self.effects.push(Effect::MilestoneReached {
+                        mission_id: mission_id.clone(),
+                        user_id: user_id.clone(),
+                        attempt: state.completions + 1,
+                        window: state.window,
+                        percent,
+                    });
+                }
+            }
+        }
+        if let Some(window) = state.window
+            && before.is_none_or(|b| b.window != state.window)
+            && !state.is_finished(mission)
+            && !state.period_done
+            && mission.notifies(|t| matches!(t, Trigger::WindowLapsing(_)))
+        {
+            self.effects.push(Effect::WindowOpened {
+                mission_id: mission_id.clone(),
+                user_id: user_id.clone(),
+                window,
+            });
         }
     }
 

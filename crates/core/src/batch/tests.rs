@@ -137,8 +137,15 @@ fn a_late_event_refolds_the_ledger() {
 fn each_new_completion_is_one_effect_and_one_grant() {
     let mut w = World::new([(each_payment("m"), None)]);
     let out = w.ingest(&[payment("b", "u", 2, d(1), "x"), payment("a", "u", 1, d(1), "x")]);
-    let effects: Vec<_> =
-        out.decision.effects.iter().map(|Effect::MissionCompleted { ordinal, at, .. }| (*ordinal, *at)).collect();
+    let effects: Vec<_> = out
+        .decision
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::MissionCompleted { ordinal, at, .. } => Some((*ordinal, *at)),
+            _ => None,
+        })
+        .collect();
     assert_eq!(effects, [(1, super::testing::at(1)), (2, super::testing::at(2))]);
     assert_eq!(out.decision.completions.len(), 2);
     assert_eq!(out.decision.grants.iter().map(|g| g.completion).collect::<Vec<_>>(), [1, 2]);
@@ -241,4 +248,64 @@ fn reversals_that_can_never_apply_are_screened_out_when_their_original_is_known(
         ]
     );
     assert!(screened.iter().flatten().all(|e| e.pointer == "/reverses"));
+}
+
+fn milestones(effects: &[Effect]) -> Vec<(u32, u8)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::MilestoneReached { attempt, percent, .. } => Some((*attempt, *percent)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sum of payments to 100, repeatable, notifying at 50 % and 80 %, and a day before its
+/// rolling week lapses.
+fn noisy(id: &str) -> Arc<crate::mission::CompiledMission> {
+    mission(
+        id,
+        json!({"name": "noisy", "window": {"kind": "rolling", "duration": "P7D"}, "repeat": {"max_completions": null},
+               "steps": [{"event_type": "payment", "aggregate": {"fn": "sum", "field": "amount"}, "target": 100}],
+               "reward": {"kind": "badge"},
+               "notifications": [
+                   {"on": "progress", "at_percent": 50, "channel": "sms", "template": "halfway"},
+                   {"on": "progress", "at_percent": 80, "channel": "sms", "template": "nearly"},
+                   {"on": "window_lapsing", "before": "P1D", "channel": "email", "template": "hurry"}]}),
+    )
+}
+
+#[test]
+fn a_milestone_is_announced_once_when_crossed_and_again_after_a_reversal_took_it_back() {
+    let mut w = World::new([(noisy("m"), None)]);
+    let first = w.ingest(&[payment("p1", "alice", 1, d(40), "x")]);
+    assert_eq!(milestones(&first.decision.effects), []);
+    let opened: Vec<&Effect> =
+        first.decision.effects.iter().filter(|e| matches!(e, Effect::WindowOpened { .. })).collect();
+    assert_eq!(opened.len(), 1, "the first counted event opens the window");
+    // 40 → 85 crosses both marks in one batch; the window is the same, so it is not reopened.
+    let second = w.ingest(&[payment("p2", "alice", 2, d(45), "x")]);
+    assert_eq!(milestones(&second.decision.effects), [(1, 50), (1, 80)]);
+    assert!(!second.decision.effects.iter().any(|e| matches!(e, Effect::WindowOpened { .. })));
+    // Staying above announces nothing; a refund under 50 and a payment back over announce again.
+    assert_eq!(milestones(&w.ingest(&[payment("p3", "alice", 3, d(5), "x")]).decision.effects), []);
+    assert_eq!(milestones(&w.ingest(&[refund("r2", "alice", "p2", None)]).decision.effects), []);
+    assert_eq!(milestones(&w.ingest(&[payment("p4", "alice", 4, d(10), "x")]).decision.effects), [(1, 50)]);
+}
+
+#[test]
+fn a_completion_announces_itself_not_the_milestones_it_jumped_over() {
+    let mut w = World::new([(noisy("m"), None)]);
+    let out = w.ingest(&[payment("p1", "alice", 1, d(30), "x"), payment("p2", "alice", 2, d(90), "x")]);
+    assert_eq!(out.decision.completions.len(), 1);
+    assert_eq!(milestones(&out.decision.effects), []);
+    // The next attempt counts from zero and is announced as attempt 2.
+    assert_eq!(milestones(&w.ingest(&[payment("p3", "alice", 3, d(60), "x")]).decision.effects), [(2, 50)]);
+}
+
+#[test]
+fn a_mission_without_notifications_has_no_milestone_effects() {
+    let mut w = World::new([(sum100("m"), None)]);
+    let out = w.ingest(&[payment("p1", "alice", 1, d(60), "x")]);
+    assert!(out.decision.effects.is_empty());
 }

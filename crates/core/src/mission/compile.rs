@@ -2,6 +2,7 @@
 //! compiled mission is always valid, and evaluating an event against it parses nothing.
 
 use super::filter::Filter;
+use super::notice::{self, Notice, Trigger};
 use super::spec::{AggregateFn, MissionSpec, RewardKind, RewardSpec, WindowKind, WindowSpec};
 use super::window::Window;
 use crate::pointer::{FieldError, ValidationErrors};
@@ -29,6 +30,8 @@ pub struct CompiledMission {
     sequential: bool,
     max_completions: Option<u32>,
     reward: RewardSpec,
+    name: String,
+    notices: Vec<Notice>,
     /// The event types any step listens to, sorted and unique.
     event_types: Vec<String>,
     /// When set, a recorded event counts only if it was received in one of these periods
@@ -85,6 +88,8 @@ impl CompiledMission {
         let steps: Vec<_> =
             spec.steps.iter().enumerate().filter_map(|(i, s)| compile_step(i, s, &mut errors)).collect();
         check_reward(spec, &mut errors);
+        let windowed = window.as_ref().is_some_and(|w| !matches!(w, Window::Lifetime));
+        let notices = notice::compile(&spec.notifications, windowed, &mut errors);
 
         if !errors.is_empty() {
             return Err(ValidationErrors(errors));
@@ -101,6 +106,8 @@ impl CompiledMission {
             sequential: spec.sequential,
             max_completions: spec.repeat.max_completions,
             reward: spec.reward.clone(),
+            name: spec.name.clone(),
+            notices,
             event_types,
             active_periods: None,
         }))
@@ -119,6 +126,20 @@ impl CompiledMission {
     }
 
     /// At least one step, at most [`MAX_STEPS`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The notifications it declares, in their order.
+    pub fn notices(&self) -> &[Notice] {
+        &self.notices
+    }
+
+    /// Whether it declares a notification for a trigger of this kind.
+    pub fn notifies(&self, on: impl Fn(&Trigger) -> bool) -> bool {
+        self.notices.iter().any(|n| on(&n.trigger))
+    }
+
     pub fn steps(&self) -> &[CompiledStep] {
         &self.steps
     }

@@ -1,9 +1,10 @@
 //! Missions: their definition as users write it ([`spec`]), its validation and compilation
 //! into a form that evaluates events without re-parsing anything ([`compile`]), and filter
-//! evaluation ([`filter`]).
+//! evaluation ([`filter`]), and the notifications it declares ([`notice`]).
 
 pub mod compile;
 pub mod filter;
+pub mod notice;
 pub mod spec;
 pub mod window;
 

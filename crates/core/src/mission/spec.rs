@@ -123,6 +123,9 @@ pub struct MissionSpec {
     pub reward: RewardSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetSpec>,
+    /// Messages to the user on milestones, completion, rewards, a window about to lapse.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<super::notice::NotificationSpec>,
 }
 
 /// Plain struct, not a tagged enum: serde buffers tagged enums through a representation that

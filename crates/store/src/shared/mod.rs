@@ -14,8 +14,9 @@
 //!
 //! Codemap: `store` (the pool-level traits), `unit` (the [`crate::UnitOfWork`]), `events`
 //! (the ledger over the backend's primitives), `missions` (missions, the missions revision,
-//! budgets), `keys`, `webhooks`, `messages` (and each provider's monthly count), `rewards`, `reads` (user-facing reads).
+//! budgets), `keys`, `webhooks`, `messages` (and each provider's monthly count), `contacts` (users' contact points and preferences), `rewards`, `reads` (user-facing reads).
 
+mod contacts;
 mod events;
 mod keys;
 mod messages;

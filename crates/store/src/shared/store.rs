@@ -1,12 +1,12 @@
 //! The pool-level traits: reads on the reader pool, units of work on the writer pool.
 
 use super::unit::{ReadUnit, Unit};
-use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, keys, messages, missions, reads, wallet, webhooks};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, contacts, keys, messages, missions, reads, wallet, webhooks};
 use crate::keys::{ApiKey, Role};
 use crate::webhooks::Webhook;
 use crate::{
-    BatchReads, ForeignRead, KeyReads, MessageReads, MissionReads, Page, Result, Store, StoredProgress, UnitOfWork,
-    UserReads, WalletReads, WebhookReads,
+    BatchReads, ContactReads, ForeignRead, KeyReads, MessageReads, MissionReads, Page, Result, Store, StoredProgress,
+    UnitOfWork, UserReads, WalletReads, WebhookReads,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -153,6 +153,13 @@ impl WebhookReads for Backend {
 
     async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<Webhook>> {
         webhooks::one(&mut *self.reader.acquire().await?, tenant, id).await
+    }
+}
+
+#[async_trait]
+impl ContactReads for Backend {
+    async fn contact(&self, tenant: &TenantId, user_id: &str) -> Result<Option<questline_core::contact::Contact>> {
+        contacts::one(&mut *self.reader.acquire().await?, tenant, user_id, false).await
     }
 }
 

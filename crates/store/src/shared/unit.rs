@@ -4,13 +4,13 @@
 //! The transaction is begun by the backend's `BEGIN_WRITE` (see there for why each backend
 //! starts it as it does). Dropping the unit drops the transaction, which rolls it back.
 
-use super::{Db, batch, events, keys, messages, missions, rewards, wallet, webhooks};
+use super::{Db, batch, contacts, events, keys, messages, missions, rewards, wallet, webhooks};
 use crate::keys::{ApiKey, NewApiKey};
 use crate::sql::EventLookup;
 use crate::webhooks::Webhook;
 use crate::{
-    BatchReads, BudgetRow, BudgetTx, Connection, ForeignRead, KeyTx, LedgerTx, MessageTx, MissionTx, ProgressTx,
-    Result, RewardTx, UnitOfWork, UserProgress, WalletTx, WebhookTx,
+    BatchReads, BudgetRow, BudgetTx, Connection, ContactTx, ForeignRead, KeyTx, LedgerTx, MessageTx, MissionTx,
+    ProgressTx, Result, RewardTx, UnitOfWork, UserProgress, WalletTx, WebhookTx,
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -275,6 +275,26 @@ impl WebhookTx for Unit {
 
     async fn delete_webhook(&mut self, tenant: &TenantId, id: &str) -> Result<bool> {
         webhooks::delete(&mut self.tx, tenant, id).await
+    }
+}
+
+#[async_trait]
+impl ContactTx for Unit {
+    async fn lock_contact(
+        &mut self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Option<questline_core::contact::Contact>> {
+        contacts::one(&mut self.tx, tenant, user_id, true).await
+    }
+
+    async fn save_contact(
+        &mut self,
+        tenant: &TenantId,
+        contact: &questline_core::contact::Contact,
+        now: Timestamp,
+    ) -> Result<()> {
+        contacts::save(&mut self.tx, tenant, contact, now).await
     }
 }
 

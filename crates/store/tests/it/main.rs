@@ -22,6 +22,7 @@ mod backend;
 
 // The conformance suite.
 mod budget;
+mod contacts;
 mod keys;
 mod ledger;
 mod missions;
@@ -71,6 +72,7 @@ macro_rules! conformance {
 }
 
 conformance! {
+    contacts: [contacts_round_trip_per_tenant],
     budget: [
         concurrent_units_never_overspend,
         set_budget_counts_and_ending_bumps_the_revision,
