@@ -5,7 +5,7 @@
 //! clock. Its methods are the business functions, grouped by concern: [`missions`]
 //! (lifecycle, simulation), [`keys`] (API keys: bootstrap, authentication, administration),
 //! [`progress`] (what users achieved), [`wallet`] (settling rewards into balances and
-//! entitlements), [`messages`] (accepting, rendering and recording messages to users), [`webhooks`] (endpoints, sealed secrets, what a fulfilment's answer
+//! entitlements), [`messages`] (accepting, rendering and recording messages to users), [`contacts`] (how a user is reached, what they agreed to hear), [`notices`] (missions' notifications, from due to queued), [`webhooks`] (endpoints, sealed secrets, what a fulfilment's answer
 //! decides), [`ingest`] (micro-batching lanes in front of [`ingest::apply_batch`], the
 //! one-transaction apply). Each returns a [`ServiceError`], whose
 //! variants name one cause each; the HTTP layer maps them to problem types exhaustively.
@@ -16,12 +16,14 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod contacts;
 pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod keys;
 pub mod messages;
 pub mod missions;
+pub mod notices;
 pub mod notify;
 pub mod parse;
 pub mod progress;

@@ -56,6 +56,23 @@ impl MessageSettings {
         Ok(Self { templates: env, names, channels: channels.into_iter().collect() })
     }
 
+    /// That each notification a mission declares names a configured template and a channel
+    /// some provider serves.
+    pub fn check_notifications(&self, spec: &questline_core::mission::MissionSpec) -> Result<(), ValidationErrors> {
+        let mut problems = Vec::new();
+        for (i, n) in spec.notifications.iter().enumerate() {
+            if !self.names.contains(&n.template) {
+                let detail = format!("no template {:?} is configured", n.template);
+                problems.push(FieldError::new(format!("/notifications/{i}/template"), detail));
+            }
+            if !self.channels.contains(&n.channel) {
+                let detail = format!("no provider is configured for {}", n.channel.as_str());
+                problems.push(FieldError::new(format!("/notifications/{i}/channel"), detail));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ValidationErrors(problems)) }
+    }
+
     /// The body and subject of a message from its template.
     fn render(
         &self,

@@ -80,6 +80,7 @@ impl Service {
         }
         let spec = parse_spec(obj)?;
         CompiledMission::compile(&id, &spec)?;
+        self.messages.check_notifications(&spec)?;
         let mut mission = Mission {
             id,
             status: MissionStatus::Draft,
@@ -160,6 +161,7 @@ impl Service {
         }
         let spec = parse_spec(obj)?;
         CompiledMission::compile(id.as_str(), &spec)?;
+        self.messages.check_notifications(&spec)?;
         // A budget lowered to what is already granted is spent: the mission ends, as it would
         // have on its last grant.
         let spent = budget::is_spent(current.rewards_granted, spec.budget.as_ref().map(|b| b.max_rewards));

@@ -40,6 +40,15 @@ pub trait UnitJobs: Send + Sync {
         now: Timestamp,
     ) -> questline_store::Result<()>;
 
+    /// One `notice.send` job per mission notification due, to run at its `run_at`.
+    async fn enqueue_notices(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        notices: Vec<crate::notices::NoticeDue>,
+        now: Timestamp,
+    ) -> questline_store::Result<()>;
+
     /// One delivery job per entry.
     async fn enqueue_deliveries(
         &self,

@@ -76,6 +76,13 @@ impl Service {
                     })
                     .collect();
                 subscribers.send(jobs, &mut *unit, tenant, notifications, now).await?;
+                if let Some(jobs) = jobs {
+                    let granted: Vec<&Reward> = decided.iter().filter(|r| r.status == RewardStatus::Granted).collect();
+                    let due = crate::notices::of_rewards(&mut *unit, tenant, &granted, now).await?;
+                    if !due.is_empty() {
+                        jobs.enqueue_notices(&mut *unit, tenant, due, now).await?;
+                    }
+                }
             }
             unit.commit().await?;
             Ok(settled)

@@ -309,6 +309,14 @@ impl Service {
             let notification = Notification::of_reward(topic, &reward, now);
             subscribers.send(jobs, &mut *unit, tenant, vec![notification], now).await?;
         }
+        if let Some(jobs) = jobs
+            && reward.status == RewardStatus::Granted
+        {
+            let due = crate::notices::of_rewards(&mut *unit, tenant, &[&reward], now).await?;
+            if !due.is_empty() {
+                jobs.enqueue_notices(&mut *unit, tenant, due, now).await?;
+            }
+        }
         unit.commit().await?;
         Ok(settled)
     }

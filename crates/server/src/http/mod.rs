@@ -7,6 +7,7 @@
 //! router (a request it cannot parse, a path over 64 KiB, headers too large), is made
 //! problem+json by [`wire`].
 
+pub mod contacts;
 pub mod events;
 pub mod extract;
 pub mod jobs;

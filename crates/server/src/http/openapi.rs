@@ -5,7 +5,7 @@
 //! - `api_key`: `Authorization: Bearer <api key>` (panel, ingest, reads);
 //! - `user_jwt`: `Authorization: Bearer <JWT>` (HS256) for `/v1/me/...`.
 
-use crate::http::{events, jobs, keys, messages, missions, ops, progress, wallet, webhooks};
+use crate::http::{contacts, events, jobs, keys, messages, missions, ops, progress, wallet, webhooks};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,6 +33,7 @@ pub const EVENTS_BODY_LIMIT: usize = 16 * 1024 * 1024;
         (name = "jobs", description = "The job queue: settlement and other background work"),
         (name = "webhooks", description = "Webhook endpoints: reward.fulfil decides cash and vouchers"),
         (name = "messages", description = "Messages to users through rate-limited providers, by the cheapest route that meets the deadline"),
+        (name = "contacts", description = "How each user is reached (phone, e-mail, push token, time zone) and what they agreed to hear (opt-outs, quiet hours)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -77,6 +78,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(webhooks::routes())
         .merge(messages::routes())
+        .merge(contacts::routes())
 }
 
 /// The document as served: every operation's error answers completed from the rules that

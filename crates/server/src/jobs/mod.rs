@@ -34,6 +34,7 @@
 //! backoff until answered 2xx or out of attempts (then dead, listed in `/v1/jobs`).
 
 mod deliver;
+mod notice;
 mod settle;
 
 use crate::delivery::Deliverer;
@@ -48,6 +49,7 @@ use questline_queue::{
     Worker, WorkerConfig,
 };
 use questline_service::Service;
+use questline_service::notices::NoticeDue;
 use questline_service::notify::{Delivery, UnitJobs};
 use questline_store::{StoreError, UnitOfWork};
 use std::sync::Arc;
@@ -61,6 +63,11 @@ pub const FULFIL: &str = "reward.fulfil";
 /// The job kind that delivers one notification to one webhook; payload: [`Delivery`]'s
 /// webhook id, type, `webhook-id` and body.
 pub const DELIVER: &str = "webhook.deliver";
+/// A mission's notification due for a user (`jobs/notice.rs`); payload: a `NoticeDue`.
+pub const NOTICE: &str = "notice.send";
+/// Attempts of a notice: it only reads and queues a message; the message's own job retries
+/// the provider.
+pub const NOTICE_ATTEMPTS: u32 = 8;
 /// The job kind of a settlement sweep.
 pub const SETTLE_DUE: &str = "reward.settle_due";
 /// How often the sweep looks for due rewards without a job.
@@ -138,6 +145,28 @@ impl UnitJobs for UnitQueue {
                     .priority(i16::from(m.priority))
                     .max_attempts(SEND_ATTEMPTS)
                     .unique_key(format!("{}:{}", crate::dispatch::SEND, m.id))
+            })
+            .collect();
+        self.enqueue_in(unit, jobs, now).await
+    }
+
+    async fn enqueue_notices(
+        &self,
+        unit: &mut dyn UnitOfWork,
+        tenant: &TenantId,
+        notices: Vec<NoticeDue>,
+        now: Timestamp,
+    ) -> questline_store::Result<()> {
+        let jobs = notices
+            .into_iter()
+            .map(|due| {
+                let unique = format!("{NOTICE}:{}", due.id);
+                let run_at = due.run_at;
+                NewJob::new(NOTICE, serde_json::to_value(due).expect("a notice serializes"))
+                    .tenant(tenant.as_str())
+                    .run_at(run_at)
+                    .max_attempts(NOTICE_ATTEMPTS)
+                    .unique_key(unique)
             })
             .collect();
         self.enqueue_in(unit, jobs, now).await
@@ -268,6 +297,7 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
     let settler = service.clone();
     let fulfiller = service.clone();
     let notifier = service.clone();
+    let noticer = service.clone();
     let expirer = service.clone();
     let pruned = queue.clone();
     let prune_cadence = Cadence::cron(PRUNE_CRON, jiff::tz::TimeZone::UTC).expect("a valid cron expression");
@@ -278,6 +308,7 @@ pub fn worker(service: Arc<Service>, queue: Arc<SqlQueue>, config: WorkerConfig)
         .handle_batch(SETTLE, SETTLE_BATCH, move |jobs| settle::settle_many(settler.clone(), enqueuer.clone(), jobs))
         .handle(FULFIL, move |job| deliver::fulfil(fulfiller.clone(), deliverer.clone(), job))
         .handle(DELIVER, move |job| deliver::notify(notifier.clone(), to_notifier.clone(), job))
+        .handle(NOTICE, move |job| notice::send(noticer.clone(), job))
         .handle(SETTLE_DUE, move |_job| {
             let service = service.clone();
             async move {

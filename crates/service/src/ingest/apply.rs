@@ -367,6 +367,19 @@ async fn save(
     if !decision.completions.is_empty() || !revoked.is_empty() {
         notify(tx, scope, &decision.completions, &rows, &revoked).await?;
     }
+    if let Some(jobs) = jobs {
+        let due = crate::notices::of_batch(
+            tenant,
+            scope.active.active(),
+            &decision.completions,
+            &decision.effects,
+            &rows,
+            now,
+        );
+        if !due.is_empty() {
+            jobs.enqueue_notices(tx, tenant, due, now).await?;
+        }
+    }
     if decision.grants.is_empty() {
         return Ok(());
     }
