@@ -90,7 +90,7 @@ impl MessageSettings {
         }
         let render = |part: &str| -> Result<Option<String>, FieldError> {
             let Ok(template) = self.templates.get_template(&format!("{name}.{part}")) else { return Ok(None) };
-            template.render(&context).map(Some).map_err(|e| {
+            template.render(template_value(&Value::Object(context.clone()))).map(Some).map_err(|e| {
                 // Name what the data lacks, when that is why (globals such as `range` are
                 // undeclared too, so only a failed render is explained this way).
                 let mut missing: Vec<String> =
@@ -286,6 +286,35 @@ impl Service {
     }
 }
 
+/// Data as a template sees it. Numbers keep the text the client sent: serde_json's
+/// `arbitrary_precision` (which keeps amounts exact) would otherwise hand minijinja a
+/// number as an internal map. Integers stay integers (for arithmetic and comparisons), a
+/// decimal that a float shows exactly becomes one, any other is its exact text.
+fn template_value(value: &Value) -> minijinja::Value {
+    use minijinja::Value as V;
+    match value {
+        Value::Null => V::from(()),
+        Value::Bool(b) => V::from(*b),
+        Value::Number(n) => {
+            let text = n.to_string();
+            if let Ok(i) = text.parse::<i64>() {
+                V::from(i)
+            } else if let Ok(f) = text.parse::<f64>()
+                && f.to_string() == text
+            {
+                V::from(f)
+            } else {
+                V::from(text)
+            }
+        }
+        Value::String(s) => V::from(s.as_str()),
+        Value::Array(items) => V::from(items.iter().map(template_value).collect::<Vec<_>>()),
+        Value::Object(map) => {
+            V::from(map.iter().map(|(k, v)| (k.clone(), template_value(v))).collect::<BTreeMap<String, V>>())
+        }
+    }
+}
+
 /// `YYYY-MM` of an instant, in UTC: the month commitments and capacities count in.
 pub fn month_of(at: Timestamp) -> String {
     at.strftime("%Y-%m").to_string()
@@ -344,6 +373,21 @@ mod tests {
         assert_eq!(error.pointer, "/data");
         assert!(error.detail.contains("code"), "{}", error.detail);
         assert_eq!(settings.render("welcome", &request, data).unwrap_err().pointer, "/template");
+    }
+
+    #[test]
+    fn numbers_render_as_the_client_wrote_them() {
+        let settings = MessageSettings::new(
+            &[TemplateSpec { name: "n".into(), body: "{{ a }} {{ b }} {{ c + 1 }}".into(), subject: None }],
+            [Channel::Sms],
+        )
+        .unwrap();
+        let document: Value =
+            serde_json::from_str(r#"{"id": "m", "channel": "sms", "to": "+919876543210", "template": "n", "data": {"a": 0.1, "b": 12345678901234567890.123456789, "c": 41}}"#).unwrap();
+        let request = MessageRequest::parse(&document, Timestamp::UNIX_EPOCH).unwrap();
+        let Content::Template { data, .. } = &request.content else { panic!("a template") };
+        let (body, _) = settings.render("n", &request, data).unwrap();
+        assert_eq!(body, "0.1 12345678901234567890.123456789 42");
     }
 
     #[test]

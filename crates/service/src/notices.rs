@@ -45,6 +45,10 @@ pub struct NoticeDue {
     /// A window's notice: the window it warns of (checked still open when it is sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Bounds>,
+    /// A window's notice: the user's completions when it opened (a completion since means
+    /// there is nothing to warn of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completions: Option<u32>,
     /// The template's data as the unit committed it (`progress`, `reward`, `percent`).
     pub data: Value,
     /// When the job runs (a window's notice: `before` its end).
@@ -75,6 +79,7 @@ impl NoticeDue {
             user_id: user.to_owned(),
             notice: notice.index,
             window: None,
+            completions: None,
             data: json!({}),
             run_at: Timestamp::UNIX_EPOCH,
         }
@@ -132,6 +137,8 @@ pub(crate) fn of_batch(
                     let about = format!("window:{}", window.starts_at);
                     let mut d = NoticeDue::new(tenant, mission, user_id.as_str(), notice, &about);
                     d.window = Some(*window);
+                    let stored = rows.get(user_id).and_then(|r| r.missions.get(mission_id));
+                    d.completions = Some(stored.map_or(0, |m| m.state.completions));
                     d.run_at = warn_at.unwrap_or(now).max(now);
                     due.push(d);
                 }
@@ -206,7 +213,11 @@ impl Service {
             // Nothing to warn of once the window was completed, closed, or the mission ended.
             let user = UserId::new(due.user_id.as_str());
             let row = self.store.user_progress(tenant, &user, Some(&mission_id)).await?.into_iter().next();
-            let open = row.as_ref().is_some_and(|r| r.state.window == Some(window) && !r.state.period_done);
+            let open = row.as_ref().is_some_and(|r| {
+                r.state.window == Some(window)
+                    && !r.state.period_done
+                    && due.completions.is_none_or(|c| r.state.completions == c)
+            });
             if !open || mission.status != MissionStatus::Active || window.ends_at <= now {
                 return Ok(NoticeOutcome::Skipped("window_closed"));
             }

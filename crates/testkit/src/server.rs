@@ -347,6 +347,10 @@ impl TestServer {
         self.admin(Method::POST, path).json(body)
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> RequestBuilder {
+        self.admin(Method::PUT, path).json(body)
+    }
+
     pub fn delete(&self, path: &str) -> RequestBuilder {
         self.admin(Method::DELETE, path)
     }

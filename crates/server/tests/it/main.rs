@@ -36,6 +36,7 @@ mod jobs;
 mod keys;
 mod messages;
 mod messages_smtp;
+mod mission_notices;
 mod missions;
 mod multiprocess;
 mod notifications;
@@ -139,6 +140,12 @@ e2e! {
         a_550_fails_the_message_at_once_with_the_reason,
         a_451_is_retried_and_sent_once_the_server_accepts,
         without_the_allowance_a_provider_on_loopback_fails_the_start,
+    ],
+    mission_notices: [
+        milestones_completions_and_rewards_reach_the_user_once_as_they_chose,
+        quiet_hours_hold_a_notice_until_they_end,
+        a_window_about_to_lapse_warns_the_user_who_has_not_finished,
+        contacts_and_notifications_are_validated_and_users_keep_their_own,
     ],
     missions: [
         lifecycle_create_get_list_patch_end_delete,
