@@ -7,7 +7,7 @@
 //! and is never dropped. Messages an app sends itself (`POST /v1/messages`, e.g. a one-time
 //! password) are the app's to decide and are not held.
 
-use crate::message::{Channel, MAX_PUSH_TOKEN_CHARS, is_e164, is_email};
+use crate::message::Channel;
 use crate::pointer::{FieldError, ValidationErrors};
 use jiff::Timestamp;
 use jiff::civil::Time;
@@ -40,14 +40,15 @@ impl ContactPoints {
     /// Every problem, each with its pointer.
     pub fn check(&self) -> Result<(), ValidationErrors> {
         let mut errors = Vec::new();
-        let checks = [("/phone", &self.phone, Channel::Sms), ("/email", &self.email, Channel::Email)];
-        for (pointer, value, channel) in checks {
+        let points = [
+            ("/phone", &self.phone, Channel::Sms),
+            ("/email", &self.email, Channel::Email),
+            ("/push_token", &self.push_token, Channel::Push),
+        ];
+        for (pointer, value, channel) in points {
             if let Some(problem) = value.as_deref().and_then(|v| channel.address_problem(v)) {
                 errors.push(FieldError::new(pointer, problem));
             }
-        }
-        if let Some(problem) = self.push_token.as_deref().and_then(|t| Channel::Push.address_problem(t)) {
-            errors.push(FieldError::new("/push_token", problem));
         }
         if let Some(name) = &self.time_zone
             && TimeZone::get(name).is_err()
@@ -57,12 +58,12 @@ impl ContactPoints {
         if errors.is_empty() { Ok(()) } else { Err(ValidationErrors(errors)) }
     }
 
-    /// The address a channel reaches, if the user gave one.
+    /// The address a channel reaches, if the user gave one (checked when it was given).
     pub fn address(&self, channel: Channel) -> Option<&str> {
         match channel {
-            Channel::Sms | Channel::Whatsapp | Channel::Ivr => self.phone.as_deref().filter(|p| is_e164(p)),
-            Channel::Email => self.email.as_deref().filter(|e| is_email(e)),
-            Channel::Push => self.push_token.as_deref().filter(|t| !t.is_empty() && t.len() <= MAX_PUSH_TOKEN_CHARS),
+            Channel::Sms | Channel::Whatsapp | Channel::Ivr => self.phone.as_deref(),
+            Channel::Email => self.email.as_deref(),
+            Channel::Push => self.push_token.as_deref(),
         }
     }
 
@@ -170,11 +171,12 @@ mod hh_mm {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Time, D::Error> {
         let text = String::deserialize(d)?;
-        let parsed = text.split_once(':').and_then(|(h, m)| {
-            let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-            (h.to_string().len() <= 2 && m.to_string().len() <= 2 && text.len() == 5).then_some(())?;
-            Time::new(h, m, 0, 0).ok()
-        });
+        // Exactly two digits, a colon, two digits; `Time::new` refuses 24:00 and 08:60.
+        let digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        let parsed = text
+            .split_once(':')
+            .filter(|(h, m)| digits(h) && digits(m))
+            .and_then(|(h, m)| Time::new(h.parse().ok()?, m.parse().ok()?, 0, 0).ok());
         parsed.ok_or_else(|| D::Error::custom(format!("{text:?} is not a time of day as HH:MM (00:00 to 23:59)")))
     }
 }

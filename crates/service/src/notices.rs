@@ -17,6 +17,7 @@
 //!    user's data and the message queued with its send job ([`Service::send_messages`]'s
 //!    path), under an id fixed by the notice, so a notice re-run is queued once.
 
+use crate::notify::{WrittenRows, stable_digest};
 use crate::{Result, Service, ServiceError};
 use jiff::{Timestamp, tz::TimeZone};
 use questline_core::batch::{Effect, NewCompletion};
@@ -26,11 +27,10 @@ use questline_core::mission::window::Bounds;
 use questline_core::mission::{CompiledMission, MissionStatus};
 use questline_core::progress::ProgressView;
 use questline_core::reward::Reward;
-use questline_store::{UnitOfWork, UserProgress};
+use questline_store::UnitOfWork;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// A notification due for one user: what its `notice.send` job carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,21 +67,26 @@ pub enum NoticeOutcome {
 }
 
 impl NoticeDue {
-    fn new(tenant: &TenantId, mission: &CompiledMission, user: &str, notice: &Notice, about: &str) -> Self {
-        let mut hash = Sha256::new();
-        for part in [tenant.as_str(), mission.id(), user, &notice.index.to_string(), about] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
+    /// `about`: what makes this notice due, unique among its user's notices of `notice`
+    /// (the completion, the milestone's attempt and window, the reward, the window).
+    fn new(
+        tenant: &TenantId,
+        (mission, notice): (&CompiledMission, &Notice),
+        user: &str,
+        about: &str,
+        data: Value,
+        run_at: Timestamp,
+    ) -> Self {
+        let digest = stable_digest(&[tenant.as_str(), mission.id(), user, &notice.index.to_string(), about], &[]);
         NoticeDue {
-            id: format!("ntf_{}", hex::encode(&hash.finalize()[..16])),
+            id: format!("ntf_{digest}"),
             mission_id: mission.id().to_owned(),
             user_id: user.to_owned(),
             notice: notice.index,
             window: None,
             completions: None,
-            data: json!({}),
-            run_at: Timestamp::UNIX_EPOCH,
+            data,
+            run_at,
         }
     }
 }
@@ -93,23 +98,16 @@ pub(crate) fn of_batch(
     missions: &questline_core::batch::ActiveMissions,
     completions: &[NewCompletion],
     effects: &[Effect],
-    rows: &[UserProgress],
-    now: Timestamp,
+    rows: &WrittenRows<'_>,
 ) -> Vec<NoticeDue> {
-    let rows: HashMap<&UserId, &UserProgress> = rows.iter().map(|r| (&r.user_id, r)).collect();
-    let view = |mission: &CompiledMission, user: &UserId| {
-        let stored = rows.get(user).and_then(|r| r.missions.get(&MissionId::new(mission.id())));
-        ProgressView::new(mission, user.as_str(), stored.map(|m| &m.state), stored.map(|m| m.updated_at), now)
-    };
+    let now = rows.now();
     let mut due = Vec::new();
     for c in completions {
         let Some(mission) = missions.get(c.mission_id.as_str()) else { continue };
         for notice in mission.notices().iter().filter(|n| matches!(n.trigger, Trigger::Completed)) {
-            let mut d =
-                NoticeDue::new(tenant, mission, c.user_id.as_str(), notice, &format!("completed:{}", c.ordinal));
-            d.data = json!({"progress": view(mission, &c.user_id), "completion": c.ordinal});
-            d.run_at = now;
-            due.push(d);
+            let data = json!({"progress": rows.view(mission, &c.user_id), "completion": c.ordinal});
+            let about = format!("completed:{}", c.ordinal);
+            due.push(NoticeDue::new(tenant, (mission, notice), c.user_id.as_str(), &about, data, now));
         }
     }
     for effect in effects {
@@ -120,10 +118,8 @@ pub(crate) fn of_batch(
                 for notice in notices.filter(|n| matches!(n.trigger, Trigger::Progress(p) if p == *percent)) {
                     let start = window.map(|w| w.starts_at.to_string()).unwrap_or_default();
                     let about = format!("progress:{percent}:{attempt}:{start}");
-                    let mut d = NoticeDue::new(tenant, mission, user_id.as_str(), notice, &about);
-                    d.data = json!({"progress": view(mission, user_id), "percent": percent});
-                    d.run_at = now;
-                    due.push(d);
+                    let data = json!({"progress": rows.view(mission, user_id), "percent": percent});
+                    due.push(NoticeDue::new(tenant, (mission, notice), user_id.as_str(), &about, data, now));
                 }
             }
             Effect::WindowOpened { mission_id, user_id, window } => {
@@ -135,11 +131,11 @@ pub(crate) fn of_batch(
                     }
                     let warn_at = window.ends_at.to_zoned(TimeZone::UTC).checked_sub(before).map(|z| z.timestamp());
                     let about = format!("window:{}", window.starts_at);
-                    let mut d = NoticeDue::new(tenant, mission, user_id.as_str(), notice, &about);
+                    // The data is read when it is sent: the progress then, and the window's end.
+                    let run_at = warn_at.unwrap_or(now).max(now);
+                    let mut d = NoticeDue::new(tenant, (mission, notice), user_id.as_str(), &about, json!({}), run_at);
                     d.window = Some(*window);
-                    let stored = rows.get(user_id).and_then(|r| r.missions.get(mission_id));
-                    d.completions = Some(stored.map_or(0, |m| m.state.completions));
-                    d.run_at = warn_at.unwrap_or(now).max(now);
+                    d.completions = Some(rows.state(mission_id, user_id).map_or(0, |m| m.state.completions));
                     due.push(d);
                 }
             }
@@ -166,10 +162,15 @@ pub(crate) async fn of_rewards(
         }
         let Some(Some(mission)) = missions.get(reward.mission_id.as_str()) else { continue };
         for notice in mission.notices().iter().filter(|n| matches!(n.trigger, Trigger::RewardGranted)) {
-            let mut d = NoticeDue::new(tenant, mission, &reward.user_id, notice, &format!("reward:{}", reward.id));
-            d.data = json!({"reward": reward});
-            d.run_at = now;
-            due.push(d);
+            let about = format!("reward:{}", reward.id);
+            due.push(NoticeDue::new(
+                tenant,
+                (mission, notice),
+                &reward.user_id,
+                &about,
+                json!({"reward": reward}),
+                now,
+            ));
         }
     }
     Ok(due)

@@ -11,11 +11,14 @@
 
 use jiff::Timestamp;
 use questline_core::id::TenantId;
+use questline_core::id::{MissionId, UserId};
+use questline_core::mission::CompiledMission;
 use questline_core::progress::ProgressView;
 use questline_core::reward::Reward;
-use questline_store::{UnitOfWork, Webhook};
+use questline_store::{MissionProgress, UnitOfWork, UserProgress, Webhook};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 
 /// What the scheduler writes in a unit of work. Implemented by the server's job queue
 /// (`server/src/jobs.rs`); without one, only the periodic sweep settles and nothing is
@@ -118,18 +121,56 @@ impl Notification {
     /// completion, and is announced under the same `webhook-id`. Hashed, since user ids may
     /// hold characters a header cannot.
     pub fn of_completion(tenant: &TenantId, progress: &ProgressView, ordinal: u32, at: Timestamp) -> Self {
-        let mut hash = Sha256::new();
-        for part in [tenant.as_str(), progress.mission_id.as_str(), progress.user_id.as_str()] {
-            hash.update(part.as_bytes());
-            hash.update([0]);
-        }
-        hash.update(ordinal.to_be_bytes());
-        let digest = hex::encode(&hash.finalize()[..16]);
+        let parts = [tenant.as_str(), progress.mission_id.as_str(), progress.user_id.as_str()];
+        let digest = stable_digest(&parts, &ordinal.to_be_bytes());
         Notification {
             topic: Topic::MissionCompleted,
             msg_id: format!("msg_{digest}"),
             body: json!({"type": Topic::MissionCompleted.as_str(), "timestamp": at, "data": progress}),
         }
+    }
+}
+
+/// An id part that stays the same in every process and release: the first 16 bytes of the
+/// SHA-256 of `parts` (each ended by a zero byte, so that no two lists of parts collide)
+/// and `tail`, in hex. Ids made from it are fixed for good: changing this changes them.
+pub(crate) fn stable_digest(parts: &[&str], tail: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.update(tail);
+    hex::encode(&hash.finalize()[..16])
+}
+
+/// The batch's progress rows as written, and each pair's Progress from them; the index by
+/// user is built the first time one is asked for (most batches notify nothing).
+pub(crate) struct WrittenRows<'a> {
+    rows: &'a [UserProgress],
+    by_user: std::sync::OnceLock<HashMap<&'a UserId, &'a UserProgress>>,
+    now: Timestamp,
+}
+
+impl<'a> WrittenRows<'a> {
+    pub(crate) fn new(rows: &'a [UserProgress], now: Timestamp) -> Self {
+        WrittenRows { rows, by_user: std::sync::OnceLock::new(), now }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The user's stored state in `mission`, if the batch wrote one.
+    pub(crate) fn state(&self, mission: &MissionId, user: &UserId) -> Option<&'a MissionProgress> {
+        let by_user = self.by_user.get_or_init(|| self.rows.iter().map(|r| (&r.user_id, r)).collect());
+        by_user.get(user).and_then(|r| r.missions.get(mission))
+    }
+
+    /// The user's Progress in `mission` as the batch left it.
+    pub(crate) fn view(&self, mission: &CompiledMission, user: &UserId) -> ProgressView {
+        let stored = self.state(&MissionId::new(mission.id()), user);
+        ProgressView::new(mission, user.as_str(), stored.map(|m| &m.state), stored.map(|m| m.updated_at), self.now)
     }
 }
 

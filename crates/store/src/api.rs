@@ -16,6 +16,7 @@ use crate::keys::{ApiKey, NewApiKey, Role};
 use crate::webhooks::Webhook;
 use async_trait::async_trait;
 use jiff::Timestamp;
+use questline_core::contact::Contact;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::message::Message;
@@ -439,24 +440,15 @@ pub trait WebhookTx: Send {
 /// Users' contact points and preferences as committed, on the reader pool.
 #[async_trait]
 pub trait ContactReads: Send + Sync {
-    async fn contact(&self, tenant: &TenantId, user_id: &str) -> Result<Option<questline_core::contact::Contact>>;
+    async fn contact(&self, tenant: &TenantId, user_id: &str) -> Result<Option<Contact>>;
 }
 
 /// Contact writes: read under a row lock, changed, saved (a first save inserts).
 #[async_trait]
 pub trait ContactTx: Send {
     /// A user's contact, locked until the unit ends; `None` if they have none yet.
-    async fn lock_contact(
-        &mut self,
-        tenant: &TenantId,
-        user_id: &str,
-    ) -> Result<Option<questline_core::contact::Contact>>;
-    async fn save_contact(
-        &mut self,
-        tenant: &TenantId,
-        contact: &questline_core::contact::Contact,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn lock_contact(&mut self, tenant: &TenantId, user_id: &str) -> Result<Option<Contact>>;
+    async fn save_contact(&mut self, tenant: &TenantId, contact: &Contact, now: Timestamp) -> Result<()>;
 }
 
 /// Messages as committed, on the reader pool.

@@ -251,13 +251,15 @@ pub fn decide(plan: &BatchPlan, inputs: &BatchInputs) -> Result<BatchDecision, D
     Ok(out)
 }
 
-fn effect_key(e: &Effect) -> (&MissionId, &UserId, u8, u32, Option<Timestamp>) {
+/// The order of a batch's effects: by pair, then kind, then which completion, attempt,
+/// percent or window.
+fn effect_key(e: &Effect) -> (&MissionId, &UserId, u8, u32, u8, Option<Timestamp>) {
     match e {
-        Effect::MissionCompleted { mission_id, user_id, ordinal, .. } => (mission_id, user_id, 0, *ordinal, None),
+        Effect::MissionCompleted { mission_id, user_id, ordinal, .. } => (mission_id, user_id, 0, *ordinal, 0, None),
         Effect::MilestoneReached { mission_id, user_id, attempt, percent, window } => {
-            (mission_id, user_id, 1, (*attempt << 8) | u32::from(*percent), window.map(|w| w.starts_at))
+            (mission_id, user_id, 1, *attempt, *percent, window.map(|w| w.starts_at))
         }
-        Effect::WindowOpened { mission_id, user_id, window } => (mission_id, user_id, 2, 0, Some(window.starts_at)),
+        Effect::WindowOpened { mission_id, user_id, window } => (mission_id, user_id, 2, 0, 0, Some(window.starts_at)),
     }
 }
 

@@ -219,6 +219,11 @@ pub async fn contacts_and_notifications_are_validated_and_users_keep_their_own(b
     let pointers: Vec<&str> =
         problem["errors"].as_array().unwrap().iter().filter_map(|e| e["pointer"].as_str()).collect();
     assert_eq!(pointers, ["/notifications/0/template", "/notifications/1/channel"], "{problem}");
+    // Notifications are not rules: an active mission's can be changed.
+    create_mission(&server, &loud("live")).await;
+    let patch = json!({"notifications": [{"on": "completed", "channel": "sms", "template": "done"}]});
+    let patched = ok(server.admin(Method::PATCH, "/v1/missions/live").json(&patch)).await;
+    assert_eq!(patched["notifications"], patch["notifications"], "{patched}");
 
     for (path, body, pointer) in [
         ("/v1/users/u-1/contact", json!({"phone": "98765"}), "/phone"),

@@ -25,7 +25,7 @@
 //!    rewards and budgets, and commit. Only then do callers hear back.
 
 use crate::index::{MissionIndex, Snapshot};
-use crate::notify::{Notification, Subscribers, Topic, UnitJobs};
+use crate::notify::{Notification, Subscribers, Topic, UnitJobs, WrittenRows};
 use jiff::Timestamp;
 use questline_core::batch::{
     self, BatchDecision, BatchInputs, BatchPlan, IgnoredReversal, InactiveProgress, Ledger, NewCompletion, PairKey,
@@ -35,7 +35,7 @@ use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::mission::CompiledMission;
 use questline_core::pointer::FieldError;
-use questline_core::progress::{ProgressState, ProgressView};
+use questline_core::progress::ProgressState;
 use questline_core::reward::Reward;
 use questline_store::{BatchReads, MissionProgress, Result, Store, StoreError, UnitOfWork, UserProgress};
 use std::borrow::Cow;
@@ -364,18 +364,13 @@ async fn save(
     };
     applied.rewards_revoked += revoked.len();
     applied.completions += decision.completions.len();
+    let written = WrittenRows::new(&rows, now);
     if !decision.completions.is_empty() || !revoked.is_empty() {
-        notify(tx, scope, &decision.completions, &rows, &revoked).await?;
+        notify(tx, scope, &decision.completions, &written, &revoked).await?;
     }
     if let Some(jobs) = jobs {
-        let due = crate::notices::of_batch(
-            tenant,
-            scope.active.active(),
-            &decision.completions,
-            &decision.effects,
-            &rows,
-            now,
-        );
+        let due =
+            crate::notices::of_batch(tenant, scope.active.active(), &decision.completions, &decision.effects, &written);
         if !due.is_empty() {
             jobs.enqueue_notices(tx, tenant, due, now).await?;
         }
@@ -406,24 +401,16 @@ async fn notify(
     tx: &mut dyn UnitOfWork,
     scope: &Scope<'_>,
     completions: &[NewCompletion],
-    rows: &[UserProgress],
+    rows: &WrittenRows<'_>,
     revoked: &[Reward],
 ) -> Result<()> {
     let Scope { jobs, tenant, active, now } = *scope;
     let subscribers = Subscribers::of(jobs, tx, tenant).await?;
     let mut notifications = Vec::new();
     if subscribers.want(Topic::MissionCompleted) {
-        let rows: HashMap<&UserId, &UserProgress> = rows.iter().map(|r| (&r.user_id, r)).collect();
         for c in completions {
             let Some(mission) = active.active().get(c.mission_id.as_str()) else { continue };
-            let stored = rows.get(&c.user_id).and_then(|r| r.missions.get(&c.mission_id));
-            let view = ProgressView::new(
-                mission,
-                c.user_id.as_str(),
-                stored.map(|m| &m.state),
-                stored.map(|m| m.updated_at),
-                now,
-            );
+            let view = rows.view(mission, &c.user_id);
             notifications.push(Notification::of_completion(tenant, &view, c.ordinal, now));
         }
     }

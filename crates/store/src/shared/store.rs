@@ -10,6 +10,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
+use questline_core::contact::Contact;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::message::Message;
@@ -158,7 +159,7 @@ impl WebhookReads for Backend {
 
 #[async_trait]
 impl ContactReads for Backend {
-    async fn contact(&self, tenant: &TenantId, user_id: &str) -> Result<Option<questline_core::contact::Contact>> {
+    async fn contact(&self, tenant: &TenantId, user_id: &str) -> Result<Option<Contact>> {
         contacts::one(&mut *self.reader.acquire().await?, tenant, user_id, false).await
     }
 }

@@ -14,6 +14,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use jiff::Timestamp;
+use questline_core::contact::Contact;
 use questline_core::event::Event;
 use questline_core::id::{MissionId, TenantId, UserId};
 use questline_core::message::Message;
@@ -280,20 +281,11 @@ impl WebhookTx for Unit {
 
 #[async_trait]
 impl ContactTx for Unit {
-    async fn lock_contact(
-        &mut self,
-        tenant: &TenantId,
-        user_id: &str,
-    ) -> Result<Option<questline_core::contact::Contact>> {
+    async fn lock_contact(&mut self, tenant: &TenantId, user_id: &str) -> Result<Option<Contact>> {
         contacts::one(&mut self.tx, tenant, user_id, true).await
     }
 
-    async fn save_contact(
-        &mut self,
-        tenant: &TenantId,
-        contact: &questline_core::contact::Contact,
-        now: Timestamp,
-    ) -> Result<()> {
+    async fn save_contact(&mut self, tenant: &TenantId, contact: &Contact, now: Timestamp) -> Result<()> {
         contacts::save(&mut self.tx, tenant, contact, now).await
     }
 }
