@@ -122,6 +122,7 @@ async fn burst(backend: Backend) {
     std::fs::write(&file, config(&sims)).unwrap();
     let options = ServerOptions::on(backend).env("QUESTLINE_ALLOW_PRIVATE_TARGETS", "true").config_file(&file);
     let server = TestServer::start(env!("CARGO_BIN_EXE_questline"), options).await;
+    let _log = LogOnDrop(&server);
 
     // What the month costs before anything is sent (the fixed fee, the commitment): the
     // burst's bill is what it adds.
@@ -178,10 +179,6 @@ async fn burst(backend: Backend) {
     eprintln!("burst spans (first after begun, last before due): {spans:?}");
     eprintln!("burst ({backend:?}): {figures}");
     // To see what the dispatcher decided: RUST_LOG=info,questline_server::dispatch=debug
-    // BURST_LOG=/tmp/burst.log (the server's log is written there).
-    if let Ok(path) = std::env::var("BURST_LOG") {
-        std::fs::write(path, server.logs()).unwrap();
-    }
 
     for sim in &sims {
         let stats = sim.stats();
@@ -217,4 +214,17 @@ async fn burst(backend: Backend) {
     refs.sort_unstable();
     refs.dedup();
     assert_eq!(refs.len(), MESSAGES, "every message sent exactly once: {figures}");
+}
+
+/// With `BURST_LOG=/tmp/burst.log`, the server's log is written there when the test ends,
+/// passed or failed (to see what the dispatcher decided:
+/// `RUST_LOG=info,questline_server::dispatch=debug`).
+struct LogOnDrop<'a>(&'a TestServer);
+
+impl Drop for LogOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Ok(path) = std::env::var("BURST_LOG") {
+            let _ = std::fs::write(path, self.0.logs());
+        }
+    }
 }
