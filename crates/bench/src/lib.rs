@@ -15,6 +15,7 @@
 
 pub mod database;
 pub mod engine;
+pub mod limit;
 pub mod messages;
 pub mod missions;
 pub mod plot;
@@ -43,6 +44,8 @@ pub enum Cli {
     Queue(queue::QueueArgs),
     /// A burst of messages end to end, to three simulated providers.
     Messages(messages::MessagesArgs),
+    /// The rate limiter beside governor (in-process) and rate-limiter-flexible (Redis).
+    Limit(limit::LimitArgs),
     /// One process of the queue benchmark on questline's own queue (run by `queue`).
     #[command(hide = true)]
     QueueRole(queue::role::RoleArgs),

@@ -42,6 +42,20 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(&*e),
         },
+        Cli::Limit(args) => match questline_bench::limit::run(&args).await {
+            Ok(report) => {
+                println!("{report}");
+                if let Some(out) = &args.out {
+                    let json = serde_json::to_string_pretty(&report).expect("a report serializes");
+                    if let Err(e) = std::fs::write(out, json + "\n") {
+                        eprintln!("questline-bench: writing the report: {}: {e}", out.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&*e),
+        },
         Cli::QueueRole(args) => match questline_bench::queue::role::run(&args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&*e),

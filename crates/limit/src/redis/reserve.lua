@@ -8,6 +8,14 @@
 -- ARGV: max_wait µs, gate µs from now (0: leave the gate), the number of rules, then per
 -- rule: its key's index k, its limit, its effective window µs, paced (1) or not (0).
 -- Reply: {granted 0/1, wait µs, slot µs (server time)}.
+--
+-- A refusal of a one-key decision leaves in the key's meta hash the rules it was for (fp)
+-- and the key's own earliest slot for them (next: the hold, the last slot, the rules'
+-- terms; not the gate, which may expire). Until the key's next booking (which clears it)
+-- that is a lower bound of the earliest slot for the same rules: bookings and holds only
+-- raise it, and a term leaves the log only once it is in the past. So a later decision with
+-- the same rules whose bound is past its max_wait is refused from the hash alone, without
+-- reading the log. Only refusals take this path: it can never admit too much.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local max_wait = tonumber(ARGV[1])
@@ -22,14 +30,23 @@ if gate_rel > 0 and now + gate_rel > gate then
   redis.call('SET', gate_key, string.format('%d', gate), 'PX', math.ceil(gate_rel / 1000) + 1000)
 end
 local slot = math.max(now, gate)
+local fp = nkeys == 1 and table.concat(ARGV, ',', 4, 3 + 4 * nrules) or nil
+-- The keys' own earliest slot: the slot before `now` and the gate (see above).
+local own = 0
 
 local maxw, maxl, lens = {}, {}, {}
 for k = 1, nkeys do
-  local m = redis.call('HMGET', KEYS[2 * k], 'w', 'l', 'hold')
+  local m = redis.call('HMGET', KEYS[2 * k], 'w', 'l', 'hold', 'fp', 'next')
   maxw[k] = tonumber(m[1] or '0')
   maxl[k] = tonumber(m[2] or '0')
   local hold = tonumber(m[3] or '0')
-  if hold > slot then slot = hold end
+  if fp and m[4] == fp then
+    local bound = math.max(slot, tonumber(m[5]))
+    if bound - now > max_wait then
+      return {0, bound - now, bound}
+    end
+  end
+  if hold > own then own = hold end
 end
 for r = 0, nrules - 1 do
   local k, limit, window = tonumber(ARGV[4 + 4 * r]), tonumber(ARGV[5 + 4 * r]), tonumber(ARGV[6 + 4 * r])
@@ -50,7 +67,7 @@ for k = 1, nkeys do
   end
   if len > 0 then
     local last = tonumber(redis.call('LINDEX', log, -1))
-    if last > slot then slot = last end
+    if last > own then own = last end
   end
   lens[k] = len
 end
@@ -61,21 +78,25 @@ for r = 0, nrules - 1 do
   local paced = tonumber(ARGV[7 + 4 * r])
   if lens[k] >= limit then
     local e = tonumber(redis.call('LINDEX', KEYS[2 * k - 1], lens[k] - limit)) + window
-    if e > slot then slot = e end
+    if e > own then own = e end
   end
   if paced == 1 and lens[k] > 0 then
     local p = tonumber(redis.call('LINDEX', KEYS[2 * k - 1], -1)) + math.floor(window / limit)
-    if p > slot then slot = p end
+    if p > own then own = p end
   end
 end
+if own > slot then slot = own end
 local wait = slot - now
 if wait > max_wait then
+  if fp then
+    redis.call('HSET', KEYS[2], 'fp', fp, 'next', string.format('%d', own))
+  end
   return {0, wait, slot}
 end
 for k = 1, nkeys do
   local ttl = math.ceil((slot - now + maxw[k]) / 1000) + 1000
   redis.call('RPUSH', KEYS[2 * k - 1], string.format('%d', slot))
-  redis.call('HSET', KEYS[2 * k], 'w', string.format('%d', maxw[k]), 'l', string.format('%d', maxl[k]))
+  redis.call('HSET', KEYS[2 * k], 'w', string.format('%d', maxw[k]), 'l', string.format('%d', maxl[k]), 'next', '0')
   redis.call('PEXPIRE', KEYS[2 * k - 1], ttl)
   redis.call('PEXPIRE', KEYS[2 * k], math.max(ttl, redis.call('PTTL', KEYS[2 * k])))
 end

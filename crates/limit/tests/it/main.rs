@@ -4,4 +4,5 @@
 mod local;
 mod paced;
 mod redis;
+mod refusals;
 mod windows;
