@@ -269,6 +269,14 @@ pub enum Outcome {
     },
     /// Not now: run again after this long, without spending an attempt.
     Snooze(Duration),
+    /// Not now, but first then: run again at `at` (an instant, not a delay: however late the
+    /// acknowledgement is written) at `priority` (claimed before the jobs of a larger one),
+    /// without spending an attempt. For a job that has booked its turn (a send slot) and
+    /// must not come back late, or behind the work still waiting for one.
+    Reschedule {
+        at: Timestamp,
+        priority: i16,
+    },
     /// Retrying cannot help (a 4xx, a malformed payload): straight to dead.
     Discard {
         error: String,

@@ -6,7 +6,6 @@
 use crate::model::{AttemptError, Job, JobState, Outcome, add};
 use crate::policy::RetryPolicy;
 use jiff::Timestamp;
-use std::time::Duration;
 
 /// The error recorded for an attempt whose worker stopped heartbeating.
 pub const LEASE_LAPSED: &str = "lease lapsed: the worker holding the job stopped (crashed, killed or stuck)";
@@ -27,7 +26,11 @@ pub fn settle(mut job: Job, outcome: &Outcome, policy: &RetryPolicy, now: Timest
                 job.run_at = add(now, delay);
             }
         }
-        Outcome::Snooze(after) => release(&mut job, *after, now),
+        Outcome::Snooze(after) => release(&mut job, add(now, *after), now),
+        Outcome::Reschedule { at, priority } => {
+            release(&mut job, *at, now);
+            job.priority = *priority;
+        }
         Outcome::Discard { error } => {
             record(&mut job, error, now);
             finish(&mut job, JobState::Dead, now);
@@ -85,9 +88,10 @@ pub fn cancel(mut job: Job, now: Timestamp) -> Result<Job, JobState> {
 
 /// Gives the attempt back and makes the job due again after `after`: a snooze, or a job a
 /// stopping worker could not finish.
-fn release(job: &mut Job, after: Duration, now: Timestamp) {
+/// Back to waiting, from `run_at` (not before `now`), the attempt given back.
+fn release(job: &mut Job, run_at: Timestamp, now: Timestamp) {
     job.attempt = job.attempt.saturating_sub(1);
-    job.run_at = add(now, after);
+    job.run_at = run_at.max(now);
     job.state = if job.run_at > now { JobState::Scheduled } else { JobState::Available };
 }
 

@@ -48,7 +48,6 @@ pub(super) fn fields(job: &Job) -> Vec<(&'static str, String)> {
         ("tenant", job.tenant_id.clone()),
         ("kind", job.kind.clone()),
         ("payload", job.payload.to_string()),
-        ("priority", job.priority.to_string()),
         ("created_at", micros(job.created_at)),
         ("claims", job.claims.to_string()),
         ("rev", "0".to_owned()),
@@ -69,6 +68,7 @@ pub(super) fn fields(job: &Job) -> Vec<(&'static str, String)> {
 pub(super) fn mutable_fields(job: &Job) -> Vec<(&'static str, String)> {
     vec![
         ("state", job.state.as_str().to_owned()),
+        ("priority", job.priority.to_string()),
         ("attempt", job.attempt.to_string()),
         ("max_attempts", job.max_attempts.to_string()),
         ("run_at", micros(job.run_at)),

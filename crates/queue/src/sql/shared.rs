@@ -226,7 +226,7 @@ async fn write_back(conn: &mut Conn, jobs: &[Job]) -> Result<()> {
         let mut q = QueryBuilder::<Db>::new(
             "UPDATE queue_jobs SET state = v.column2, attempt = v.column3, max_attempts = v.column4, \
              run_at = v.column5, errors = v.column6, finished_at = v.column7, crashes = v.column8, \
-             leased_until = v.column9 FROM (",
+             leased_until = v.column9, priority = v.column10 FROM (",
         );
         q.push_values(chunk, |mut row, job| {
             row.push_bind(job.id.as_str().to_owned())
@@ -237,7 +237,8 @@ async fn write_back(conn: &mut Conn, jobs: &[Job]) -> Result<()> {
                 .push_bind(errors_json(&job.errors))
                 .push_bind(job.finished_at.map(micros))
                 .push_bind(i64::from(job.crashes))
-                .push_bind(job.leased_until.map(micros));
+                .push_bind(job.leased_until.map(micros))
+                .push_bind(i64::from(job.priority));
         });
         q.push(") AS v WHERE queue_jobs.id = v.column1");
         q.build().execute(&mut *conn).await?;

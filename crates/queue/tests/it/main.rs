@@ -85,6 +85,7 @@ conformance! {
         backoff_is_persisted_as_run_at_and_errors_are_kept,
         retry_after_overrides_the_backoff,
         snooze_gives_the_attempt_back,
+        reschedule_comes_back_first_without_spending_an_attempt,
         discard_goes_straight_to_dead,
         past_max_attempts_a_job_is_dead,
         retry_now_redrives_a_dead_job,

@@ -2,7 +2,7 @@
 //! attempt limit, re-driving dead letters, cancelling.
 
 use crate::lane::{CAP, INITIAL, MAX_ATTEMPTS, PATIENT_ATTEMPTS};
-use crate::{Lane, ack, at, claim, enqueue, get, job, secs};
+use crate::{Lane, ack, at, claim, enqueue, get, job, name, secs};
 use questline_queue::{JobState, ListFilter, Outcome, QueueError};
 
 pub async fn backoff_is_persisted_as_run_at_and_errors_are_kept(lane: &Lane) {
@@ -81,6 +81,22 @@ pub async fn snooze_gives_the_attempt_back(lane: &Lane) {
     }
     let j = claim(q, &["k"], 1, at(100)).await.remove(0);
     assert_eq!(ack(q, &j, Outcome::Done, at(100)).await.unwrap().state, JobState::Succeeded);
+}
+
+pub async fn reschedule_comes_back_first_without_spending_an_attempt(lane: &Lane) {
+    let q = &*lane.queue;
+    enqueue(q, job("k", "booked").priority(5), at(0)).await;
+    let j = claim(q, &["k"], 1, at(0)).await.remove(0);
+    // Work that has waited longer than the booked job will.
+    q.enqueue((0..3).map(|i| job("k", &format!("waiting-{i}")).priority(0)).collect(), at(1)).await.unwrap();
+    // At an instant, not after a delay from whenever the acknowledgement is written.
+    let after = ack(q, &j, Outcome::Reschedule { at: at(12), priority: -100 }, at(2)).await.unwrap();
+    assert_eq!((after.state, after.attempt, after.run_at, after.priority), (JobState::Scheduled, 0, at(12), -100));
+    assert!(after.errors.is_empty(), "a reschedule is not a failure");
+    assert!(claim(q, &["k"], 10, at(11)).await.iter().all(|j| name(j) != "booked"), "not before its time");
+    enqueue(q, job("k", "waiting-3").priority(0), at(11)).await;
+    let first = claim(q, &["k"], 1, at(12)).await.remove(0);
+    assert_eq!((name(&first), first.attempt, first.priority), ("booked", 1, -100), "then before the work waiting");
 }
 
 pub async fn discard_goes_straight_to_dead(lane: &Lane) {
