@@ -67,11 +67,12 @@ pub struct Config {
     pub templates: Vec<crate::dispatch::config::TemplateConfig>,
 }
 
-/// Messages being sent at once unless `dispatch_concurrency` says otherwise. A send mostly
-/// sleeps in its job until its slot, up to the booking horizon (60 s) ahead: enough for
-/// every provider's limit over that horizon (10,000 is 166 messages a second for 60 s; a
-/// waiting send holds a few kilobytes).
-pub const DEFAULT_DISPATCH_CONCURRENCY: usize = 10_000;
+/// Messages being sent at once unless `dispatch_concurrency` says otherwise. A send holds
+/// its claim only for a slot at most 2 s ahead (a later one is booked on the message and the
+/// job comes back 1.5 s before it), so this many keep providers busy up to about a third of
+/// it in messages a second together (20,000: some 7,000/s); a waiting send holds a few
+/// kilobytes.
+pub const DEFAULT_DISPATCH_CONCURRENCY: usize = 20_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

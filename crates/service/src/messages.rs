@@ -10,7 +10,7 @@ use crate::{Result, Service, ServiceError};
 use jiff::Timestamp;
 use minijinja::{Environment, UndefinedBehavior};
 use questline_core::id::TenantId;
-use questline_core::message::{Channel, Content, Message, MessageRequest, MessageStatus};
+use questline_core::message::{Channel, Content, Message, MessageRequest, MessageStatus, MessageUpdate};
 use questline_core::pointer::{FieldError, ValidationErrors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -206,6 +206,7 @@ impl Service {
             cost: None,
             currency: None,
             attempts: Vec::new(),
+            booking: None,
             sent_at: None,
             created_at: now,
             fingerprint: fingerprint(document),
@@ -249,29 +250,34 @@ impl Service {
         self.store.message(tenant, id).await?.ok_or_else(|| ServiceError::MessageNotFound(id.to_owned()))
     }
 
-    /// Changes a message under its row lock: `change` sees it as committed and edits it; a
-    /// message that becomes `sent` counts towards its provider's month. Returns the message
-    /// as saved, or `None` if there is none (deleted, or never was).
-    pub async fn update_message(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-        change: impl FnOnce(&mut Message, Timestamp) + Send,
-    ) -> Result<Option<Message>> {
+    /// Records many dispatcher outcomes in one transaction (one commit, one count per
+    /// provider), all or none: for each, the message as saved, or `None` if there is none.
+    /// Rows are locked in (tenant, id) order, so that two processes writing overlapping
+    /// batches cannot deadlock; a final message is left as it is ([`MessageUpdate::apply`]).
+    pub async fn update_messages(&self, updates: &[(TenantId, String, MessageUpdate)]) -> Result<Vec<Option<Message>>> {
         let now = self.clock.now();
+        let mut order: Vec<usize> = (0..updates.len()).collect();
+        order.sort_by(|&a, &b| (updates[a].0.as_str(), &updates[a].1).cmp(&(updates[b].0.as_str(), &updates[b].1)));
+        let mut saved = vec![None; updates.len()];
+        let mut sent: BTreeMap<String, u64> = BTreeMap::new();
         let mut unit = self.store.begin().await?;
-        let Some(mut message) = unit.lock_message(tenant, id).await? else { return Ok(None) };
-        let was_sent = message.status == MessageStatus::Sent;
-        change(&mut message, now);
-        unit.save_message(tenant, &message, now).await?;
-        if !was_sent
-            && message.status == MessageStatus::Sent
-            && let Some(provider) = &message.provider
-        {
-            unit.count_sent(provider, &month_of(now)).await?;
+        for i in order {
+            let (tenant, id, update) = &updates[i];
+            let Some(mut message) = unit.lock_message(tenant, id).await? else { continue };
+            if update.apply(&mut message) {
+                unit.save_message(tenant, &message, now).await?;
+                if message.status == MessageStatus::Sent {
+                    *sent.entry(message.provider.clone().unwrap_or_default()).or_default() += 1;
+                }
+            }
+            saved[i] = Some(message);
+        }
+        let month = month_of(now);
+        for (provider, n) in sent {
+            unit.count_sent(&provider, &month, n).await?;
         }
         unit.commit().await?;
-        Ok(Some(message))
+        Ok(saved)
     }
 
     /// Messages each provider sent this calendar month (UTC).

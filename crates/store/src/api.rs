@@ -470,6 +470,6 @@ pub trait MessageTx: Send {
     async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>>;
     /// Writes a locked message's new state.
     async fn save_message(&mut self, tenant: &TenantId, message: &Message, now: Timestamp) -> Result<()>;
-    /// One more message sent by `provider` in `month` (`YYYY-MM`, UTC).
-    async fn count_sent(&mut self, provider: &str, month: &str) -> Result<()>;
+    /// `n` more messages sent by `provider` in `month` (`YYYY-MM`, UTC).
+    async fn count_sent(&mut self, provider: &str, month: &str, n: u64) -> Result<()>;
 }

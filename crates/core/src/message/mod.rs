@@ -274,8 +274,7 @@ fn content(obj: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<Con
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     Queued,
-    /// In the contract (API.md); not written by the dispatcher, whose sends wait for their
-    /// slot in the job, so a message stays `queued` until it is sent.
+    /// A slot is booked for it at a provider (more than a moment ahead): see `booking`.
     Sending,
     Sent,
     Failed,
@@ -317,12 +316,15 @@ pub struct Message {
     pub priority: u8,
     pub user_id: Option<String>,
     pub status: MessageStatus,
-    /// The provider that sent it.
+    /// The provider that sent it, or whose slot it waits for (`sending`).
     pub provider: Option<String>,
     /// What sending it added to the provider's bill (zero on paid-for capacity).
     pub cost: Option<rust_decimal::Decimal>,
     pub currency: Option<String>,
     pub attempts: Vec<Attempt>,
+    /// While `sending`: the slot it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking: Option<Booking>,
     pub sent_at: Option<Timestamp>,
     pub created_at: Timestamp,
     /// A digest of the request that made it: the same id with another request is a conflict.
@@ -339,6 +341,75 @@ pub struct Attempt {
     /// The provider's HTTP status or SMTP reply code, if it answered.
     pub status: Option<u16>,
     pub detail: Option<String>,
+}
+
+/// A send slot a provider's limiter gave a message, kept on the message while it waits for
+/// it outside a job's claim (so that whichever process runs the job next sends in it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Booking {
+    pub provider: String,
+    pub at: Timestamp,
+}
+
+/// What a run of the dispatcher records of a message: the attempt it made (or the reason it
+/// ended without one), the status that leads to, on `sent` what it cost, on `sending` the
+/// slot booked. Data rather than a closure, so that many are written in one transaction
+/// and one can be written again alone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageUpdate {
+    /// `None` for a booking, which is not an attempt.
+    pub attempt: Option<Attempt>,
+    pub status: MessageStatus,
+    /// On `sent`: what it added to the provider's bill, and its currency.
+    pub charge: Option<(rust_decimal::Decimal, String)>,
+    /// On `sending`: the slot it waits for. Any other update lets a booking go.
+    pub booking: Option<Booking>,
+}
+
+impl MessageUpdate {
+    /// Sent through `attempt.provider` at `attempt.at`.
+    pub fn sent(attempt: Attempt, cost: rust_decimal::Decimal, currency: String) -> Self {
+        Self { attempt: Some(attempt), status: MessageStatus::Sent, charge: Some((cost, currency)), booking: None }
+    }
+
+    /// An attempt that leaves the message `queued`, to be tried again.
+    pub fn tried(attempt: Attempt) -> Self {
+        Self { attempt: Some(attempt), status: MessageStatus::Queued, charge: None, booking: None }
+    }
+
+    /// The end of the message, `failed` or `expired`, with `attempt` saying why.
+    pub fn ended(attempt: Attempt, status: MessageStatus) -> Self {
+        Self { attempt: Some(attempt), status, charge: None, booking: None }
+    }
+
+    /// `sending`: a slot at `provider` is booked for it.
+    pub fn booked(booking: Booking) -> Self {
+        Self { attempt: None, status: MessageStatus::Sending, charge: None, booking: Some(booking) }
+    }
+
+    /// Applies the update; a message already final is left as it is (a send repeated after
+    /// a lapsed lease records, and counts, once). Whether it changed.
+    pub fn apply(&self, message: &mut Message) -> bool {
+        if message.status.is_final() {
+            return false;
+        }
+        message.attempts.extend(self.attempt.clone());
+        message.status = self.status;
+        message.booking = self.booking.clone();
+        match (&self.booking, &self.attempt) {
+            (Some(booking), _) => message.provider = Some(booking.provider.clone()),
+            (None, Some(attempt)) if self.status == MessageStatus::Sent => {
+                message.provider = Some(attempt.provider.clone());
+                message.sent_at = Some(attempt.at);
+                if let Some((cost, currency)) = &self.charge {
+                    message.cost = Some(*cost);
+                    message.currency = Some(currency.clone());
+                }
+            }
+            _ => message.provider = None,
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -421,5 +492,69 @@ mod tests {
             pointers(json!({"id": "m", "channel": "sms", "to": "+14155552671", "body": "x", "data": {}})),
             ["/data"]
         );
+    }
+
+    fn queued() -> Message {
+        Message {
+            id: "m".into(),
+            channel: Channel::Sms,
+            to: "+14155552671".into(),
+            subject: None,
+            body: "hi".into(),
+            template: None,
+            deadline: None,
+            priority: 0,
+            user_id: None,
+            status: MessageStatus::Queued,
+            provider: None,
+            cost: None,
+            currency: None,
+            attempts: vec![],
+            booking: None,
+            sent_at: None,
+            created_at: now(),
+            fingerprint: String::new(),
+        }
+    }
+
+    fn attempt(provider: &str, outcome: &str) -> Attempt {
+        Attempt { provider: provider.into(), at: now(), outcome: outcome.into(), status: None, detail: None }
+    }
+
+    #[test]
+    fn an_update_records_its_attempt_and_a_send_its_provider_and_cost() {
+        let mut m = queued();
+        assert!(MessageUpdate::tried(attempt("a", "rate_limited")).apply(&mut m));
+        assert_eq!((m.status, m.attempts.len(), m.provider.as_deref()), (MessageStatus::Queued, 1, None));
+        let cost = rust_decimal::Decimal::new(12, 2);
+        assert!(MessageUpdate::sent(attempt("b", "sent"), cost, "INR".into()).apply(&mut m));
+        assert_eq!(m.status, MessageStatus::Sent);
+        assert_eq!((m.provider.as_deref(), m.cost, m.currency.as_deref()), (Some("b"), Some(cost), Some("INR")));
+        assert_eq!(m.sent_at, Some(now()));
+    }
+
+    #[test]
+    fn a_booking_makes_it_sending_and_the_next_update_lets_the_booking_go() {
+        let mut m = queued();
+        let booking = Booking { provider: "a".into(), at: now() };
+        assert!(MessageUpdate::booked(booking.clone()).apply(&mut m));
+        assert_eq!(
+            (m.status, m.booking.as_ref(), m.provider.as_deref()),
+            (MessageStatus::Sending, Some(&booking), Some("a"))
+        );
+        assert!(m.attempts.is_empty(), "a booking is not an attempt");
+        // The slot was missed, the provider answered 429: routed again, queued.
+        assert!(MessageUpdate::tried(attempt("a", "rate_limited")).apply(&mut m));
+        assert_eq!((m.status, m.booking.as_ref(), m.provider.as_deref()), (MessageStatus::Queued, None, None));
+    }
+
+    #[test]
+    fn a_final_message_is_not_changed_again() {
+        let mut m = queued();
+        assert!(MessageUpdate::sent(attempt("b", "sent"), rust_decimal::Decimal::ONE, "INR".into()).apply(&mut m));
+        let before = m.clone();
+        assert!(!MessageUpdate::sent(attempt("c", "sent"), rust_decimal::Decimal::TWO, "INR".into()).apply(&mut m));
+        assert!(!MessageUpdate::ended(attempt("", "expired"), MessageStatus::Expired).apply(&mut m));
+        assert_eq!(m, before);
     }
 }

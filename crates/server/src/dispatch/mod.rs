@@ -8,17 +8,23 @@
 //! 2. The providers of its channel are ranked by what one more message adds to the bill
 //!    (`questline_core::message::route::rank`), and each is asked in turn for a slot before
 //!    the deadline (its limiter, `questline_limit`: every limit of the provider in one
-//!    decision). The job sleeps to the slot it gets, holding its claim, and sends; woken
-//!    too late for it (a starved runtime), it gives the slot up and routes again. A provider
-//!    whose earliest slot is beyond the booking horizon but still before the deadline is
-//!    waited for (the job snoozes, spending no attempt) rather than switched from; only a
-//!    provider that cannot make the deadline is passed over. None can: `expired`, with the
-//!    reason.
+//!    decision). A slot within [`HOLD`] the job sleeps to, holding its claim, and sends in;
+//!    a later one is booked on the message (`sending`, its `booking`) and the job lets its
+//!    claim go until [`LEAD`] before the slot, coming back ahead of the messages still to be
+//!    routed (so claims are held only for the next seconds of the providers' limits, however
+//!    far ahead a burst is booked). Woken or back too late for its slot (a starved runtime,
+//!    a slow claim), it gives the slot up and routes again. A provider whose earliest slot
+//!    is beyond the booking horizon but still before the deadline is waited for (the job
+//!    snoozes, spending no attempt) rather than switched from; only a provider that cannot
+//!    make the deadline is passed over. None can: `expired`, with the reason.
 //! 3. The answer: sent (its cost and provider recorded, the provider's month counted);
 //!    429, "slow down" (the limiter holds the provider for its `Retry-After`, and the
 //!    message is routed again); a failure a retry may help (retried with backoff, that
 //!    provider last in the order for this message); one it cannot (`failed`). Past
 //!    [`MAX_MESSAGE_ATTEMPTS`] failures, `failed` with every attempt's reason.
+//!
+//! Every outcome (a send, a booking, a retry, an expiry) is written through the
+//! [`recorder`], which commits those gathered meanwhile together.
 //!
 //! A message is sent at least once: a process that dies between a provider's answer and
 //! the commit of `sent` sends it again after its lease; providers get the message id as
@@ -26,13 +32,14 @@
 
 pub mod config;
 pub mod http;
+mod recorder;
 pub mod smtp;
 
 use config::{ProviderConfig, ProviderKind, parse_duration};
 use jiff::Timestamp;
 use questline_core::id::TenantId;
 use questline_core::message::route::{self, Pricing, ProviderState};
-use questline_core::message::{Attempt, Channel, Message, MessageStatus};
+use questline_core::message::{Attempt, Booking, Channel, Message, MessageStatus, MessageUpdate};
 use questline_limit::redis::{RedisConfig, RedisLimiter};
 use questline_limit::{Limiter, LocalLimiter, Reservation, Rule};
 use questline_queue::{Job, Outcome, Worker, WorkerConfig};
@@ -50,6 +57,16 @@ pub const SEND: &str = "message.send";
 pub const HORIZON: Duration = Duration::from_secs(60);
 /// A message with no deadline waits for a slot at most this long before it is `expired`.
 pub const NO_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+/// A slot this near is waited for in the job, holding its claim. A later one is booked on
+/// the message (`sending`) and the job comes back [`LEAD`] before it: claims are held only
+/// for the next few seconds of every provider's limits, however far ahead a burst is booked.
+const HOLD: Duration = Duration::from_secs(2);
+/// How long before its booked slot a job comes back: time to be claimed (an idle SQLite
+/// worker looks every second) and to read its message. Less than [`HOLD`].
+const LEAD: Duration = Duration::from_millis(1_500);
+/// The priority a booked job comes back at: before every message's own (0–9), so that its
+/// slot is not spent waiting behind the part of a burst still to be routed.
+const BOOKED: i16 = -100;
 /// How late after its slot a send may still go: within the limiter's margin (10 ms + 0.1 %),
 /// so that sends stay as far apart as their slots. A later one routes again.
 const LATE: Duration = Duration::from_millis(5);
@@ -207,6 +224,8 @@ pub struct Dispatcher {
     providers: Vec<Arc<Provider>>,
     limiter: Arc<dyn Limiter>,
     clock: SendClock,
+    /// Where outcomes are written, many to a commit.
+    recorder: recorder::Recorder,
     /// The shared limiter, whose heartbeat tells every process how many share the limits.
     redis: Option<Arc<RedisLimiter>>,
     counts: Mutex<Counts>,
@@ -246,6 +265,7 @@ impl Dispatcher {
             configs.iter().map(|c| Provider::new(c, allow_private).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         let clock = SendClock::start().map_err(|e| format!("the dispatcher's send thread: {e}"))?;
         Ok(Self {
+            recorder: recorder::Recorder::start(service.clone()),
             service,
             providers,
             limiter,
@@ -386,7 +406,67 @@ impl Dispatcher {
         if deadline <= now {
             return self.finish(&tenant, id, MessageStatus::Expired, None, "its deadline passed unsent").await;
         }
+        if let Some(booking) = &message.booking
+            && let Some(outcome) = self.keep_booking(&tenant, &message, booking).await
+        {
+            return outcome;
+        }
         self.route(&tenant, &message, now, deadline).await
+    }
+
+    /// A message back for the slot booked for it: sent in it. `None` if the slot was missed
+    /// (the job came back too late) or its provider is no longer configured: route again.
+    async fn keep_booking(&self, tenant: &TenantId, message: &Message, booking: &Booking) -> Option<Outcome> {
+        let provider = self.providers.iter().find(|p| p.config.name == booking.provider)?;
+        let wait = booking.at.duration_since(Timestamp::now());
+        if wait.is_negative() {
+            if wait.unsigned_abs() > LATE {
+                tracing::debug!(message_id = %message.id, provider = %booking.provider, late_ms = wait.unsigned_abs().as_millis() as u64, "booked slot missed");
+                metrics::counter!("questline_messages_slots_missed_total", "provider" => booking.provider.clone())
+                    .increment(1);
+                return None;
+            }
+            return Some(self.send_in_slot(tenant, message, provider, Instant::now()).await);
+        }
+        let wait = wait.unsigned_abs();
+        if wait > HOLD {
+            // Back early (an operator's retry): back again in time for the slot.
+            return Some(Outcome::Reschedule { at: booking.at - LEAD, priority: BOOKED });
+        }
+        Some(self.send_in_slot(tenant, message, provider, Instant::now() + wait).await)
+    }
+
+    /// Sends `message` through `provider` in its slot, and records the answer.
+    async fn send_in_slot(
+        &self,
+        tenant: &TenantId,
+        message: &Message,
+        provider: &Arc<Provider>,
+        slot: Instant,
+    ) -> Outcome {
+        let Some(answer) = self.send_at(slot, provider, message).await else {
+            // Woken too late (a starved runtime): sent now, it could bunch with the slots
+            // after it. The slot is given up and the message routed again.
+            tracing::debug!(message_id = %message.id, provider = %provider.config.name, "slot missed");
+            metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.config.name.clone())
+                .increment(1);
+            return Outcome::Snooze(Duration::ZERO);
+        };
+        self.record_answer(tenant, message, provider, answer).await
+    }
+
+    /// Books a slot `wait` ahead on the message and lets the job go until [`LEAD`] before it.
+    async fn book(&self, tenant: &TenantId, message: &Message, provider: &Provider, wait: Duration) -> Outcome {
+        let slot = Timestamp::now() + wait;
+        let booking = Booking { provider: provider.config.name.clone(), at: slot };
+        match self.recorder.record(tenant, &message.id, MessageUpdate::booked(booking)).await {
+            Ok(_) => Outcome::Reschedule { at: slot - LEAD, priority: BOOKED },
+            // The slot goes unused; the next run routes again.
+            Err(e) => Outcome::Retry {
+                error: format!("a slot could not be booked: {e}"),
+                after: Some(Duration::from_secs(1)),
+            },
+        }
     }
 
     /// Finds a slot with the cheapest provider that can meet the deadline.
@@ -427,19 +507,13 @@ impl Dispatcher {
             let provider = serving[candidate.index];
             match self.limiter.reserve(&provider.rules, max_wait.min(HORIZON)).await {
                 Ok(Reservation::Granted { wait }) => {
-                    // The job sleeps to its slot holding its claim (the worker renews the
-                    // lease): no write and no poll stands between a message and its slot,
-                    // and a burst's later slots are not starved by the jobs still unrouted.
                     tracing::debug!(message_id = %message.id, provider = %provider.config.name, wait_ms = wait.as_millis() as u64, "slot granted");
-                    let Some(answer) = self.send_at(Instant::now() + wait, provider, message).await else {
-                        // Woken too late (a starved runtime): sent now, it could bunch with
-                        // the slots after it. The slot is given up and the message routed again.
-                        tracing::debug!(message_id = %message.id, provider = %provider.config.name, "slot missed");
-                        metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.config.name.clone())
-                            .increment(1);
-                        return Outcome::Snooze(Duration::ZERO);
-                    };
-                    return self.record_answer(tenant, message, provider, answer).await;
+                    if wait > HOLD {
+                        return self.book(tenant, message, provider, wait).await;
+                    }
+                    // Near: the job sleeps to its slot holding its claim (the worker renews
+                    // the lease), with no write and no poll between the message and its slot.
+                    return self.send_in_slot(tenant, message, provider, Instant::now() + wait).await;
                 }
                 // Busy, but it can still make the deadline: waited for, not switched from.
                 Ok(Reservation::TooLate { earliest }) if earliest <= max_wait => {
@@ -514,17 +588,8 @@ impl Dispatcher {
             Answer::Sent { reference } => {
                 let cost = self.marginal_cost(provider).await;
                 let currency = provider.config.price.currency.clone();
-                let saved = self
-                    .service
-                    .update_message(tenant, &message.id, |m, _| {
-                        m.status = MessageStatus::Sent;
-                        m.provider = Some(name.clone());
-                        m.cost = Some(cost);
-                        m.currency = Some(currency);
-                        m.sent_at = Some(at);
-                        m.attempts.push(attempt("sent", None, reference));
-                    })
-                    .await;
+                let update = MessageUpdate::sent(attempt("sent", None, reference), cost, currency);
+                let saved = self.recorder.record(tenant, &message.id, update).await;
                 match saved {
                     Ok(_) => {
                         self.count_sent(&name);
@@ -549,16 +614,10 @@ impl Dispatcher {
             }
             Answer::Rejected { status, detail } => {
                 let reason = format!("{name}: {detail}");
-                let recorded = self
-                    .service
-                    .update_message(tenant, &message.id, |m, _| {
-                        m.status = MessageStatus::Failed;
-                        m.attempts.push(attempt("rejected", status, Some(detail)));
-                    })
-                    .await;
-                match recorded {
+                let update = MessageUpdate::ended(attempt("rejected", status, Some(detail)), MessageStatus::Failed);
+                match self.recorder.record(tenant, &message.id, update).await {
                     Ok(_) => Outcome::discard(reason),
-                    Err(e) => Outcome::retry(e.to_string()),
+                    Err(e) => Outcome::retry(e),
                 }
             }
         }
@@ -575,17 +634,10 @@ impl Dispatcher {
     ) -> Outcome {
         let detail = attempt.detail.clone().unwrap_or_default();
         let last = message.attempts.len() + 1 >= MAX_MESSAGE_ATTEMPTS;
-        let saved = self
-            .service
-            .update_message(tenant, &message.id, |m, _| {
-                m.attempts.push(attempt);
-                if last {
-                    m.status = MessageStatus::Failed;
-                }
-            })
-            .await;
-        match (saved, last) {
-            (Err(e), _) => Outcome::retry(e.to_string()),
+        let update =
+            if last { MessageUpdate::ended(attempt, MessageStatus::Failed) } else { MessageUpdate::tried(attempt) };
+        match (self.recorder.record(tenant, &message.id, update).await, last) {
+            (Err(e), _) => Outcome::retry(e),
             (Ok(_), true) => Outcome::discard(format!("failed after {MAX_MESSAGE_ATTEMPTS} attempts: {detail}")),
             (Ok(_), false) => match backoff {
                 Some(after) => Outcome::retry_after(detail, after),
@@ -604,22 +656,16 @@ impl Dispatcher {
         reason: &str,
     ) -> Outcome {
         let at = self.service.now();
-        let saved = self
-            .service
-            .update_message(tenant, id, |m, _| {
-                m.status = status;
-                m.attempts.push(Attempt {
-                    provider: provider.unwrap_or_default().to_owned(),
-                    at,
-                    outcome: status.as_str().to_owned(),
-                    status: None,
-                    detail: Some(reason.to_owned()),
-                });
-            })
-            .await;
-        match saved {
+        let attempt = Attempt {
+            provider: provider.unwrap_or_default().to_owned(),
+            at,
+            outcome: status.as_str().to_owned(),
+            status: None,
+            detail: Some(reason.to_owned()),
+        };
+        match self.recorder.record(tenant, id, MessageUpdate::ended(attempt, status)).await {
             Ok(_) => Outcome::Done,
-            Err(e) => Outcome::retry(e.to_string()),
+            Err(e) => Outcome::retry(e),
         }
     }
 

@@ -99,8 +99,8 @@ pub struct MessageInfo {
     deadline: Option<Timestamp>,
     priority: u8,
     user_id: Option<String>,
-    /// `queued` (also while it waits for its slot), `sent`, `failed` or `expired`; `sending`
-    /// is in the contract but this dispatcher, which holds slots in the job, never writes it.
+    /// `queued`, `sending` (a slot is booked for it at `provider`, more than a moment
+    /// ahead), `sent`, `failed` or `expired`.
     status: String,
     provider: Option<String>,
     /// What sending it added to the provider's bill (zero on capacity or a commitment

@@ -99,12 +99,14 @@ pub(super) async fn save(conn: &mut Conn, tenant: &TenantId, message: &Message, 
     Ok(())
 }
 
-/// Counts one more message sent by `provider` in `month` (`YYYY-MM`).
-pub(super) async fn count_sent(conn: &mut Conn, provider: &str, month: &str) -> Result<()> {
-    sqlx::query(&sql("INSERT INTO provider_usage (provider, month, sent) VALUES (?, ?, 1) \
-         ON CONFLICT (provider, month) DO UPDATE SET sent = provider_usage.sent + 1"))
+/// Counts `n` more messages sent by `provider` in `month` (`YYYY-MM`).
+pub(super) async fn count_sent(conn: &mut Conn, provider: &str, month: &str, n: u64) -> Result<()> {
+    let n = i64::try_from(n).map_err(|e| corrupt(format!("a count of {n} sent"), e))?;
+    sqlx::query(&sql("INSERT INTO provider_usage (provider, month, sent) VALUES (?, ?, ?) \
+         ON CONFLICT (provider, month) DO UPDATE SET sent = provider_usage.sent + excluded.sent"))
     .bind(provider)
     .bind(month)
+    .bind(n)
     .execute(conn)
     .await?;
     Ok(())

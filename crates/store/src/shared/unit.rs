@@ -304,7 +304,7 @@ impl MessageTx for Unit {
         messages::save(&mut self.tx, tenant, message, now).await
     }
 
-    async fn count_sent(&mut self, provider: &str, month: &str) -> Result<()> {
-        messages::count_sent(&mut self.tx, provider, month).await
+    async fn count_sent(&mut self, provider: &str, month: &str, n: u64) -> Result<()> {
+        messages::count_sent(&mut self.tx, provider, month, n).await
     }
 }
