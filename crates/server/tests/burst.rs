@@ -6,15 +6,13 @@
 //! - no simulator ever answered 429 (each counts breaches by its own clock);
 //! - each provider was kept at 95 % or more of its limit while it had work;
 //! - no message expired, since the three together could send them all in time;
-//! - the bill is within 2 % of the cheapest possible: the paid-for capacity and the
-//!   commitment (marginal cost 0) used all the time, the cheap provider only for what they
-//!   could not send before the deadline.
+//! - the bill is within 2 % of the cheapest possible (asserted: 4 %, see below): the
+//!   paid-for capacity and the commitment (marginal cost 0) used all the time, the cheap
+//!   provider only for what they could not send before the deadline.
 //!
 //! A test binary of its own, so that nothing else runs beside it (cargo runs test binaries
-//! one after another): the schedule is measured in milliseconds on a 2-core machine.
-//!
-//! On the embedded default (SQLite) only, for now: on PostgreSQL the same burst sent every
-//! message in time, but one run of three saw a 429 (docs/messages.md, "Not done yet").
+//! one after another), and its two bursts (SQLite, PostgreSQL) one after the other: the
+//! schedule is measured in milliseconds on a 2-core machine.
 
 use futures_util::StreamExt;
 use questline_provider_sim::{Request, Simulator, Window, utilisation};
@@ -111,7 +109,16 @@ async fn ten_thousand_messages_use_every_limit_breach_none_and_cost_the_least() 
     burst(Backend::Sqlite).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgres_ten_thousand_messages_use_every_limit_breach_none_and_cost_the_least() {
+    burst(Backend::Postgres).await;
+}
+
+/// One burst at a time: each is measured with the machine to itself.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn burst(backend: Backend) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut sims = Vec::new();
     for p in &PROVIDERS {
         let window = Window { requests: p.per_second, length: Duration::from_secs(1) };
@@ -190,22 +197,20 @@ async fn burst(backend: Backend) {
     for (p, a) in PROVIDERS.iter().zip(&admitted) {
         let last = a.last().unwrap();
         assert!(*last <= due, "{} sent after the deadline: {figures}", p.name);
-        // The target is 95 %; measured 92-99 % (86 % while another benchmark loaded the
-        // machine), so 90 % is asserted and the gap is in issue 8's notes.
+        // The target, asserted: 95 %. Measured 98.7-98.9 % on a quiet 2-core machine.
         assert!(
-            utilisation(a, p.per_second) >= 0.90,
-            "{} below 90 % of its limit while it had work: {figures}",
+            utilisation(a, p.per_second) >= 0.95,
+            "{} below 95 % of its limit while it had work: {figures}",
             p.name
         );
     }
-    // The target is 2 % over the cheapest schedule; measured on a 2-core machine, 2.7 % to
-    // 5 %: the limiter's margin (1.1 % of the free capacity), the slots missed when the
-    // runtime wakes a send more than 5 ms late, and the free providers' first seconds (the
-    // burst is routed in order: the commitment gets work once the fixed capacity is booked
-    // to the deadline). Asserted with room for this machine; docs/BENCHMARKS.md has figures.
+    // The target is 2 % over the cheapest schedule; measured on a quiet 2-core machine,
+    // 1.9-2.0 %: the limiter's margin (about 1 % of the free capacity) and the free
+    // providers' first few hundred milliseconds (the first sends wait for the first routes).
+    // Asserted with room for a loaded CI machine; docs/BENCHMARKS.md has the figures.
     assert!(
-        cost <= least_cost * Decimal::new(107, 2),
-        "the bill is more than 7 % over the cheapest schedule: {figures}"
+        cost <= least_cost * Decimal::new(104, 2),
+        "the bill is more than 4 % over the cheapest schedule: {figures}"
     );
 
     // Each message went out once, to one provider.

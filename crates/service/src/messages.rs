@@ -14,7 +14,7 @@ use questline_core::message::{Channel, Content, Message, MessageRequest, Message
 use questline_core::pointer::{FieldError, ValidationErrors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// A template from configuration: a body, and for e-mail a subject; both rendered with the
@@ -250,27 +250,39 @@ impl Service {
         self.store.message(tenant, id).await?.ok_or_else(|| ServiceError::MessageNotFound(id.to_owned()))
     }
 
-    /// Records many dispatcher outcomes in one transaction (one commit, one count per
-    /// provider), all or none: for each, the message as saved, or `None` if there is none.
-    /// Rows are locked in (tenant, id) order, so that two processes writing overlapping
-    /// batches cannot deadlock; a final message is left as it is ([`MessageUpdate::apply`]).
+    /// Records many dispatcher outcomes in one transaction (a few statements per tenant, one
+    /// count per provider, one commit), all or none: for each, the message as saved, or
+    /// `None` if there is none. Rows are locked in (tenant, id) order, so that two processes
+    /// writing overlapping batches cannot deadlock; a final message is left as it is
+    /// ([`MessageUpdate::apply`]).
     pub async fn update_messages(&self, updates: &[(TenantId, String, MessageUpdate)]) -> Result<Vec<Option<Message>>> {
         let now = self.clock.now();
-        let mut order: Vec<usize> = (0..updates.len()).collect();
-        order.sort_by(|&a, &b| (updates[a].0.as_str(), &updates[a].1).cmp(&(updates[b].0.as_str(), &updates[b].1)));
+        let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (tenant, _, _)) in updates.iter().enumerate() {
+            by_tenant.entry(tenant.as_str()).or_default().push(i);
+        }
         let mut saved = vec![None; updates.len()];
         let mut sent: BTreeMap<String, u64> = BTreeMap::new();
         let mut unit = self.store.begin().await?;
-        for i in order {
-            let (tenant, id, update) = &updates[i];
-            let Some(mut message) = unit.lock_message(tenant, id).await? else { continue };
-            if update.apply(&mut message) {
-                unit.save_message(tenant, &message, now).await?;
-                if message.status == MessageStatus::Sent {
-                    *sent.entry(message.provider.clone().unwrap_or_default()).or_default() += 1;
+        for indices in by_tenant.values() {
+            let tenant = &updates[indices[0]].0;
+            let ids: Vec<&str> = indices.iter().map(|&i| updates[i].1.as_str()).collect();
+            let mut found: HashMap<String, Message> =
+                unit.lock_messages(tenant, &ids).await?.into_iter().map(|m| (m.id.clone(), m)).collect();
+            let mut changed = BTreeSet::new();
+            for &i in indices {
+                let (_, id, update) = &updates[i];
+                let Some(message) = found.get_mut(id) else { continue };
+                if update.apply(message) {
+                    changed.insert(id.as_str());
+                    if message.status == MessageStatus::Sent {
+                        *sent.entry(message.provider.clone().unwrap_or_default()).or_default() += 1;
+                    }
                 }
+                saved[i] = Some(message.clone());
             }
-            saved[i] = Some(message);
+            let changed: Vec<Message> = changed.into_iter().filter_map(|id| found.remove(id)).collect();
+            unit.save_messages(tenant, &changed, now).await?;
         }
         let month = month_of(now);
         for (provider, n) in sent {

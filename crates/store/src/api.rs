@@ -466,10 +466,12 @@ pub trait MessageTx: Send {
     /// its id was taken (before, or by an earlier one of `messages`), the message that has
     /// it, and nothing inserted. The unit stays usable.
     async fn insert_messages(&mut self, tenant: &TenantId, messages: &[Message]) -> Result<Vec<Option<Message>>>;
-    /// A message, locked until the unit ends.
-    async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>>;
-    /// Writes a locked message's new state.
-    async fn save_message(&mut self, tenant: &TenantId, message: &Message, now: Timestamp) -> Result<()>;
+    /// Messages of the tenant by id, locked until the unit ends (in id order, so that two
+    /// units locking overlapping sets cannot deadlock), a few statements for many; ids with
+    /// no message are left out, and the order is not `ids`'.
+    async fn lock_messages(&mut self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>>;
+    /// Writes locked messages' new states, a few statements for many (distinct ids).
+    async fn save_messages(&mut self, tenant: &TenantId, messages: &[Message], now: Timestamp) -> Result<()>;
     /// `n` more messages sent by `provider` in `month` (`YYYY-MM`, UTC).
     async fn count_sent(&mut self, provider: &str, month: &str, n: u64) -> Result<()>;
 }

@@ -109,6 +109,8 @@ pub struct MessageInfo {
     cost: Option<Decimal>,
     currency: Option<String>,
     attempts: Vec<AttemptInfo>,
+    /// While `sending`: the instant of the slot booked for it at `provider`.
+    booked_for: Option<Timestamp>,
     sent_at: Option<Timestamp>,
     created_at: Timestamp,
 }
@@ -148,6 +150,7 @@ impl From<Message> for MessageInfo {
             cost: m.cost,
             currency: m.currency,
             attempts: m.attempts.into_iter().map(AttemptInfo::from).collect(),
+            booked_for: m.booking.map(|b| b.at),
             sent_at: m.sent_at,
             created_at: m.created_at,
         }

@@ -134,6 +134,7 @@ e2e! {
         a_5xx_is_retried_a_429_slows_down_and_a_400_fails,
         the_cheapest_route_that_meets_the_deadline_without_exceeding_a_limit,
         a_message_no_provider_can_send_in_time_expires_with_the_reason,
+        a_slot_seconds_ahead_is_booked_as_sending_then_sent_in_it,
     ],
     messages_smtp: [
         an_email_arrives_with_its_headers_and_rendered_body_and_is_sent_once,

@@ -294,3 +294,57 @@ pub async fn a_message_no_provider_can_send_in_time_expires_with_the_reason(back
     assert!(reason.contains("deadline"), "{reason}");
     assert_eq!(endpoint.received().len(), 1);
 }
+
+pub async fn a_slot_seconds_ahead_is_booked_as_sending_then_sent_in_it(backend: Backend) {
+    let endpoint = Endpoint::start(vec![(200, vec![], "{}")]).await;
+    let one_a_second = [Provider {
+        name: "acme",
+        url: &endpoint.url,
+        limits: "[{ requests = 1, per = \"PT1S\" }]",
+        price: "{ per_message = 0.12, currency = \"INR\" }",
+    }];
+    let (server, _dir) = server_with(backend, &one_a_second).await;
+    let batch: Vec<Value> = (0..6).map(|i| sms(&format!("s-{i}"), &i.to_string())).collect();
+    ok(server.post("/v1/messages", &json!({"messages": batch}))).await;
+    // Slots a second apart: the later ones, more than 2 s ahead, wait booked on the message
+    // (their jobs let go until shortly before), not in a held claim.
+    // Which messages get the later slots is the claim's order: any of them.
+    let booked = questline_testkit::eventually("a message sending", Duration::from_secs(30), || async {
+        for i in 0..6 {
+            let m = ok(server.get(&format!("/v1/messages/s-{i}"))).await;
+            if m["status"] == "sending" {
+                return Ok(m);
+            }
+        }
+        Err("none is sending".to_owned())
+    })
+    .await;
+    let booked_id = booked["id"].as_str().unwrap().to_owned();
+    assert_eq!(booked["provider"], "acme", "{booked}");
+    let slot: jiff::Timestamp = booked["booked_for"].as_str().unwrap().parse().unwrap();
+    assert!(slot > jiff::Timestamp::now(), "{booked}");
+    assert_eq!(booked["attempts"], json!([]), "a booking is not an attempt: {booked}");
+    for i in 0..6 {
+        let m = final_message(&server, &format!("s-{i}")).await;
+        assert_eq!(m["status"], "sent", "{m}");
+        assert_eq!(m["booked_for"], Value::Null, "{m}");
+        let outcomes: Vec<&str> =
+            m["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["sent"], "{m}");
+    }
+    let sent_at: jiff::Timestamp =
+        final_message(&server, &booked_id).await["sent_at"].as_str().unwrap().parse().unwrap();
+    assert!(sent_at >= slot, "sent in its slot, not before: {sent_at} < {slot}");
+    // Each once, and never two within a second as the provider received them.
+    let received = endpoint.received();
+    let mut refs: Vec<String> = received
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["ref"].as_str().unwrap().to_owned())
+        .collect();
+    refs.sort();
+    assert_eq!(refs, (0..6).map(|i| format!("s-{i}")).collect::<Vec<_>>());
+    let arrivals: Vec<_> = received.iter().map(|r| r.at).collect();
+    for pair in arrivals.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_millis(990), "two requests {:?} apart", pair[1] - pair[0]);
+    }
+}

@@ -60,7 +60,7 @@ pub(super) async fn insert_many(
             answers.push(None);
         } else {
             answers.push(Some(
-                one(conn, tenant, &m.id, false)
+                one(conn, tenant, &m.id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("message {:?} was neither inserted nor found", m.id)))?,
             ));
@@ -69,32 +69,68 @@ pub(super) async fn insert_many(
     Ok(answers)
 }
 
-/// A message of the tenant; `lock`: held until the unit ends (PostgreSQL `FOR UPDATE`).
-pub(super) async fn one(conn: &mut Conn, tenant: &TenantId, id: &str, lock: bool) -> Result<Option<Message>> {
-    let lock = if lock { LOCK_ROWS } else { "" };
-    let doc: Option<(String,)> =
-        sqlx::query_as(&sql(&format!("SELECT doc FROM messages WHERE tenant_id = ? AND id = ?{lock}")))
-            .bind(tenant.as_str())
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
+/// A message of the tenant.
+pub(super) async fn one(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
+    let doc: Option<(String,)> = sqlx::query_as(&sql("SELECT doc FROM messages WHERE tenant_id = ? AND id = ?"))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     doc.map(|(doc,)| decode(id, &doc)).transpose()
 }
 
-/// Writes a message's state as it now is.
-pub(super) async fn save(conn: &mut Conn, tenant: &TenantId, message: &Message, now: jiff::Timestamp) -> Result<()> {
-    let updated =
-        sqlx::query(&sql("UPDATE messages SET status = ?, doc = ?, updated_at = ? WHERE tenant_id = ? AND id = ?"))
-            .bind(message.status.as_str())
-            .bind(encode(message)?)
-            .bind(ts_text(now))
-            .bind(tenant.as_str())
-            .bind(&message.id)
-            .execute(conn)
-            .await?
-            .rows_affected();
-    if updated == 0 {
-        return Err(StoreError::Corrupt(format!("message {:?} vanished while it was being sent", message.id)));
+/// Rows one batched read or write of messages takes at most.
+const BATCH_CHUNK: usize = 200;
+
+/// Messages of the tenant by id, locked until the unit ends (PostgreSQL `FOR UPDATE`, taken
+/// in id order), in a statement per [`BATCH_CHUNK`]; ids with no message are left out.
+pub(super) async fn lock_many(conn: &mut Conn, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>> {
+    let mut ids: Vec<&str> = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH_CHUNK) {
+        let mut q = QueryBuilder::<Db>::new("SELECT id, doc FROM messages WHERE tenant_id = ");
+        q.push_bind(tenant.as_str()).push(" AND id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(") ORDER BY id").push(LOCK_ROWS);
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let (id, doc): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+            found.push(decode(&id, &doc)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Writes many messages' states as they now are, a statement per [`BATCH_CHUNK`].
+pub(super) async fn save_many(
+    conn: &mut Conn,
+    tenant: &TenantId,
+    messages: &[Message],
+    now: jiff::Timestamp,
+) -> Result<()> {
+    for chunk in messages.chunks(BATCH_CHUNK) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            rows.push((m.id.as_str(), m.status.as_str(), encode(m)?));
+        }
+        let mut q = QueryBuilder::<Db>::new("UPDATE messages SET status = v.column2, doc = v.column3, updated_at = ");
+        q.push_bind(ts_text(now)).push(" FROM (");
+        q.push_values(&rows, |mut row, (id, status, doc)| {
+            row.push_bind(*id).push_bind(*status).push_bind(doc.as_str());
+        });
+        q.push(") AS v WHERE messages.tenant_id = ").push_bind(tenant.as_str()).push(" AND messages.id = v.column1");
+        let updated = q.build().execute(&mut *conn).await?.rows_affected();
+        if updated != chunk.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "{} of {} messages vanished while they were being sent",
+                chunk.len() as u64 - updated.min(chunk.len() as u64),
+                chunk.len()
+            )));
+        }
     }
     Ok(())
 }

@@ -167,7 +167,7 @@ impl ContactReads for Backend {
 #[async_trait]
 impl MessageReads for Backend {
     async fn message(&self, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
-        messages::one(&mut *self.reader.acquire().await?, tenant, id, false).await
+        messages::one(&mut *self.reader.acquire().await?, tenant, id).await
     }
 
     async fn sent_in_month(&self, month: &str) -> Result<Vec<(String, u64)>> {

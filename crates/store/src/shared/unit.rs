@@ -296,12 +296,12 @@ impl MessageTx for Unit {
         messages::insert_many(&mut self.tx, tenant, messages).await
     }
 
-    async fn lock_message(&mut self, tenant: &TenantId, id: &str) -> Result<Option<Message>> {
-        messages::one(&mut self.tx, tenant, id, true).await
+    async fn lock_messages(&mut self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>> {
+        messages::lock_many(&mut self.tx, tenant, ids).await
     }
 
-    async fn save_message(&mut self, tenant: &TenantId, message: &Message, now: Timestamp) -> Result<()> {
-        messages::save(&mut self.tx, tenant, message, now).await
+    async fn save_messages(&mut self, tenant: &TenantId, messages: &[Message], now: Timestamp) -> Result<()> {
+        messages::save_many(&mut self.tx, tenant, messages, now).await
     }
 
     async fn count_sent(&mut self, provider: &str, month: &str, n: u64) -> Result<()> {

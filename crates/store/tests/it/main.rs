@@ -23,6 +23,7 @@ mod backend;
 // The conformance suite.
 mod budget;
 mod contacts;
+mod messages;
 mod keys;
 mod ledger;
 mod missions;
@@ -73,6 +74,7 @@ macro_rules! conformance {
 
 conformance! {
     contacts: [contacts_round_trip_per_tenant],
+    messages: [messages_are_locked_and_saved_many_at_once],
     budget: [
         concurrent_units_never_overspend,
         set_budget_counts_and_ending_bumps_the_revision,
