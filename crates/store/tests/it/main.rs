@@ -23,9 +23,9 @@ mod backend;
 // The conformance suite.
 mod budget;
 mod contacts;
-mod messages;
 mod keys;
 mod ledger;
+mod messages;
 mod missions;
 mod open;
 mod progress;
