@@ -56,6 +56,25 @@ fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S>
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn(limit_head))
+}
+
+/// The most a request's target and headers may hold together. hyper refuses a head over its
+/// read buffer (about 400 KiB) only when the head arrives in pieces: one that is already in
+/// the socket whole was parsed and served. So the bound is kept here, the same every time.
+pub const MAX_HEAD_BYTES: usize = 256 * 1024;
+
+async fn limit_head(req: Request, next: Next) -> Response {
+    let headers: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let size = req.uri().path_and_query().map_or(0, |target| target.as_str().len()) + headers;
+    if size > MAX_HEAD_BYTES {
+        return ApiError::new(
+            problem::HEADERS_TOO_LARGE,
+            format!("the request's target and headers hold {size} bytes; at most {MAX_HEAD_BYTES} are read"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
