@@ -2,26 +2,33 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Monotonic time since some origin of the clock's own. Only differences matter.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Duration;
 }
 
-/// `std::time::Instant`, from the clock's creation.
+/// Monotonic time from the clock's creation, read from the CPU's time-stamp counter where
+/// `quanta` finds it invariant and calibrated (a few nanoseconds a reading: a decision reads
+/// the clock once), else from the OS's monotonic clock.
 #[derive(Debug, Clone)]
-pub struct MonotonicClock(Instant);
+pub struct MonotonicClock {
+    clock: quanta::Clock,
+    origin: quanta::Instant,
+}
 
 impl Default for MonotonicClock {
     fn default() -> Self {
-        MonotonicClock(Instant::now())
+        let clock = quanta::Clock::new();
+        let origin = clock.now();
+        MonotonicClock { clock, origin }
     }
 }
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Duration {
-        self.0.elapsed()
+        self.clock.now().duration_since(self.origin)
     }
 }
 

@@ -2,12 +2,12 @@
 //! process) and as the fallback of the Redis limiter. A decision locks the shards of its keys
 //! (in shard order, so two decisions never deadlock), decides, books, unlocks: no await
 //! inside, no allocation for a key seen before, under a hundred nanoseconds
-//! (`questline-bench limit`, docs/BENCHMARKS.md).
+//! (`questline-bench limit`, docs/BENCHMARKS.md). A key is hashed once per decision.
 
 use crate::clock::{Clock, MonotonicClock};
 use crate::log::KeyLog;
 use crate::{LimitError, Limiter, Margin, Reservation, Rule, micros};
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,8 +16,17 @@ const SHARDS: usize = 16;
 /// One bit per shard: which shards a decision locks.
 type ShardSet = u16;
 const _: () = assert!(ShardSet::BITS as usize == SHARDS);
+/// Rules whose key hashes a decision keeps on the stack (more are hashed again as needed).
+const INLINE_RULES: usize = 8;
 
-type Shard = HashMap<String, KeyLog>;
+/// A key's log, found by a hash computed once per rule and decision (a map keyed by the
+/// string would hash it again for every lookup).
+struct Entry {
+    key: Box<str>,
+    log: KeyLog,
+}
+
+type Shard = HashTable<Entry>;
 
 /// Exact sliding-window limits in one process (see the crate's documentation).
 pub struct LocalLimiter<C: Clock = MonotonicClock> {
@@ -46,7 +55,7 @@ impl<C: Clock> LocalLimiter<C> {
             clock,
             margin,
             hasher: DefaultHashBuilder::default(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashTable::new())).collect(),
         }
     }
 
@@ -67,8 +76,9 @@ impl<C: Clock> LocalLimiter<C> {
     /// [`Limiter::hold`], without the future.
     pub fn hold_now(&self, key: &str, for_: Duration) {
         let now = micros(self.clock.now());
-        let mut shard = lock(&self.shards[self.shard_of(key)]);
-        shard.entry(key.to_owned()).or_default().hold(now.saturating_add(micros(for_)));
+        let hash = self.hash(key);
+        let mut shard = lock(&self.shards[shard_of(hash)]);
+        log_in(&mut shard, &self.hasher, hash, key).hold(now.saturating_add(micros(for_)));
     }
 
     /// The decision itself: no slot before `floor` (µs on this clock), each limit divided by
@@ -84,8 +94,13 @@ impl<C: Clock> LocalLimiter<C> {
         for rule in rules {
             rule.check()?;
         }
+        let mut inline = [0u64; INLINE_RULES];
+        for (h, rule) in inline.iter_mut().zip(rules) {
+            *h = self.hash(&rule.key);
+        }
+        let hash = |i: usize| if i < INLINE_RULES { inline[i] } else { self.hash(&rules[i].key) };
         // Locked in shard order: two decisions never wait on each other in a cycle.
-        let set: ShardSet = rules.iter().fold(0, |set, r| set | 1 << self.shard_of(&r.key));
+        let set: ShardSet = (0..rules.len()).fold(0, |set, i| set | 1 << shard_of(hash(i)));
         let mut guards: [Option<MutexGuard<'_, Shard>>; SHARDS] = Default::default();
         for (i, guard) in guards.iter_mut().enumerate().filter(|(i, _)| set & 1 << i != 0) {
             *guard = Some(lock(&self.shards[i]));
@@ -93,8 +108,8 @@ impl<C: Clock> LocalLimiter<C> {
         let now = micros(self.clock.now());
         let mut slot = now.max(floor);
         let share = share.max(1);
-        for rule in rules {
-            let log = log_of(&mut guards, self.shard_of(&rule.key), &rule.key);
+        for (i, rule) in rules.iter().enumerate() {
+            let log = log_of(&mut guards, &self.hasher, hash(i), &rule.key);
             let limit = (rule.limit / share).max(1);
             let window = micros(self.margin.window(rule.window));
             log.note_rule(limit, window);
@@ -108,20 +123,37 @@ impl<C: Clock> LocalLimiter<C> {
         for (i, rule) in rules.iter().enumerate() {
             // Several rules on one key book it once.
             if rules[..i].iter().all(|r| r.key != rule.key) {
-                log_of(&mut guards, self.shard_of(&rule.key), &rule.key).book(slot, now);
+                log_of(&mut guards, &self.hasher, hash(i), &rule.key).book(slot, now);
             }
         }
         Ok((Reservation::Granted { wait }, Some(slot)))
     }
 
-    fn shard_of(&self, key: &str) -> usize {
-        (self.hasher.hash_one(key) as usize) % SHARDS
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
     }
 }
 
-fn log_of<'a>(guards: &'a mut [Option<MutexGuard<'_, Shard>>], shard: usize, key: &str) -> &'a mut KeyLog {
-    let map = guards[shard].as_mut().expect("the key's shard is locked");
-    map.entry_ref(key).or_default()
+fn shard_of(hash: u64) -> usize {
+    (hash as usize) % SHARDS
+}
+
+fn log_of<'a>(
+    guards: &'a mut [Option<MutexGuard<'_, Shard>>],
+    hasher: &DefaultHashBuilder,
+    hash: u64,
+    key: &str,
+) -> &'a mut KeyLog {
+    let shard = guards[shard_of(hash)].as_mut().expect("the key's shard is locked");
+    log_in(shard, hasher, hash, key)
+}
+
+/// The log of `key` (whose hash is `hash`) in its shard, made empty the first time.
+fn log_in<'a>(shard: &'a mut Shard, hasher: &DefaultHashBuilder, hash: u64, key: &str) -> &'a mut KeyLog {
+    let entry = shard
+        .entry(hash, |e| &*e.key == key, |e| hasher.hash_one(&*e.key))
+        .or_insert_with(|| Entry { key: key.into(), log: KeyLog::default() });
+    &mut entry.into_mut().log
 }
 
 /// A poisoned shard is still consistent: every change to a log is a push or a pop.
