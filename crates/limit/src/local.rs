@@ -134,8 +134,10 @@ impl<C: Clock> LocalLimiter<C> {
     }
 }
 
+/// The shard of a key: from the hash's top bits, since its table's buckets are chosen by
+/// the low ones (keys of one shard sharing them would crowd a few buckets).
 fn shard_of(hash: u64) -> usize {
-    (hash as usize) % SHARDS
+    (hash >> 60) as usize % SHARDS
 }
 
 fn log_of<'a>(

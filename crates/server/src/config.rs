@@ -56,8 +56,8 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Lets webhooks call loopback and private addresses (`QUESTLINE_ALLOW_PRIVATE_TARGETS`).
     pub allow_private_targets: bool,
-    /// Messages being sent at once, each waiting for its provider's slot, 1 to 100000
-    /// (`QUESTLINE_DISPATCH_CONCURRENCY`).
+    /// Message jobs held at once (each asleep until its slot, at most 2 s ahead), 1 to
+    /// 100000 (`QUESTLINE_DISPATCH_CONCURRENCY`).
     pub dispatch_concurrency: usize,
     /// Message providers (`[[providers]]`, file only): see API.md, "Messages and providers".
     #[serde(default)]

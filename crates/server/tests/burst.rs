@@ -205,7 +205,7 @@ async fn burst(backend: Backend) {
         );
     }
     // The target is 2 % over the cheapest schedule; measured on a quiet 2-core machine,
-    // 1.9-2.0 %: the limiter's margin (about 1 % of the free capacity) and the free
+    // 1.7-2.1 %: the limiter's margin (about 1 % of the free capacity) and the free
     // providers' first few hundred milliseconds (the first sends wait for the first routes).
     // Asserted with room for a loaded CI machine; docs/BENCHMARKS.md has the figures.
     assert!(

@@ -349,6 +349,11 @@ pub struct Attempt {
 pub struct Booking {
     pub provider: String,
     pub at: Timestamp,
+    /// The limiter that holds the slot: a process's own (gone when it restarts, so its
+    /// bookings with it) or one shared through Redis. A booking of another limiter is not
+    /// kept: its slot is unknown to the limiter deciding now.
+    #[serde(default)]
+    pub limiter: String,
 }
 
 /// What a run of the dispatcher records of a message: the attempt it made (or the reason it
@@ -385,6 +390,11 @@ impl MessageUpdate {
     /// `sending`: a slot at `provider` is booked for it.
     pub fn booked(booking: Booking) -> Self {
         Self { attempt: None, status: MessageStatus::Sending, charge: None, booking: Some(booking) }
+    }
+
+    /// Back to `queued`: its booking given up (missed, or no longer valid).
+    pub fn unbooked() -> Self {
+        Self { attempt: None, status: MessageStatus::Queued, charge: None, booking: None }
     }
 
     /// Applies the update; a message already final is left as it is (a send repeated after
@@ -536,7 +546,7 @@ mod tests {
     #[test]
     fn a_booking_makes_it_sending_and_the_next_update_lets_the_booking_go() {
         let mut m = queued();
-        let booking = Booking { provider: "a".into(), at: now() };
+        let booking = Booking { provider: "a".into(), at: now(), limiter: "local:1".into() };
         assert!(MessageUpdate::booked(booking.clone()).apply(&mut m));
         assert_eq!(
             (m.status, m.booking.as_ref(), m.provider.as_deref()),

@@ -1,5 +1,5 @@
 //! The message dispatcher: a `message.send` job per accepted message, run by a worker of its
-//! own (many sends wait for their slot at once), sending through the configured providers
+//! own (many sends in flight at once, each near its slot), sending through the configured providers
 //! without ever exceeding a provider's limits, by the cheapest route that meets the
 //! message's deadline.
 //!
@@ -228,6 +228,8 @@ pub struct Dispatcher {
     recorder: recorder::Recorder,
     /// The shared limiter, whose heartbeat tells every process how many share the limits.
     redis: Option<Arc<RedisLimiter>>,
+    /// Which limiter holds the slots this process books (see [`Booking::limiter`]).
+    limiter_id: String,
     counts: Mutex<Counts>,
     concurrency: usize,
 }
@@ -271,6 +273,7 @@ impl Dispatcher {
             limiter,
             clock,
             redis: None,
+            limiter_id: format!("local:{}:{}", std::process::id(), Timestamp::now().as_nanosecond()),
             counts: Mutex::new(Counts { read_at: None, sent: BTreeMap::new() }),
             concurrency: crate::config::DEFAULT_DISPATCH_CONCURRENCY,
         })
@@ -293,6 +296,9 @@ impl Dispatcher {
             None => Arc::new(LocalLimiter::new()),
         };
         let mut dispatcher = Self::new(service, &config.providers, limiter, config.allow_private_targets)?;
+        if redis.is_some() {
+            dispatcher.limiter_id = format!("redis:{}", config.redis_namespace);
+        }
         dispatcher.redis = redis;
         dispatcher.concurrency = config.dispatch_concurrency;
         Ok(dispatcher)
@@ -304,8 +310,8 @@ impl Dispatcher {
     }
 
     /// The worker that runs `message.send` jobs on `queue`: `config`'s lease and timings,
-    /// with as many sends at once as `dispatch_concurrency` says (most of them waiting for a
-    /// slot).
+    /// with as many sends at once as `dispatch_concurrency` says (most of them asleep until
+    /// a slot at most [`HOLD`] ahead).
     pub fn worker(self: &Arc<Self>, queue: Arc<dyn questline_queue::Backend>, config: WorkerConfig) -> Worker {
         // Claimed in large batches: a burst's messages are routed (and their providers given
         // work) in the order they came, and none waits long for the ones before it.
@@ -406,18 +412,29 @@ impl Dispatcher {
         if deadline <= now {
             return self.finish(&tenant, id, MessageStatus::Expired, None, "its deadline passed unsent").await;
         }
-        if let Some(booking) = &message.booking
-            && let Some(outcome) = self.keep_booking(&tenant, &message, booking).await
-        {
-            return outcome;
+        if let Some(booking) = &message.booking {
+            if let Some(outcome) = self.keep_booking(&tenant, &message, booking).await {
+                return outcome;
+            }
+            // Given up: back to `queued` before routing again, so that no stale booking is
+            // shown (or counted as missed again) while the message waits for another slot.
+            if let Err(e) = self.recorder.record(&tenant, id, MessageUpdate::unbooked()).await {
+                return Outcome::retry(e);
+            }
         }
         self.route(&tenant, &message, now, deadline).await
     }
 
     /// A message back for the slot booked for it: sent in it. `None` if the slot was missed
-    /// (the job came back too late) or its provider is no longer configured: route again.
+    /// (the job came back too late), its limiter is not this one (a restarted process's own
+    /// limiter does not know the slots it booked before) or its provider no longer serves
+    /// the message: route again.
     async fn keep_booking(&self, tenant: &TenantId, message: &Message, booking: &Booking) -> Option<Outcome> {
-        let provider = self.providers.iter().find(|p| p.config.name == booking.provider)?;
+        if booking.limiter != self.limiter_id {
+            return None;
+        }
+        let provider =
+            self.providers.iter().find(|p| p.config.name == booking.provider && p.serves(message.channel))?;
         let wait = booking.at.duration_since(Timestamp::now());
         if wait.is_negative() {
             if wait.unsigned_abs() > LATE {
@@ -450,7 +467,7 @@ impl Dispatcher {
             tracing::debug!(message_id = %message.id, provider = %provider.config.name, "slot missed");
             metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.config.name.clone())
                 .increment(1);
-            return Outcome::Snooze(Duration::ZERO);
+            return again(message, Duration::ZERO);
         };
         self.record_answer(tenant, message, provider, answer).await
     }
@@ -458,7 +475,7 @@ impl Dispatcher {
     /// Books a slot `wait` ahead on the message and lets the job go until [`LEAD`] before it.
     async fn book(&self, tenant: &TenantId, message: &Message, provider: &Provider, wait: Duration) -> Outcome {
         let slot = Timestamp::now() + wait;
-        let booking = Booking { provider: provider.config.name.clone(), at: slot };
+        let booking = Booking { provider: provider.config.name.clone(), at: slot, limiter: self.limiter_id.clone() };
         match self.recorder.record(tenant, &message.id, MessageUpdate::booked(booking)).await {
             Ok(_) => Outcome::Reschedule { at: slot - LEAD, priority: BOOKED },
             // The slot goes unused; the next run routes again.
@@ -532,7 +549,7 @@ impl Dispatcher {
         }
         match wait_for {
             // Back halfway there, when the slot is within the limiter's horizon.
-            Some(earliest) => Outcome::Snooze((earliest / 2).max(Duration::from_millis(100))),
+            Some(earliest) => again(message, (earliest / 2).max(Duration::from_millis(100))),
             None => {
                 self.finish(
                     tenant,
@@ -641,7 +658,7 @@ impl Dispatcher {
             (Ok(_), true) => Outcome::discard(format!("failed after {MAX_MESSAGE_ATTEMPTS} attempts: {detail}")),
             (Ok(_), false) => match backoff {
                 Some(after) => Outcome::retry_after(detail, after),
-                None => Outcome::Snooze(Duration::ZERO),
+                None => again(message, Duration::ZERO),
             },
         }
     }
@@ -681,6 +698,13 @@ impl Dispatcher {
         };
         route::rank(std::slice::from_ref(&state)).first().map_or(Decimal::ZERO, |c| c.marginal_cost)
     }
+}
+
+/// Run the job again after `after`, without spending an attempt, at the message's own
+/// priority: a job that came back for a booking ([`BOOKED`]) and must route again goes
+/// back into line as the message it is.
+fn again(message: &Message, after: Duration) -> Outcome {
+    Outcome::Reschedule { at: Timestamp::now() + after, priority: i16::from(message.priority) }
 }
 
 fn outcome_label(answer: &Answer) -> &'static str {

@@ -4,9 +4,11 @@
 //! whatever has gathered while the last commit ran, up to [`MAX_BATCH`], in one
 //! transaction: under a burst the batches grow, and alone a message waits for no one.
 
+use futures_util::FutureExt;
 use questline_core::id::TenantId;
 use questline_core::message::{Message, MessageUpdate};
 use questline_service::Service;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -51,12 +53,27 @@ impl Recorder {
     }
 }
 
+/// One batch's write. A panic in it is that batch's error, not the writer's end: a writer
+/// gone would fail every later outcome, and a send not recorded is sent again.
+async fn update(
+    service: &Service,
+    updates: &[(TenantId, String, MessageUpdate)],
+) -> Result<Vec<Option<Message>>, String> {
+    match AssertUnwindSafe(service.update_messages(updates)).catch_unwind().await {
+        Ok(written) => written.map_err(|e| e.to_string()),
+        Err(_) => {
+            tracing::error!(outcomes = updates.len(), "writing message outcomes panicked");
+            Err("writing the outcome panicked".to_owned())
+        }
+    }
+}
+
 async fn write(service: Arc<Service>, mut pending: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (updates, replies): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|p| ((p.tenant, p.id, p.update), p.reply)).unzip();
-        match service.update_messages(&updates).await {
+        match update(&service, &updates).await {
             Ok(saved) => {
                 metrics::histogram!("questline_messages_outcomes_per_commit").record(updates.len() as f64);
                 for (reply, message) in replies.into_iter().zip(saved) {
@@ -64,16 +81,18 @@ async fn write(service: Arc<Service>, mut pending: mpsc::Receiver<Pending>) {
                 }
             }
             // One outcome the store refuses must not fail the others: each is tried alone.
+            // (Were the batch's commit to fail after it took effect, an attempt would be
+            // written twice; a send is counted once, a final message being left as it is.)
             Err(e) if updates.len() > 1 => {
                 tracing::warn!(error = %e, outcomes = updates.len(), "a batch of message outcomes failed; writing each alone");
-                for (update, reply) in updates.into_iter().zip(replies) {
-                    let answer = service.update_messages(std::slice::from_ref(&update)).await;
-                    let _ = reply.send(answer.map(|mut saved| saved.pop().flatten()).map_err(|e| e.to_string()));
+                for (one, reply) in updates.into_iter().zip(replies) {
+                    let answer = update(&service, std::slice::from_ref(&one)).await;
+                    let _ = reply.send(answer.map(|mut saved| saved.pop().flatten()));
                 }
             }
             Err(e) => {
                 for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

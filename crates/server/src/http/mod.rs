@@ -50,13 +50,13 @@ fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S>
         .layer(DefaultBodyLimit::max(openapi::BODY_LIMIT))
         .layer(middleware::from_fn(problem_details))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(limit_head))
         .layer(middleware::from_fn(record_metrics))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(middleware::from_fn(limit_head))
 }
 
 /// The most a request's target and headers may hold together. hyper refuses a head over its

@@ -8,6 +8,8 @@
 //! in a [`ProblemIo`], which replaces exactly such a head (one of those statuses, no
 //! `content-type`, `content-length: 0`; every answer of the router has a problem+json body)
 //! with the same status and a problem+json body. Everything else passes through untouched.
+//! (A head that hyper takes in whole but is over [`super::MAX_HEAD_BYTES`] is the router's
+//! own 431.)
 
 use crate::error::{ApiError, ProblemType, problem};
 use std::io;
@@ -143,7 +145,7 @@ fn problem_for_bare_error(head: &[u8]) -> Option<Vec<u8>> {
         414 => (problem::URI_TOO_LONG, "the request target (path and query) is longer than 64 KiB"),
         431 => (
             problem::HEADERS_TOO_LARGE,
-            "the request's headers are too large: over 100 headers, or over about 400 KiB in all",
+            "the request's headers are too large: over 100 headers, or more than hyper's buffer (about 400 KiB) before they end",
         ),
         _ => return None,
     };
