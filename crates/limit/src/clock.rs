@@ -2,33 +2,26 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Monotonic time since some origin of the clock's own. Only differences matter.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Duration;
 }
 
-/// Monotonic time from the clock's creation, read from the CPU's time-stamp counter where
-/// `quanta` finds it invariant and calibrated (a few nanoseconds a reading: a decision reads
-/// the clock once), else from the OS's monotonic clock.
+/// `std::time::Instant`, from the clock's creation.
 #[derive(Debug, Clone)]
-pub struct MonotonicClock {
-    clock: quanta::Clock,
-    origin: quanta::Instant,
-}
+pub struct MonotonicClock(Instant);
 
 impl Default for MonotonicClock {
     fn default() -> Self {
-        let clock = quanta::Clock::new();
-        let origin = clock.now();
-        MonotonicClock { clock, origin }
+        MonotonicClock(Instant::now())
     }
 }
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Duration {
-        self.clock.now().duration_since(self.origin)
+        self.0.elapsed()
     }
 }
 
