@@ -250,6 +250,27 @@ impl Service {
         self.store.message(tenant, id).await?.ok_or_else(|| ServiceError::MessageNotFound(id.to_owned()))
     }
 
+    /// Many messages as committed, a few statements per tenant: for each `(tenant, id)`, the
+    /// message, or `None` if there is none.
+    pub async fn messages(&self, wanted: &[(TenantId, String)]) -> Result<Vec<Option<Message>>> {
+        let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (tenant, _)) in wanted.iter().enumerate() {
+            by_tenant.entry(tenant.as_str()).or_default().push(i);
+        }
+        let mut found = vec![None; wanted.len()];
+        for indices in by_tenant.values() {
+            let tenant = &wanted[indices[0]].0;
+            let ids: Vec<&str> = indices.iter().map(|&i| wanted[i].1.as_str()).collect();
+            let read: HashMap<String, Message> =
+                self.store.messages(tenant, &ids).await?.into_iter().map(|m| (m.id.clone(), m)).collect();
+            for &i in indices {
+                // One id asked twice gets the message twice.
+                found[i] = read.get(&wanted[i].1).cloned();
+            }
+        }
+        Ok(found)
+    }
+
     /// Records many dispatcher outcomes in one transaction (a few statements per tenant, one
     /// count per provider, one commit), all or none: for each, the message as saved, or
     /// `None` if there is none. Rows are locked in (tenant, id) order, so that two processes

@@ -455,6 +455,9 @@ pub trait ContactTx: Send {
 #[async_trait]
 pub trait MessageReads: Send + Sync {
     async fn message(&self, tenant: &TenantId, id: &str) -> Result<Option<Message>>;
+    /// Messages of the tenant by id, a few statements for many; ids with no message are left
+    /// out, and the order is not `ids`'.
+    async fn messages(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>>;
     /// Messages each provider sent in `month` (`YYYY-MM`, UTC), by provider name.
     async fn sent_in_month(&self, month: &str) -> Result<Vec<(String, u64)>>;
 }

@@ -23,16 +23,16 @@
 //!    provider last in the order for this message); one it cannot (`failed`). Past
 //!    [`MAX_MESSAGE_ATTEMPTS`] failures, `failed` with every attempt's reason.
 //!
-//! Every outcome (a send, a booking, a retry, an expiry) is written through the
-//! [`recorder`], which commits those gathered meanwhile together.
+//! A job's message is read, and every outcome (a send, a booking, a retry, an expiry)
+//! written, through [`batch`]: those gathered meanwhile go to the store together.
 //!
 //! A message is sent at least once: a process that dies between a provider's answer and
 //! the commit of `sent` sends it again after its lease; providers get the message id as
 //! `idempotency-key` (HTTP) or `Message-ID` (SMTP) to recognise the repeat.
 
+mod batch;
 pub mod config;
 pub mod http;
-mod recorder;
 pub mod smtp;
 
 use config::{ProviderConfig, ProviderKind, parse_duration};
@@ -225,7 +225,9 @@ pub struct Dispatcher {
     limiter: Arc<dyn Limiter>,
     clock: SendClock,
     /// Where outcomes are written, many to a commit.
-    recorder: recorder::Recorder,
+    recorder: batch::Batcher<batch::Outcome>,
+    /// Where the messages of claimed jobs are read, many to a statement.
+    reader: batch::Batcher<batch::Wanted>,
     /// The shared limiter, whose heartbeat tells every process how many share the limits.
     redis: Option<Arc<RedisLimiter>>,
     /// Which limiter holds the slots this process books (see [`Booking::limiter`]).
@@ -267,7 +269,8 @@ impl Dispatcher {
             configs.iter().map(|c| Provider::new(c, allow_private).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
         let clock = SendClock::start().map_err(|e| format!("the dispatcher's send thread: {e}"))?;
         Ok(Self {
-            recorder: recorder::Recorder::start(service.clone()),
+            recorder: batch::Batcher::recorder(service.clone()),
+            reader: batch::Batcher::reader(service.clone()),
             service,
             providers,
             limiter,
@@ -399,10 +402,10 @@ impl Dispatcher {
         let Some(id) = job.payload.get("id").and_then(|v| v.as_str()) else {
             return Outcome::discard("the payload names no message id");
         };
-        let message = match self.service.message(&tenant, id).await {
-            Ok(message) => message,
-            Err(questline_service::ServiceError::MessageNotFound(_)) => return Outcome::Done,
-            Err(e) => return Outcome::retry(e.to_string()),
+        let message = match self.reader.ask((tenant.clone(), id.to_owned())).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Outcome::Done,
+            Err(e) => return Outcome::retry(e),
         };
         if message.status.is_final() {
             return Outcome::Done;
@@ -418,7 +421,7 @@ impl Dispatcher {
             }
             // Given up: back to `queued` before routing again, so that no stale booking is
             // shown (or counted as missed again) while the message waits for another slot.
-            if let Err(e) = self.recorder.record(&tenant, id, MessageUpdate::unbooked()).await {
+            if let Err(e) = self.recorder.ask((tenant.clone(), id.to_owned(), MessageUpdate::unbooked())).await {
                 return Outcome::retry(e);
             }
         }
@@ -476,7 +479,7 @@ impl Dispatcher {
     async fn book(&self, tenant: &TenantId, message: &Message, provider: &Provider, wait: Duration) -> Outcome {
         let slot = Timestamp::now() + wait;
         let booking = Booking { provider: provider.config.name.clone(), at: slot, limiter: self.limiter_id.clone() };
-        match self.recorder.record(tenant, &message.id, MessageUpdate::booked(booking)).await {
+        match self.recorder.ask((tenant.clone(), message.id.clone(), MessageUpdate::booked(booking))).await {
             Ok(_) => Outcome::Reschedule { at: slot - LEAD, priority: BOOKED },
             // The slot goes unused; the next run routes again.
             Err(e) => Outcome::Retry {
@@ -606,7 +609,7 @@ impl Dispatcher {
                 let cost = self.marginal_cost(provider).await;
                 let currency = provider.config.price.currency.clone();
                 let update = MessageUpdate::sent(attempt("sent", None, reference), cost, currency);
-                let saved = self.recorder.record(tenant, &message.id, update).await;
+                let saved = self.recorder.ask((tenant.clone(), message.id.clone(), update)).await;
                 match saved {
                     Ok(_) => {
                         self.count_sent(&name);
@@ -632,7 +635,7 @@ impl Dispatcher {
             Answer::Rejected { status, detail } => {
                 let reason = format!("{name}: {detail}");
                 let update = MessageUpdate::ended(attempt("rejected", status, Some(detail)), MessageStatus::Failed);
-                match self.recorder.record(tenant, &message.id, update).await {
+                match self.recorder.ask((tenant.clone(), message.id.clone(), update)).await {
                     Ok(_) => Outcome::discard(reason),
                     Err(e) => Outcome::retry(e),
                 }
@@ -653,7 +656,7 @@ impl Dispatcher {
         let last = message.attempts.len() + 1 >= MAX_MESSAGE_ATTEMPTS;
         let update =
             if last { MessageUpdate::ended(attempt, MessageStatus::Failed) } else { MessageUpdate::tried(attempt) };
-        match (self.recorder.record(tenant, &message.id, update).await, last) {
+        match (self.recorder.ask((tenant.clone(), message.id.clone(), update)).await, last) {
             (Err(e), _) => Outcome::retry(e),
             (Ok(_), true) => Outcome::discard(format!("failed after {MAX_MESSAGE_ATTEMPTS} attempts: {detail}")),
             (Ok(_), false) => match backoff {
@@ -680,7 +683,7 @@ impl Dispatcher {
             status: None,
             detail: Some(reason.to_owned()),
         };
-        match self.recorder.record(tenant, id, MessageUpdate::ended(attempt, status)).await {
+        match self.recorder.ask((tenant.clone(), id.to_owned(), MessageUpdate::ended(attempt, status))).await {
             Ok(_) => Outcome::Done,
             Err(e) => Outcome::retry(e),
         }

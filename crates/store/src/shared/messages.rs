@@ -82,9 +82,9 @@ pub(super) async fn one(conn: &mut Conn, tenant: &TenantId, id: &str) -> Result<
 /// Rows one batched read or write of messages takes at most.
 const BATCH_CHUNK: usize = 200;
 
-/// Messages of the tenant by id, locked until the unit ends (PostgreSQL `FOR UPDATE`, taken
-/// in id order), in a statement per [`BATCH_CHUNK`]; ids with no message are left out.
-pub(super) async fn lock_many(conn: &mut Conn, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>> {
+/// Messages of the tenant by id, in a statement per [`BATCH_CHUNK`]; ids with no message are
+/// left out. `lock`: held until the unit ends (PostgreSQL `FOR UPDATE`, taken in id order).
+pub(super) async fn many(conn: &mut Conn, tenant: &TenantId, ids: &[&str], lock: bool) -> Result<Vec<Message>> {
     let mut ids: Vec<&str> = ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -96,7 +96,10 @@ pub(super) async fn lock_many(conn: &mut Conn, tenant: &TenantId, ids: &[&str]) 
         for id in chunk {
             list.push_bind(*id);
         }
-        q.push(") ORDER BY id").push(LOCK_ROWS);
+        q.push(") ORDER BY id");
+        if lock {
+            q.push(LOCK_ROWS);
+        }
         for row in q.build().fetch_all(&mut *conn).await? {
             let (id, doc): (String, String) = (row.try_get(0)?, row.try_get(1)?);
             found.push(decode(&id, &doc)?);

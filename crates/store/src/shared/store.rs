@@ -170,6 +170,10 @@ impl MessageReads for Backend {
         messages::one(&mut *self.reader.acquire().await?, tenant, id).await
     }
 
+    async fn messages(&self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>> {
+        messages::many(&mut *self.reader.acquire().await?, tenant, ids, false).await
+    }
+
     async fn sent_in_month(&self, month: &str) -> Result<Vec<(String, u64)>> {
         messages::sent_in(&mut *self.reader.acquire().await?, month).await
     }

@@ -297,7 +297,7 @@ impl MessageTx for Unit {
     }
 
     async fn lock_messages(&mut self, tenant: &TenantId, ids: &[&str]) -> Result<Vec<Message>> {
-        messages::lock_many(&mut self.tx, tenant, ids).await
+        messages::many(&mut self.tx, tenant, ids, true).await
     }
 
     async fn save_messages(&mut self, tenant: &TenantId, messages: &[Message], now: Timestamp) -> Result<()> {

@@ -1,5 +1,6 @@
-//! Messages as the dispatcher writes them: many locked and saved in one unit, per tenant;
-//! what each provider sent counted by the batch; a rolled-back unit leaves nothing.
+//! Messages as the dispatcher reads and writes them: many read, or locked and saved in one
+//! unit, per tenant; what each provider sent counted by the batch; a rolled-back unit leaves
+//! nothing.
 
 use crate::{T, TestDb, at, tenant};
 use questline_core::message::{Channel, Message, MessageStatus};
@@ -57,6 +58,10 @@ pub async fn messages_are_locked_and_saved_many_at_once(db: &TestDb) {
     for (id, status) in [("a", MessageStatus::Sent), ("b", MessageStatus::Queued), ("c", MessageStatus::Sent)] {
         assert_eq!(store.message(&T, id).await.unwrap().unwrap().status, status, "{id}");
     }
+    let mut read = store.messages(&T, &["c", "missing", "a"]).await.unwrap();
+    read.sort_by(|x, y| x.id.cmp(&y.id));
+    let read: Vec<(&str, MessageStatus)> = read.iter().map(|m| (m.id.as_str(), m.status)).collect();
+    assert_eq!(read, [("a", MessageStatus::Sent), ("c", MessageStatus::Sent)], "read many, the missing one left out");
     let other = store.message(&tenant("acme"), "a").await.unwrap().unwrap();
     assert_eq!(other.status, MessageStatus::Queued, "another tenant's message of the same id");
     assert_eq!(store.sent_in_month("2026-12").await.unwrap(), [("acme-sms".to_owned(), 5)]);
