@@ -160,24 +160,6 @@ fn providers(sims: &[Simulator], rates: &[u32]) -> Vec<ProviderConfig> {
         .collect()
 }
 
-/// The simulators' runtime, shut down without waiting when dropped: a runtime dropped
-/// inside async code (an early `?` of the run) would otherwise panic.
-struct ProvidersRuntime(Option<tokio::runtime::Runtime>);
-
-impl ProvidersRuntime {
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("the runtime until dropped").handle()
-    }
-}
-
-impl Drop for ProvidersRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
     if args.rates.len() != 3 {
         return Err("--rates takes three limits: fixed-price, committed, cheap".into());
@@ -185,21 +167,10 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
     if !(1..=1000).contains(&args.batch) {
         return Err("--batch is 1 to 1000".into());
     }
-    // The simulators run on a runtime of their own, as providers do on machines of their
-    // own: on the server's runtime, a busy moment there would delay the moment they read an
-    // arrival's time and count sends that left on time as bunched.
-    let providers_runtime = ProvidersRuntime(Some(
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("provider-sim")
-            .enable_all()
-            .build()?,
-    ));
     let mut sims = Vec::new();
     for (name, rate) in NAMES.iter().zip(&args.rates) {
         let window = Window { requests: *rate, length: Duration::from_secs(1) };
-        let listen = "127.0.0.1:0".parse()?;
-        sims.push(providers_runtime.handle().spawn(Simulator::start(name, listen, vec![window])).await??);
+        sims.push(Simulator::start_alone(name, "127.0.0.1:0".parse()?, vec![window])?);
     }
     let db = args.db.fresh("messages").await?;
     let key = format!("ql_bench-{:016x}", std::process::id() as u64 ^ 0x5eed_0000_0000);
@@ -301,8 +272,6 @@ pub async fn run(args: &MessagesArgs) -> Result<MessagesReport> {
     shutdown.cancel();
     serving.await??;
     db.finish(false).await?;
-    drop(sims);
-    drop(providers_runtime);
 
     let sending_secs = first_last.map_or(0.0, |(f, l)| l.duration_since(f).as_secs_f64());
     let sent_per_sec = if sending_secs > 0.0 { (sent.saturating_sub(1)) as f64 / sending_secs } else { 0.0 };

@@ -96,6 +96,17 @@ pub struct Simulator {
     shared: Shared,
     /// The server; dropping the set aborts it.
     _server: JoinSet<()>,
+    /// The runtime of its own it runs on, if it was started with [`Simulator::start_alone`].
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        // Without waiting: a simulator may be dropped inside async code.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Simulator {
@@ -120,7 +131,27 @@ impl Simulator {
         server.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, shared, _server: server })
+        Ok(Self { addr, shared, _server: server, runtime: None })
+    }
+
+    /// [`Simulator::start`], on a runtime (a thread) of its own, as a provider is on a
+    /// machine of its own: on the caller's runtime, a busy moment there (a test posting and
+    /// polling, a server routing a burst) would delay the moment it stamps an arrival, and
+    /// sends that left on time would be counted as bunched.
+    pub fn start_alone(name: &str, listen: SocketAddr, limits: Vec<Window>) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("provider-sim-{name}"))
+            .enable_all()
+            .build()?;
+        let (handle, name) = (runtime.handle().clone(), name.to_owned());
+        // Started from a thread outside every runtime: `block_on` may not run inside one.
+        let started = std::thread::spawn(move || handle.block_on(Self::start(&name, listen, limits)))
+            .join()
+            .map_err(|_| std::io::Error::other("the simulator panicked while starting"))?;
+        let mut sim = started?;
+        sim.runtime = Some(runtime);
+        Ok(sim)
     }
 
     pub fn addr(&self) -> SocketAddr {

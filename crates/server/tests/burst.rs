@@ -4,9 +4,10 @@
 //!
 //! What a buyer of SMS would check, from the providers' side of the wire:
 //! - no simulator ever answered 429 (each counts breaches by its own clock);
-//! - each provider was kept at 95 % or more of its limit while it had work;
+//! - each provider was kept at 95 % or more of its limit while it had work (asserted: 95 %
+//!   on SQLite, 93 % on PostgreSQL);
 //! - no message expired, since the three together could send them all in time;
-//! - the bill is within 2 % of the cheapest possible (asserted: 4 %, see below): the
+//! - the bill is within 2 % of the cheapest possible (asserted with room, see below): the
 //!   paid-for capacity and the commitment (marginal cost 0) used all the time, the cheap
 //!   provider only for what they could not send before the deadline.
 //!
@@ -122,7 +123,9 @@ async fn burst(backend: Backend) {
     let mut sims = Vec::new();
     for p in &PROVIDERS {
         let window = Window { requests: p.per_second, length: Duration::from_secs(1) };
-        sims.push(Simulator::start(p.name, "127.0.0.1:0".parse().unwrap(), vec![window]).await.unwrap());
+        // Each on a runtime of its own, as a provider on its own machine: this test's
+        // posting and polling must not delay the moment a simulator stamps an arrival.
+        sims.push(Simulator::start_alone(p.name, "127.0.0.1:0".parse().unwrap(), vec![window]).unwrap());
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("questline.toml");
@@ -194,23 +197,28 @@ async fn burst(backend: Backend) {
     }
     let capacity_allowed = due.duration_since(first_send).as_secs_f64() * 350.0 >= MESSAGES as f64;
     assert!(capacity_allowed, "the test's own premise: the providers could send every message in time: {figures}");
+    // The targets are 95 % of each limit and a bill within 2 % of the cheapest schedule.
+    // Measured on a quiet 2-core machine: SQLite 98.7-98.9 % and 1.7-2.1 % over; PostgreSQL,
+    // whose server shares the two cores, 96.7-98.9 % and 2.0-3.5 % over. What the bill's
+    // excess is made of: the limiter's margin (about 1 % of the free capacity) and the free
+    // providers' first few hundred milliseconds (the first sends wait for the first routes).
+    // Asserted with room for a loaded CI machine; docs/messages.md has the figures.
+    let (least_share, most_over) = match backend {
+        Backend::Sqlite => (0.95, 4),
+        Backend::Postgres => (0.93, 6),
+    };
     for (p, a) in PROVIDERS.iter().zip(&admitted) {
         let last = a.last().unwrap();
         assert!(*last <= due, "{} sent after the deadline: {figures}", p.name);
-        // The target, asserted: 95 %. Measured 98.7-98.9 % on a quiet 2-core machine.
         assert!(
-            utilisation(a, p.per_second) >= 0.95,
-            "{} below 95 % of its limit while it had work: {figures}",
+            utilisation(a, p.per_second) >= least_share,
+            "{} below {least_share} of its limit while it had work: {figures}",
             p.name
         );
     }
-    // The target is 2 % over the cheapest schedule; measured on a quiet 2-core machine,
-    // 1.7-2.1 %: the limiter's margin (about 1 % of the free capacity) and the free
-    // providers' first few hundred milliseconds (the first sends wait for the first routes).
-    // Asserted with room for a loaded CI machine; docs/BENCHMARKS.md has the figures.
     assert!(
-        cost <= least_cost * Decimal::new(104, 2),
-        "the bill is more than 4 % over the cheapest schedule: {figures}"
+        cost <= least_cost * (Decimal::ONE + Decimal::new(most_over, 2)),
+        "the bill is more than {most_over} % over the cheapest schedule: {figures}"
     );
 
     // Each message went out once, to one provider.
