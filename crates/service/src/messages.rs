@@ -245,8 +245,11 @@ impl Service {
         Ok(answers)
     }
 
-    /// A message as committed.
+    /// A message as committed. An id no backend can store names no message.
     pub async fn message(&self, tenant: &TenantId, id: &str) -> Result<Message> {
+        if !questline_core::id::storable(id) {
+            return Err(ServiceError::MessageNotFound(id.to_owned()));
+        }
         self.store.message(tenant, id).await?.ok_or_else(|| ServiceError::MessageNotFound(id.to_owned()))
     }
 

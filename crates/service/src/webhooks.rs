@@ -222,6 +222,10 @@ impl Service {
     }
 
     pub async fn delete_webhook(&self, tenant: &TenantId, id: &str) -> Result<()> {
+        // An id no backend can store names no webhook.
+        if !questline_core::id::storable(id) {
+            return Err(ServiceError::WebhookNotFound(id.to_owned()));
+        }
         let mut unit = self.store.begin().await?;
         if !unit.delete_webhook(tenant, id).await? {
             return Err(ServiceError::WebhookNotFound(id.to_owned()));

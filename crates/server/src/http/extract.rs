@@ -281,7 +281,8 @@ pub fn decode_cursor(cursor: &str) -> ApiResult<String> {
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|id| !id.is_empty())
+        // A cursor is an id this API returned: never empty, and storable by every backend.
+        .filter(|id| !id.is_empty() && questline_core::id::storable(id))
         .ok_or_else(|| ApiError::invalid(&query_pointer("cursor"), "not a cursor this API returned"))
 }
 

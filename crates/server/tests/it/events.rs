@@ -320,6 +320,13 @@ pub async fn nul_in_paths_and_names_is_answered_not_failed(backend: Backend) {
     let body =
         expect_problem(send(server.post("/v1/keys", &json!({"name": "a\u{0}b", "role": "read"}))).await, 422).await;
     assert_eq!(body["errors"][0]["pointer"], "/name", "{body}");
+    let body = expect_problem(send(server.get("/v1/messages/a%00b")).await, 404).await;
+    assert_eq!(body["type"], "https://questline.dev/problems/message-not-found", "{body}");
+    let body = expect_problem(send(server.delete("/v1/webhooks/a%00b")).await, 404).await;
+    assert_eq!(body["type"], "https://questline.dev/problems/webhook-not-found", "{body}");
+    // A cursor that decodes to such text ("a\0b", base64url) is not one this API returned.
+    let body = expect_problem(send(server.get("/v1/missions?cursor=YQBi")).await, 422).await;
+    assert_eq!(body["errors"][0]["pointer"], "query/cursor", "{body}");
 }
 
 /// A number in `attributes` that no exact decimal holds is refused per event with its
