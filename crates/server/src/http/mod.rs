@@ -51,12 +51,44 @@ fn with_layers<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S>
         .layer(middleware::from_fn(problem_details))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(limit_head))
+        .layer(middleware::from_fn(close_if_body_unread))
         .layer(middleware::from_fn(record_metrics))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+}
+
+/// Refusals that come before a request's body is read: the key or token (401, 403), the
+/// route (404, 405), the head (431), the content type (415) or the size (413).
+const REFUSED_UNREAD: [StatusCode; 7] = [
+    StatusCode::UNAUTHORIZED,
+    StatusCode::FORBIDDEN,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+];
+
+/// A request with a body refused before the body was read is answered `Connection: close`.
+/// hyper does not keep a connection whose request body was left unread; a client told
+/// nothing would send its next request on it and see the connection drop under it (every
+/// time, with a 93 KB body and no key).
+async fn close_if_body_unread(req: Request, next: Next) -> Response {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let mut response = next.run(req).await;
+    if has_body && REFUSED_UNREAD.contains(&response.status()) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The most a request's target and headers may hold together. hyper refuses a head over its

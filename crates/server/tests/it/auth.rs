@@ -141,3 +141,32 @@ pub async fn user_tokens_not_valid_yet_are_401(backend: Backend) {
         assert!(detail.contains("not valid yet") && detail.contains(named), "{what}: {body}");
     }
 }
+
+/// A large body refused before it is read (no key) must not break the client's next request
+/// on the same connection: the answer says `Connection: close`, so the client opens a new one
+/// instead of writing into a connection the server is closing.
+pub async fn a_refused_large_body_does_not_break_the_next_request(backend: Backend) {
+    let server = start(backend).await;
+    let events: Vec<Value> = (0..600)
+        .map(|i| {
+            json!({"id": format!("e-{i}"), "type": "payment", "user_id": "u-1",
+                   "occurred_at": "2026-12-01T10:00:00Z", "attributes": {"amount": 100, "note": "x".repeat(80)}})
+        })
+        .collect();
+    let body = json!({ "events": events });
+    assert!(body.to_string().len() > 90_000);
+    for i in 0..20 {
+        let response = server
+            .anonymous(Method::POST, "/v1/events")
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} failed on the client's side: {e}"));
+        assert_eq!(response.headers().get("connection").map(|v| v.to_str().unwrap()), Some("close"), "request {i}");
+        expect_problem(response, 401).await;
+    }
+    // A refusal after the body was read keeps the connection.
+    let keep = send(server.post("/v1/events", &json!({"events": "not a list"}))).await;
+    assert_eq!(keep.headers().get("connection"), None);
+    expect_problem(keep, 422).await;
+}

@@ -96,6 +96,7 @@ e2e! {
         user_tokens_are_refused_when_not_configured,
         user_tokens_must_be_valid_hs256,
         user_tokens_not_valid_yet_are_401,
+        a_refused_large_body_does_not_break_the_next_request,
     ],
     durability: [kill_9_loses_nothing_acknowledged],
     jobs: [
