@@ -256,12 +256,8 @@ impl Service {
     /// Many messages as committed, a few statements per tenant: for each `(tenant, id)`, the
     /// message, or `None` if there is none.
     pub async fn messages(&self, wanted: &[(TenantId, String)]) -> Result<Vec<Option<Message>>> {
-        let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, (tenant, _)) in wanted.iter().enumerate() {
-            by_tenant.entry(tenant.as_str()).or_default().push(i);
-        }
         let mut found = vec![None; wanted.len()];
-        for indices in by_tenant.values() {
+        for indices in by_tenant(wanted.iter().map(|(tenant, _)| tenant)).values() {
             let tenant = &wanted[indices[0]].0;
             let ids: Vec<&str> = indices.iter().map(|&i| wanted[i].1.as_str()).collect();
             let read: HashMap<String, Message> =
@@ -281,14 +277,10 @@ impl Service {
     /// ([`MessageUpdate::apply`]).
     pub async fn update_messages(&self, updates: &[(TenantId, String, MessageUpdate)]) -> Result<Vec<Option<Message>>> {
         let now = self.clock.now();
-        let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, (tenant, _, _)) in updates.iter().enumerate() {
-            by_tenant.entry(tenant.as_str()).or_default().push(i);
-        }
         let mut saved = vec![None; updates.len()];
         let mut sent: BTreeMap<String, u64> = BTreeMap::new();
         let mut unit = self.store.begin().await?;
-        for indices in by_tenant.values() {
+        for indices in by_tenant(updates.iter().map(|(tenant, _, _)| tenant)).values() {
             let tenant = &updates[indices[0]].0;
             let ids: Vec<&str> = indices.iter().map(|&i| updates[i].1.as_str()).collect();
             let mut found: HashMap<String, Message> =
@@ -326,6 +318,15 @@ impl Service {
     pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
+}
+
+/// The indexes of a batch's items per tenant, tenants in order (the order rows are locked in).
+fn by_tenant<'a>(tenants: impl Iterator<Item = &'a TenantId>) -> BTreeMap<&'a str, Vec<usize>> {
+    let mut by_tenant: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, tenant) in tenants.enumerate() {
+        by_tenant.entry(tenant.as_str()).or_default().push(i);
+    }
+    by_tenant
 }
 
 /// Data as a template sees it. Numbers keep the text the client sent: serde_json's

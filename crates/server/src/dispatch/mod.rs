@@ -441,9 +441,7 @@ impl Dispatcher {
         let wait = booking.at.duration_since(Timestamp::now());
         if wait.is_negative() {
             if wait.unsigned_abs() > LATE {
-                tracing::debug!(message_id = %message.id, provider = %booking.provider, late_ms = wait.unsigned_abs().as_millis() as u64, "booked slot missed");
-                metrics::counter!("questline_messages_slots_missed_total", "provider" => booking.provider.clone())
-                    .increment(1);
+                slot_missed(message, &booking.provider, "back too late for its booked slot");
                 return None;
             }
             return Some(self.send_in_slot(tenant, message, provider, Instant::now()).await);
@@ -467,9 +465,7 @@ impl Dispatcher {
         let Some(answer) = self.send_at(slot, provider, message).await else {
             // Woken too late (a starved runtime): sent now, it could bunch with the slots
             // after it. The slot is given up and the message routed again.
-            tracing::debug!(message_id = %message.id, provider = %provider.config.name, "slot missed");
-            metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.config.name.clone())
-                .increment(1);
+            slot_missed(message, &provider.config.name, "woken too late for its slot");
             return again(message, Duration::ZERO);
         };
         self.record_answer(tenant, message, provider, answer).await
@@ -701,6 +697,12 @@ impl Dispatcher {
         };
         route::rank(std::slice::from_ref(&state)).first().map_or(Decimal::ZERO, |c| c.marginal_cost)
     }
+}
+
+/// A slot given up: counted per provider (`questline_messages_slots_missed_total`), and why.
+fn slot_missed(message: &Message, provider: &str, why: &'static str) {
+    tracing::debug!(message_id = %message.id, provider, why, "slot missed");
+    metrics::counter!("questline_messages_slots_missed_total", "provider" => provider.to_owned()).increment(1);
 }
 
 /// Run the job again after `after`, without spending an attempt, at the message's own
